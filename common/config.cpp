@@ -1,0 +1,342 @@
+#include "common/config.hpp"
+
+#include <boost/program_options.hpp>
+#include <charconv>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+namespace po = boost::program_options;
+
+namespace cgn::common {
+
+std::string_view to_string(FilteringMode m) {
+    switch (m) {
+        case FilteringMode::endpoint_independent: return "endpoint-independent";
+        case FilteringMode::address_dependent: return "address-dependent";
+        case FilteringMode::address_and_port_dependent: return "address-and-port-dependent";
+    }
+    return "?";
+}
+
+namespace {
+
+// Pools are held as per-address port bitmaps (three protocols x 8 KiB), so their size is capped
+// until port blocks arrive.
+constexpr uint64_t kMaxPoolAddresses = 4096;
+
+[[noreturn]] void bad_value(const std::string& option, const std::string& value,
+                            const std::string& expected) {
+    throw ConfigError("invalid value '" + value + "' for --" + option + ": expected " +
+                      expected);
+}
+
+InterfaceAddress parse_interface(const std::string& option, const std::string& value) {
+    auto a = InterfaceAddress::parse(value);
+    if (!a || a->subnet.length == 0 || a->subnet.length > 30)
+        bad_value(option, value, "an IPv4 address with its prefix length (/1 to /30), e.g. " +
+                                     std::string(option == "inside-address" ? "100.64.0.1/10"
+                                                                            : "192.0.2.1/24"));
+    if (a->address == a->subnet.address ||
+        a->address.value == (a->subnet.address.value | ~a->subnet.mask()))
+        bad_value(option, value, "a host address, not the network or broadcast address");
+    return *a;
+}
+
+Ipv4Address parse_address(const std::string& option, const std::string& value) {
+    auto a = Ipv4Address::parse(value);
+    if (!a) bad_value(option, value, "an IPv4 address such as 192.0.2.254");
+    return *a;
+}
+
+uint32_t parse_number(const std::string& option, const std::string& value, uint32_t min,
+                      uint32_t max) {
+    uint64_t v = 0;
+    auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
+    if (value.empty() || ec != std::errc() || ptr != value.data() + value.size() || v < min ||
+        v > max)
+        bad_value(option, value,
+                  "a whole number from " + std::to_string(min) + " to " + std::to_string(max));
+    return static_cast<uint32_t>(v);
+}
+
+PortRange parse_port_range(const std::string& value) {
+    size_t dash = value.find('-');
+    if (dash == std::string::npos) bad_value("port-range", value, "FIRST-LAST, e.g. 1024-65535");
+    PortRange r;
+    r.first = static_cast<uint16_t>(parse_number("port-range", value.substr(0, dash), 1, 65535));
+    r.last = static_cast<uint16_t>(parse_number("port-range", value.substr(dash + 1), 1, 65535));
+    if (r.first > r.last) bad_value("port-range", value, "FIRST not above LAST");
+    if (r.size() < 64) bad_value("port-range", value, "a range of at least 64 ports");
+    return r;
+}
+
+FilteringMode parse_filtering(const std::string& value) {
+    for (auto m : {FilteringMode::endpoint_independent, FilteringMode::address_dependent,
+                   FilteringMode::address_and_port_dependent})
+        if (value == to_string(m)) return m;
+    bad_value("filtering", value,
+              "endpoint-independent, address-dependent or address-and-port-dependent");
+}
+
+std::vector<unsigned> parse_lcore_list(const std::string& value) {
+    std::vector<unsigned> out;
+    std::stringstream ss(value);
+    std::string item;
+    while (std::getline(ss, item, ','))
+        out.push_back(parse_number("worker-lcores", item, 0, 1023));
+    if (out.empty()) bad_value("worker-lcores", value, "a comma-separated list of lcore ids");
+    return out;
+}
+
+bool looks_like_pci(const std::string& s) {
+    // DDDD:BB:DD.F or BB:DD.F, hexadecimal.
+    auto is_hex = [](char c) { return std::isxdigit(static_cast<unsigned char>(c)) != 0; };
+    std::string t = s;
+    if (t.size() == 12 && t[4] == ':') t = t.substr(5);
+    if (t.size() != 7 || t[2] != ':' || t[5] != '.') return false;
+    return is_hex(t[0]) && is_hex(t[1]) && is_hex(t[3]) && is_hex(t[4]) && t[6] >= '0' &&
+           t[6] <= '7';
+}
+
+std::string check_device(const std::string& option, const std::string& value) {
+    if (device_is_vdev(value) || looks_like_pci(value)) return value;
+    bad_value(option, value,
+              "a PCI address (0000:03:00.0) or a vdev such as net_af_packet0,iface=veth0, "
+              "net_af_xdp0,iface=veth0, net_ring0 or net_memif0");
+}
+
+po::options_description describe() {
+    po::options_description general("General");
+    general.add_options()
+        ("help,h", "print this help and exit")
+        ("version", "print the version and exit")
+        ("config,c", po::value<std::string>()->value_name("FILE"),
+         "read options from FILE (one 'name = value' per line, '#' comments); options on the "
+         "command line override it");
+
+    po::options_description dpdk("DPDK");
+    dpdk.add_options()
+        ("eal-args", po::value<std::string>()->value_name("ARGS")->default_value(""),
+         "extra EAL arguments, space separated, e.g. \"--no-huge --no-pci -m 512 --in-memory\". "
+         "cgnd adds the lcore list (unless ARGS has -l/--lcores/-c) and one device argument per "
+         "port (-a for PCI, --vdev for virtual devices)")
+        ("main-lcore", po::value<unsigned>()->value_name("ID")->default_value(0),
+         "lcore of the control thread")
+        ("worker-lcores", po::value<std::string>()->value_name("LIST")->default_value("1"),
+         "lcores that run packet workers, comma separated (one worker in this version)")
+        ("mbufs", po::value<std::string>()->value_name("N")->default_value("16383"),
+         "packet buffers in the pool shared by the ports");
+
+    po::options_description net("Interfaces");
+    net.add_options()
+        ("inside-port", po::value<std::string>()->value_name("DEV"),
+         "subscriber-facing port: a PCI address (0000:03:00.0) or a vdev "
+         "(net_af_packet0,iface=veth0; net_af_xdp0,iface=veth0; net_ring0; net_memif0,...)")
+        ("outside-port", po::value<std::string>()->value_name("DEV"),
+         "Internet-facing port, given like --inside-port")
+        ("inside-address", po::value<std::string>()->value_name("A/LEN"),
+         "cgnd's address and on-link prefix on the inside, e.g. 100.64.0.1/10; subscribers in "
+         "the prefix are reached directly")
+        ("outside-address", po::value<std::string>()->value_name("A/LEN"),
+         "cgnd's address and on-link prefix on the outside, e.g. 192.0.2.1/24")
+        ("inside-gateway", po::value<std::string>()->value_name("A"),
+         "next hop for subscriber addresses outside the inside prefix (optional)")
+        ("outside-gateway", po::value<std::string>()->value_name("A"),
+         "next hop for destinations outside the outside prefix (optional; without it only "
+         "on-link destinations are reached)");
+
+    po::options_description nat("NAT");
+    nat.add_options()
+        ("pool", po::value<std::vector<std::string>>()->value_name("PREFIX")->composing(),
+         "external address pool prefix, e.g. 198.51.100.0/28; repeat for several (at most 4096 "
+         "addresses in all); cgnd answers ARP for these on the outside")
+        ("port-range", po::value<std::string>()->value_name("FIRST-LAST")
+             ->default_value("1024-65535"),
+         "external ports handed out; ports below 1024 are used only if FIRST is below 1024")
+        ("filtering", po::value<std::string>()->value_name("MODE")
+             ->default_value("endpoint-independent"),
+         "inbound filtering (RFC 4787 REQ-8): endpoint-independent, address-dependent or "
+         "address-and-port-dependent")
+        ("timeout-udp", po::value<std::string>()->value_name("S")->default_value("300"),
+         "UDP session idle timeout in seconds (RFC 4787 REQ-5)")
+        ("timeout-tcp-established", po::value<std::string>()->value_name("S")
+             ->default_value("7440"),
+         "established TCP session idle timeout in seconds (RFC 5382 REQ-5)")
+        ("timeout-tcp-transitory", po::value<std::string>()->value_name("S")
+             ->default_value("240"),
+         "TCP idle timeout in seconds while opening, closing or after RST (RFC 5382 REQ-5)")
+        ("timeout-icmp", po::value<std::string>()->value_name("S")->default_value("60"),
+         "ICMP query idle timeout in seconds (RFC 5508 REQ-1)")
+        ("max-sessions", po::value<std::string>()->value_name("N")->default_value("1048576"),
+         "sessions per worker (memory is reserved at start: about 200 bytes each)")
+        ("icmp-error-rate", po::value<std::string>()->value_name("N")->default_value("1000"),
+         "ICMP errors (time exceeded) a worker sends per second at most");
+
+    po::options_description all("cgnd options");
+    all.add(general).add(dpdk).add(net).add(nat);
+    return all;
+}
+
+std::vector<std::string> split_spaces(const std::string& s) {
+    std::vector<std::string> out;
+    std::istringstream in(s);
+    std::string w;
+    while (in >> w) out.push_back(w);
+    return out;
+}
+
+template <class T>
+const T& required(const po::variables_map& vm, const char* name) {
+    if (!vm.count(name) || vm[name].defaulted())
+        throw ConfigError(std::string("missing required option --") + name +
+                          " (see cgnd --help)");
+    return vm[name].as<T>();
+}
+
+Config build(const po::variables_map& vm) {
+    Config c;
+    if (vm.count("config")) c.config_file = vm["config"].as<std::string>();
+    c.eal_args = split_spaces(vm["eal-args"].as<std::string>());
+    c.main_lcore = vm["main-lcore"].as<unsigned>();
+    c.worker_lcores = parse_lcore_list(vm["worker-lcores"].as<std::string>());
+    if (c.worker_lcores.size() != 1)
+        bad_value("worker-lcores", vm["worker-lcores"].as<std::string>(),
+                  "exactly one lcore: this version runs one worker");
+    for (unsigned l : c.worker_lcores)
+        if (l == c.main_lcore)
+            bad_value("worker-lcores", vm["worker-lcores"].as<std::string>(),
+                      "lcores other than --main-lcore " + std::to_string(c.main_lcore));
+    c.mbufs = parse_number("mbufs", vm["mbufs"].as<std::string>(), 1023, 1u << 24);
+
+    c.inside_port = check_device("inside-port", required<std::string>(vm, "inside-port"));
+    c.outside_port = check_device("outside-port", required<std::string>(vm, "outside-port"));
+    if (device_name(c.inside_port) == device_name(c.outside_port))
+        bad_value("outside-port", c.outside_port, "a device other than --inside-port");
+    c.inside_address =
+        parse_interface("inside-address", required<std::string>(vm, "inside-address"));
+    c.outside_address =
+        parse_interface("outside-address", required<std::string>(vm, "outside-address"));
+    if (c.inside_address.subnet.overlaps(c.outside_address.subnet))
+        bad_value("outside-address", vm["outside-address"].as<std::string>(),
+                  "a prefix that does not overlap --inside-address " +
+                      c.inside_address.to_string());
+    if (vm.count("inside-gateway")) {
+        auto gw = parse_address("inside-gateway", vm["inside-gateway"].as<std::string>());
+        if (!c.inside_address.subnet.contains(gw) || gw == c.inside_address.address)
+            bad_value("inside-gateway", gw.to_string(),
+                      "another host in the inside prefix " + c.inside_address.subnet.to_string());
+        c.inside_gateway = gw;
+    }
+    if (vm.count("outside-gateway")) {
+        auto gw = parse_address("outside-gateway", vm["outside-gateway"].as<std::string>());
+        if (!c.outside_address.subnet.contains(gw) || gw == c.outside_address.address)
+            bad_value("outside-gateway", gw.to_string(),
+                      "another host in the outside prefix " +
+                          c.outside_address.subnet.to_string());
+        c.outside_gateway = gw;
+    }
+
+    if (!vm.count("pool")) throw ConfigError("missing required option --pool (see cgnd --help)");
+    uint64_t pool_addresses = 0;
+    for (const auto& text : vm["pool"].as<std::vector<std::string>>()) {
+        auto p = Ipv4Prefix::parse(text);
+        if (!p || p->length < 8)
+            bad_value("pool", text, "an IPv4 prefix with zero host bits, e.g. 198.51.100.0/28");
+        for (const auto& other : c.pool)
+            if (other.overlaps(*p))
+                bad_value("pool", text, "a prefix not overlapping pool " + other.to_string());
+        if (p->contains(c.outside_address.address) || p->contains(c.inside_address.address))
+            bad_value("pool", text, "a prefix not holding cgnd's own interface addresses");
+        if (c.inside_address.subnet.overlaps(*p))
+            bad_value("pool", text,
+                      "a prefix outside the inside prefix " + c.inside_address.subnet.to_string());
+        pool_addresses += p->size();
+        c.pool.push_back(*p);
+    }
+    if (pool_addresses > kMaxPoolAddresses)
+        bad_value("pool", std::to_string(pool_addresses) + " addresses",
+                  "at most " + std::to_string(kMaxPoolAddresses) + " addresses in all");
+
+    c.port_range = parse_port_range(vm["port-range"].as<std::string>());
+    c.filtering = parse_filtering(vm["filtering"].as<std::string>());
+    constexpr uint32_t kDay = 86400;
+    c.timeouts.udp_s = parse_number("timeout-udp", vm["timeout-udp"].as<std::string>(), 1, kDay);
+    c.timeouts.tcp_established_s = parse_number(
+        "timeout-tcp-established", vm["timeout-tcp-established"].as<std::string>(), 1, 7 * kDay);
+    c.timeouts.tcp_transitory_s = parse_number(
+        "timeout-tcp-transitory", vm["timeout-tcp-transitory"].as<std::string>(), 1, kDay);
+    c.timeouts.icmp_s =
+        parse_number("timeout-icmp", vm["timeout-icmp"].as<std::string>(), 1, kDay);
+    c.max_sessions =
+        parse_number("max-sessions", vm["max-sessions"].as<std::string>(), 16, 1u << 26);
+    c.icmp_error_rate =
+        parse_number("icmp-error-rate", vm["icmp-error-rate"].as<std::string>(), 0, 1000000);
+    return c;
+}
+
+}  // namespace
+
+ParseOutcome parse_command_line(int argc, const char* const* argv) {
+    auto desc = describe();
+    ParseOutcome out;
+    po::variables_map vm;
+    try {
+        po::store(po::command_line_parser(argc, argv).options(desc).run(), vm);
+        if (vm.count("help")) {
+            std::ostringstream help;
+            help << "cgnd - carrier-grade NAT (NAPT44) on DPDK\n\n"
+                 << "Usage: cgnd [--config FILE] [options]\n\n"
+                 << desc << "\nSignals: SIGUSR1 prints the counters; SIGINT/SIGTERM stop cgnd "
+                 << "(ports stopped, counters printed).\n";
+            out.action = ParseOutcome::Action::help;
+            out.help_text = help.str();
+            return out;
+        }
+        if (vm.count("version")) {
+            out.action = ParseOutcome::Action::version;
+            return out;
+        }
+        if (vm.count("config")) {
+            const auto& file = vm["config"].as<std::string>();
+            std::ifstream in(file);
+            if (!in) throw ConfigError("cannot read --config file '" + file + "'");
+            po::store(po::parse_config_file(in, desc), vm);
+        }
+        po::notify(vm);
+        out.config = build(vm);
+    } catch (const po::error& e) {
+        throw ConfigError(e.what());
+    }
+    return out;
+}
+
+std::string device_name(const std::string& device) { return device.substr(0, device.find(',')); }
+
+bool device_is_vdev(const std::string& device) {
+    return device.rfind("net_", 0) == 0 && device_name(device).size() > 4;
+}
+
+std::vector<std::string> eal_arguments(const Config& config, const std::string& program) {
+    std::vector<std::string> args{program};
+    bool has_lcores = false;
+    for (const auto& a : config.eal_args) {
+        if (a == "-l" || a == "-c" || a == "--lcores" || a.rfind("--lcores=", 0) == 0 ||
+            (a.size() > 2 && (a.rfind("-l", 0) == 0 || a.rfind("-c", 0) == 0)))
+            has_lcores = true;
+        args.push_back(a);
+    }
+    if (!has_lcores) {
+        std::string list = std::to_string(config.main_lcore);
+        for (unsigned l : config.worker_lcores) list += "," + std::to_string(l);
+        args.insert(args.begin() + 1, {"-l", list, "--main-lcore",
+                                       std::to_string(config.main_lcore)});
+    }
+    for (const auto* dev : {&config.inside_port, &config.outside_port}) {
+        args.push_back(device_is_vdev(*dev) ? "--vdev" : "-a");
+        args.push_back(*dev);
+    }
+    return args;
+}
+
+}  // namespace cgn::common

@@ -1,0 +1,86 @@
+#pragma once
+// cgnd's configuration: every option can be given in a config file (INI style, `name = value`)
+// and on the command line, which wins. Parsing validates everything and throws ConfigError
+// naming the offending option before any port is touched (DESIGN invariant 8).
+
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "common/address.hpp"
+
+namespace cgn::common {
+
+class ConfigError : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+// RFC 4787 REQ-8 names these three filtering behaviours.
+enum class FilteringMode : uint8_t {
+    endpoint_independent,
+    address_dependent,
+    address_and_port_dependent,
+};
+std::string_view to_string(FilteringMode m);
+
+struct Timeouts {
+    // Defaults: RFC 4787 REQ-5 (UDP >= 2 min, 5 min recommended), RFC 5382 REQ-5 (TCP
+    // established >= 2 h 4 min, transitory >= 4 min), RFC 5508 REQ-1 (ICMP query >= 60 s).
+    uint32_t udp_s = 300;
+    uint32_t tcp_established_s = 7440;
+    uint32_t tcp_transitory_s = 240;
+    uint32_t icmp_s = 60;
+};
+
+struct PortRange {
+    uint16_t first = 1024;
+    uint16_t last = 65535;
+    uint32_t size() const { return uint32_t{last} - first + 1; }
+};
+
+struct Config {
+    std::string config_file;
+    std::vector<std::string> eal_args;
+    unsigned main_lcore = 0;
+    std::vector<unsigned> worker_lcores{1};
+
+    std::string inside_port;   // DPDK device: PCI address or vdev spec
+    std::string outside_port;
+    InterfaceAddress inside_address;
+    InterfaceAddress outside_address;
+    std::optional<Ipv4Address> inside_gateway;
+    std::optional<Ipv4Address> outside_gateway;
+
+    std::vector<Ipv4Prefix> pool;
+    PortRange port_range;
+    FilteringMode filtering = FilteringMode::endpoint_independent;
+    Timeouts timeouts;
+
+    uint32_t max_sessions = 1u << 20;  // per worker
+    uint32_t mbufs = 16383;
+    uint32_t icmp_error_rate = 1000;   // ICMP errors sent per second per worker, at most
+};
+
+struct ParseOutcome {
+    enum class Action { run, help, version };
+    Action action = Action::run;
+    std::string help_text;
+    Config config;
+};
+
+// Parses argv (argv[0] is the program name). Throws ConfigError with a message naming the
+// option for anything missing, malformed or inconsistent.
+ParseOutcome parse_command_line(int argc, const char* const* argv);
+
+// The EAL argument vector cgnd passes to rte_eal_init: the user's EAL arguments, the lcore list
+// (unless the user gave one) and a device argument for each port.
+std::vector<std::string> eal_arguments(const Config& config, const std::string& program);
+
+// The name DPDK gives the port for a device string: "net_ring0,x=y" -> "net_ring0".
+std::string device_name(const std::string& device);
+bool device_is_vdev(const std::string& device);
+
+}  // namespace cgn::common

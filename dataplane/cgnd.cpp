@@ -1,0 +1,179 @@
+// cgnd: the carrier-grade NAT daemon. Reads and validates its configuration (before touching
+// any port), initialises DPDK, starts the ports and the worker, then the main lcore becomes the
+// control thread: it prints counters on SIGUSR1 and stops everything cleanly on SIGINT/SIGTERM.
+
+#include <rte_eal.h>
+#include <rte_errno.h>
+#include <rte_launch.h>
+#include <rte_lcore.h>
+#include <rte_mbuf.h>
+
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/config.hpp"
+#include "common/counters.hpp"
+#include "dataplane/io/port.hpp"
+#include "dataplane/io/tsc_clock.hpp"
+#include "dataplane/io/worker.hpp"
+
+namespace {
+
+using namespace cgn;
+
+// Set by the signal handlers, read by the control loop (lock-free atomics are signal-safe).
+std::atomic<bool> g_stop_requested{false};
+std::atomic<bool> g_print_requested{false};
+static_assert(std::atomic<bool>::is_always_lock_free);
+
+extern "C" void on_stop_signal(int) { g_stop_requested.store(true); }
+extern "C" void on_print_signal(int) { g_print_requested.store(true); }
+
+void install_signal_handlers() {
+    struct sigaction sa{};
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, nullptr);
+    sigaction(SIGTERM, &sa, nullptr);
+    sa.sa_handler = on_print_signal;
+    sigaction(SIGUSR1, &sa, nullptr);
+}
+
+struct WorkerLaunch {
+    dp::Worker* worker;
+    const std::atomic<bool>* stop;
+};
+
+int worker_main(void* arg) {
+    auto* launch = static_cast<WorkerLaunch*>(arg);
+    launch->worker->run(*launch->stop);
+    return 0;
+}
+
+void print_counters(const common::WorkerCounters& counters) {
+    std::string text = common::format_counters(common::sum_counters({&counters}));
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    std::fflush(stdout);
+}
+
+int run(const common::Config& config) {
+    const unsigned worker_lcore = config.worker_lcores.front();
+    if (!rte_lcore_is_enabled(worker_lcore))
+        throw std::runtime_error("--worker-lcores: lcore " + std::to_string(worker_lcore) +
+                                 " is not enabled in the EAL lcore list");
+
+    const uint16_t inside = dp::find_port(config.inside_port, "inside-port");
+    const uint16_t outside = dp::find_port(config.outside_port, "outside-port");
+    const int socket = static_cast<int>(rte_lcore_to_socket_id(worker_lcore));
+    rte_mempool* pool = rte_pktmbuf_pool_create("cgn_mbufs", config.mbufs, 256, 0,
+                                                RTE_MBUF_DEFAULT_BUF_SIZE, socket);
+    if (pool == nullptr)
+        throw std::runtime_error(std::string("cannot create the mbuf pool (--mbufs ") +
+                                 std::to_string(config.mbufs) + "): " + rte_strerror(rte_errno));
+    dp::start_port(inside, 1, 1, pool, "inside-port");
+    dp::start_port(outside, 1, 1, pool, "outside-port");
+
+    dp::WorkerSettings ws;
+    ws.worker_id = 0;
+    ws.socket_id = socket;
+    ws.seed = rte_rdtsc();
+    ws.inside = {inside, 0, 0, dp::port_mac(inside), config.inside_address,
+                 config.inside_gateway};
+    ws.outside = {outside, 0, 0, dp::port_mac(outside), config.outside_address,
+                  config.outside_gateway};
+    ws.nat.pool = config.pool;
+    ws.nat.port_range = config.port_range;
+    ws.nat.filtering = config.filtering;
+    ws.nat.timeouts = config.timeouts;
+    ws.nat.max_sessions = config.max_sessions;
+    ws.icmp_error_rate = config.icmp_error_rate;
+
+    auto counters = std::make_unique<common::WorkerCounters>();
+    dp::TscClock clock;
+    auto worker = std::make_unique<dp::Worker>(ws, pool, *counters, clock);
+
+    std::printf("cgnd: inside  port %u (%s) mac %s address %s\n", inside,
+                config.inside_port.c_str(), ws.inside.mac.to_string().c_str(),
+                config.inside_address.to_string().c_str());
+    std::printf("cgnd: outside port %u (%s) mac %s address %s\n", outside,
+                config.outside_port.c_str(), ws.outside.mac.to_string().c_str(),
+                config.outside_address.to_string().c_str());
+    std::string pools;
+    for (const auto& p : config.pool) pools += " " + p.to_string();
+    std::printf("cgnd: pool%s ports %u-%u filtering %s, 1 worker on lcore %u\n", pools.c_str(),
+                config.port_range.first, config.port_range.last,
+                std::string(common::to_string(config.filtering)).c_str(), worker_lcore);
+
+    install_signal_handlers();
+    std::atomic<bool> stop{false};
+    WorkerLaunch launch{worker.get(), &stop};
+    if (int rc = rte_eal_remote_launch(worker_main, &launch, worker_lcore); rc != 0)
+        throw std::runtime_error("cannot launch the worker on lcore " +
+                                 std::to_string(worker_lcore));
+    std::printf("cgnd: ready\n");
+    std::fflush(stdout);
+
+    while (!g_stop_requested.load()) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        if (g_print_requested.exchange(false)) print_counters(*counters);
+    }
+    std::printf("cgnd: stopping\n");
+    stop.store(true, std::memory_order_release);
+    rte_eal_wait_lcore(worker_lcore);
+    worker.reset();
+    int rc_in = dp::stop_port(inside);
+    int rc_out = dp::stop_port(outside);
+    if (rc_in != 0 || rc_out != 0)
+        std::fprintf(stderr, "cgnd: warning: stopping ports: %s\n",
+                     rte_strerror(-(rc_in != 0 ? rc_in : rc_out)));
+    rte_mempool_free(pool);
+    print_counters(*counters);
+    std::printf("cgnd: stopped\n");
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    common::ParseOutcome parsed;
+    try {
+        parsed = common::parse_command_line(argc, argv);
+    } catch (const common::ConfigError& e) {
+        std::fprintf(stderr, "cgnd: error: %s\n", e.what());
+        return 2;
+    }
+    if (parsed.action == common::ParseOutcome::Action::help) {
+        std::fputs(parsed.help_text.c_str(), stdout);
+        return 0;
+    }
+    if (parsed.action == common::ParseOutcome::Action::version) {
+        std::puts("cgnd " CGN_VERSION);
+        return 0;
+    }
+    const common::Config& config = parsed.config;
+
+    std::vector<std::string> eal_args = common::eal_arguments(config, argv[0]);
+    std::vector<char*> eal_argv;
+    for (auto& a : eal_args) eal_argv.push_back(a.data());
+    if (rte_eal_init(static_cast<int>(eal_argv.size()), eal_argv.data()) < 0) {
+        std::string joined;
+        for (size_t i = 1; i < eal_args.size(); ++i) joined += " " + eal_args[i];
+        std::fprintf(stderr, "cgnd: error: DPDK EAL initialisation failed: %s (EAL arguments:%s)\n",
+                     rte_strerror(rte_errno), joined.c_str());
+        return 1;
+    }
+    int rc = 0;
+    try {
+        rc = run(config);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "cgnd: error: %s\n", e.what());
+        rc = 1;
+    }
+    rte_eal_cleanup();
+    return rc;
+}

@@ -1,0 +1,214 @@
+// Traffic cgnd itself answers or originates: ARP (RFC 826), ICMP echo to its own addresses
+// (RFC 792) and ICMP time exceeded (RFC 792, RFC 1812 §4.3.2.3).
+
+#include <rte_mbuf.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "common/byte_order.hpp"
+#include "common/checksum.hpp"
+#include "common/headers.hpp"
+#include "dataplane/io/worker.hpp"
+
+namespace cgn::dp {
+
+using common::Counter;
+using common::load_be16;
+using common::load_be32;
+using common::store_be16;
+using common::store_be32;
+namespace eth = common::eth;
+namespace arp = common::arp;
+namespace ipv4 = common::ipv4;
+namespace icmp = common::icmp;
+
+namespace {
+
+constexpr uint8_t kDefaultTtl = 64;
+
+void write_ethernet(uint8_t* frame, const common::MacAddress& dst, const common::MacAddress& src,
+                    uint16_t type) {
+    std::memcpy(frame + eth::kDst, dst.bytes.data(), 6);
+    std::memcpy(frame + eth::kSrc, src.bytes.data(), 6);
+    store_be16(frame + eth::kType, type);
+}
+
+void write_arp(uint8_t* a, uint16_t op, const common::MacAddress& sender_mac, uint32_t sender_ip,
+               const common::MacAddress& target_mac, uint32_t target_ip) {
+    store_be16(a + arp::kHardwareType, arp::kHardwareEthernet);
+    store_be16(a + arp::kProtocolType, eth::kTypeIpv4);
+    a[arp::kHardwareLength] = 6;
+    a[arp::kProtocolLength] = 4;
+    store_be16(a + arp::kOperation, op);
+    std::memcpy(a + arp::kSenderMac, sender_mac.bytes.data(), 6);
+    store_be32(a + arp::kSenderIp, sender_ip);
+    std::memcpy(a + arp::kTargetMac, target_mac.bytes.data(), 6);
+    store_be32(a + arp::kTargetIp, target_ip);
+}
+
+common::MacAddress mac_at(const uint8_t* p) {
+    common::MacAddress mac;
+    std::memcpy(mac.bytes.data(), p, 6);
+    return mac;
+}
+
+}  // namespace
+
+void Worker::handle_arp(SideIndex side, rte_mbuf* m, uint8_t* a, uint32_t length) {
+    const Interface& itf = interfaces_[side];
+    if (length < arp::kLength || load_be16(a + arp::kHardwareType) != arp::kHardwareEthernet ||
+        load_be16(a + arp::kProtocolType) != eth::kTypeIpv4 || a[arp::kHardwareLength] != 6 ||
+        a[arp::kProtocolLength] != 4) {
+        drop(m, Counter::drop_arp_malformed);
+        return;
+    }
+    const uint16_t op = load_be16(a + arp::kOperation);
+    const uint32_t sender_ip = load_be32(a + arp::kSenderIp);
+    const uint32_t target_ip = load_be32(a + arp::kTargetIp);
+    const common::MacAddress sender_mac = mac_at(a + arp::kSenderMac);
+    const bool for_us = target_ip == itf.address.address.value ||
+                        (side == kOutside && nat_.is_pool_address(target_ip));
+
+    // RFC 826 "merge": refresh an entry we have; create one when the sender asks for us (it is
+    // about to talk to us, and we will answer it).
+    bool learned = false;
+    if (itf.address.subnet.contains(common::Ipv4Address{sender_ip}) &&
+        sender_ip != itf.address.address.value) {
+        NeighborTable::Entry* e = neighbors(side).find(sender_ip);
+        if (e == nullptr && for_us) e = neighbors(side).find_or_create(sender_ip, now_ms_);
+        if (e != nullptr) {
+            e->mac = sender_mac;
+            e->state = NeighborTable::State::reachable;
+            e->confirmed_ms = now_ms_;
+            e->requests = 0;
+            learned = true;
+            counters_.add(Counter::arp_entries_learned);
+            for (unsigned i = 0; i < e->queued; ++i) transmit_to(side, e->queue[i], e->mac);
+            e->queued = 0;
+        }
+    }
+
+    if (op == arp::kOpRequest && for_us) {
+        // Answer in place: the request's buffer becomes the reply.
+        uint8_t* frame = rte_pktmbuf_mtod(m, uint8_t*);
+        write_ethernet(frame, sender_mac, itf.mac, eth::kTypeArp);
+        write_arp(a, arp::kOpReply, itf.mac, target_ip, sender_mac, sender_ip);
+        rte_pktmbuf_data_len(m) = static_cast<uint16_t>(
+            std::max<uint32_t>(rte_pktmbuf_data_len(m), eth::kHeaderLength + arp::kLength));
+        rte_pktmbuf_pkt_len(m) = rte_pktmbuf_data_len(m);
+        counters_.add(Counter::arp_requests_answered);
+        enqueue_tx(side, m);
+        return;
+    }
+    if (learned) {
+        rte_pktmbuf_free(m);  // a reply (or request) that taught us a neighbour: consumed
+        return;
+    }
+    drop(m, op == arp::kOpRequest || op == arp::kOpReply ? Counter::drop_arp_not_for_us
+                                                         : Counter::drop_arp_malformed);
+}
+
+void Worker::send_arp_request(SideIndex side, uint32_t target) {
+    const Interface& itf = interfaces_[side];
+    rte_mbuf* m = rte_pktmbuf_alloc(pool_);
+    if (m == nullptr) return;  // pool empty: the retransmit timer asks again
+    constexpr uint16_t kLength = 60;  // minimum Ethernet frame without FCS
+    if (rte_pktmbuf_append(m, kLength) == nullptr) {
+        rte_pktmbuf_free(m);
+        return;
+    }
+    uint8_t* frame = rte_pktmbuf_mtod(m, uint8_t*);
+    std::memset(frame, 0, kLength);
+    write_ethernet(frame, common::MacAddress::broadcast(), itf.mac, eth::kTypeArp);
+    write_arp(frame + eth::kHeaderLength, arp::kOpRequest, itf.mac, itf.address.address.value,
+              common::MacAddress{}, target);
+    counters_.add(Counter::arp_requests_sent);
+    enqueue_tx(side, m);
+}
+
+void Worker::handle_local(SideIndex side, rte_mbuf* m, Ipv4Packet& p) {
+    // Only ICMP echo requests to our own addresses are served (ping the gateway).
+    if (p.protocol != ipv4::kProtoIcmp || p.fragment || p.l4_length < icmp::kHeaderLength ||
+        p.l4[icmp::kType] != icmp::kEchoRequest) {
+        drop(m, Counter::drop_for_us);
+        return;
+    }
+    uint8_t* frame = rte_pktmbuf_mtod(m, uint8_t*);
+    const common::MacAddress requester = mac_at(frame + eth::kSrc);
+    uint8_t* ip = p.l3;
+    store_be32(ip + ipv4::kSrc, p.dst);
+    store_be32(ip + ipv4::kDst, p.src);
+    ip[ipv4::kTtl] = kDefaultTtl;
+    store_be16(ip + ipv4::kChecksum, 0);
+    store_be16(ip + ipv4::kChecksum,
+               common::checksum_finish(common::checksum_partial(ip, p.header_length)));
+    const uint16_t old_word = load_be16(p.l4);
+    p.l4[icmp::kType] = icmp::kEchoReply;
+    store_be16(p.l4 + icmp::kChecksum,
+               common::checksum_update16(load_be16(p.l4 + icmp::kChecksum), old_word,
+                                         load_be16(p.l4)));
+    counters_.add(Counter::icmp_echo_answered);
+    transmit_to(side, m, requester);
+}
+
+bool Worker::take_icmp_token() {
+    // Token bucket: icmp_error_rate_ tokens per second, burst of one second's worth.
+    if (now_ms_ > icmp_refill_ms_) {
+        icmp_tokens_ = std::min<uint64_t>(
+            icmp_error_rate_, icmp_tokens_ + (now_ms_ - icmp_refill_ms_) * icmp_error_rate_ / 1000);
+        icmp_refill_ms_ = now_ms_;
+    }
+    if (icmp_tokens_ == 0) return false;
+    --icmp_tokens_;
+    return true;
+}
+
+void Worker::send_time_exceeded(SideIndex side, rte_mbuf* m, const Ipv4Packet& p) {
+    // RFC 1812 §4.3.2.7: no ICMP error about an ICMP error or a non-first fragment.
+    if ((load_be16(p.l3 + ipv4::kFragment) & ipv4::kFragmentOffsetMask) != 0) return;
+    if (p.protocol == ipv4::kProtoIcmp &&
+        (p.l4_length < 1 || (p.l4[0] != icmp::kEchoRequest && p.l4[0] != icmp::kEchoReply)))
+        return;
+    if (!take_icmp_token()) {
+        counters_.add(Counter::drop_icmp_rate_limited);
+        return;
+    }
+    rte_mbuf* reply = rte_pktmbuf_alloc(pool_);
+    if (reply == nullptr) return;
+    const Interface& itf = interfaces_[side];
+    // RFC 792: the offending IP header and the first 8 bytes of its payload.
+    const uint16_t quoted = static_cast<uint16_t>(
+        p.header_length + std::min<uint16_t>(8, p.l4_length));
+    const uint16_t ip_length =
+        static_cast<uint16_t>(ipv4::kMinHeaderLength + icmp::kHeaderLength + quoted);
+    const uint16_t frame_length = static_cast<uint16_t>(eth::kHeaderLength + ip_length);
+    if (rte_pktmbuf_append(reply, frame_length) == nullptr) {
+        rte_pktmbuf_free(reply);
+        return;
+    }
+    uint8_t* frame = rte_pktmbuf_mtod(reply, uint8_t*);
+    const uint8_t* original = rte_pktmbuf_mtod(m, const uint8_t*);
+    write_ethernet(frame, mac_at(original + eth::kSrc), itf.mac, eth::kTypeIpv4);
+    uint8_t* ip = frame + eth::kHeaderLength;
+    std::memset(ip, 0, ipv4::kMinHeaderLength + icmp::kHeaderLength);
+    ip[ipv4::kVersionIhl] = 0x45;
+    store_be16(ip + ipv4::kTotalLength, ip_length);
+    ip[ipv4::kTtl] = kDefaultTtl;
+    ip[ipv4::kProtocol] = ipv4::kProtoIcmp;
+    store_be32(ip + ipv4::kSrc, itf.address.address.value);
+    store_be32(ip + ipv4::kDst, p.src);
+    store_be16(ip + ipv4::kChecksum, common::checksum_finish(common::checksum_partial(
+                                         ip, ipv4::kMinHeaderLength)));
+    uint8_t* ic = ip + ipv4::kMinHeaderLength;
+    ic[icmp::kType] = icmp::kTimeExceeded;
+    ic[icmp::kCode] = icmp::kCodeTtlExceeded;
+    std::memcpy(ic + icmp::kHeaderLength, p.l3, quoted);
+    store_be16(ic + icmp::kChecksum,
+               common::checksum_finish(
+                   common::checksum_partial(ic, icmp::kHeaderLength + quoted)));
+    counters_.add(Counter::icmp_time_exceeded_sent);
+    enqueue_tx(side, reply);
+}
+
+}  // namespace cgn::dp

@@ -1,0 +1,73 @@
+#include "dataplane/io/port.hpp"
+
+#include <rte_errno.h>
+#include <rte_ethdev.h>
+
+#include "common/config.hpp"
+
+namespace cgn::dp {
+
+namespace {
+
+constexpr uint16_t kRxDescriptors = 1024;
+constexpr uint16_t kTxDescriptors = 1024;
+
+[[noreturn]] void fail(const std::string& option, uint16_t port_id, const char* what, int rc) {
+    throw PortError("--" + option + " (port " + std::to_string(port_id) + "): " + what + ": " +
+                    rte_strerror(rc < 0 ? -rc : rc));
+}
+
+}  // namespace
+
+uint16_t find_port(const std::string& device, const std::string& option) {
+    uint16_t port_id = 0;
+    const std::string name = common::device_name(device);
+    if (rte_eth_dev_get_port_by_name(name.c_str(), &port_id) != 0)
+        throw PortError("--" + option + " " + device + ": no such DPDK port '" + name +
+                        "' (is the device present and bound, or the vdev's interface there?)");
+    return port_id;
+}
+
+void start_port(uint16_t port_id, uint16_t rx_queues, uint16_t tx_queues, rte_mempool* pool,
+                const std::string& option) {
+    rte_eth_dev_info info{};
+    if (int rc = rte_eth_dev_info_get(port_id, &info); rc != 0)
+        fail(option, port_id, "cannot read device info", rc);
+    if (rx_queues > info.max_rx_queues || tx_queues > info.max_tx_queues)
+        throw PortError("--" + option + ": the device supports " +
+                        std::to_string(info.max_rx_queues) + " RX / " +
+                        std::to_string(info.max_tx_queues) + " TX queues, " +
+                        std::to_string(rx_queues) + " needed");
+    rte_eth_conf conf{};
+    if (int rc = rte_eth_dev_configure(port_id, rx_queues, tx_queues, &conf); rc != 0)
+        fail(option, port_id, "cannot configure", rc);
+    uint16_t rx_desc = kRxDescriptors, tx_desc = kTxDescriptors;
+    if (int rc = rte_eth_dev_adjust_nb_rx_tx_desc(port_id, &rx_desc, &tx_desc); rc != 0)
+        fail(option, port_id, "cannot set descriptor counts", rc);
+    const int socket = rte_eth_dev_socket_id(port_id);
+    const unsigned socket_id = socket < 0 ? 0 : static_cast<unsigned>(socket);
+    for (uint16_t q = 0; q < rx_queues; ++q)
+        if (int rc = rte_eth_rx_queue_setup(port_id, q, rx_desc, socket_id, nullptr, pool);
+            rc != 0)
+            fail(option, port_id, "cannot set up RX queue", rc);
+    for (uint16_t q = 0; q < tx_queues; ++q)
+        if (int rc = rte_eth_tx_queue_setup(port_id, q, tx_desc, socket_id, nullptr); rc != 0)
+            fail(option, port_id, "cannot set up TX queue", rc);
+    if (int rc = rte_eth_dev_start(port_id); rc != 0) fail(option, port_id, "cannot start", rc);
+}
+
+common::MacAddress port_mac(uint16_t port_id) {
+    rte_ether_addr addr{};
+    rte_eth_macaddr_get(port_id, &addr);
+    common::MacAddress mac;
+    std::copy(addr.addr_bytes, addr.addr_bytes + 6, mac.bytes.begin());
+    return mac;
+}
+
+int stop_port(uint16_t port_id) {
+    int rc = rte_eth_dev_stop(port_id);
+    int rc_close = rte_eth_dev_close(port_id);
+    return rc != 0 ? rc : rc_close;
+}
+
+}  // namespace cgn::dp

@@ -1,0 +1,34 @@
+#pragma once
+// Ethernet port set-up on DPDK's ethdev: find a port by the device string given in the config,
+// configure its queues, start and stop it. Errors throw PortError naming the device; these run
+// before (and after) the workers, never on the packet path.
+
+#include <rte_mempool.h>
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#include "common/address.hpp"
+
+namespace cgn::dp {
+
+class PortError : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+// The ethdev port of a device string ("0000:03:00.0", "net_af_packet0,iface=veth0"). `option`
+// names the config option for the error message.
+uint16_t find_port(const std::string& device, const std::string& option);
+
+// Configures `rx_queues` RX and `tx_queues` TX queues drawing from `pool` and starts the port.
+void start_port(uint16_t port_id, uint16_t rx_queues, uint16_t tx_queues, rte_mempool* pool,
+                const std::string& option);
+
+common::MacAddress port_mac(uint16_t port_id);
+
+// Stops and closes the port; returns the driver's error (0 when fine).
+int stop_port(uint16_t port_id);
+
+}  // namespace cgn::dp

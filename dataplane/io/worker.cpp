@@ -1,0 +1,258 @@
+#include "dataplane/io/worker.hpp"
+
+#include <rte_ethdev.h>
+#include <rte_prefetch.h>
+
+#include <cstring>
+
+#include "common/byte_order.hpp"
+#include "common/headers.hpp"
+#include "dataplane/nat/rewrite.hpp"
+
+namespace cgn::dp {
+
+using common::Counter;
+using common::load_be16;
+namespace eth = common::eth;
+
+namespace {
+
+bool is_broadcast(const uint8_t* mac) {
+    return (mac[0] & mac[1] & mac[2] & mac[3] & mac[4] & mac[5]) == 0xff;
+}
+
+// Addresses a router never forwards from or to (RFC 1812 §5.3.7): unspecified, loopback,
+// multicast and reserved, limited broadcast.
+bool is_martian(uint32_t addr) {
+    const uint32_t first = addr >> 24;
+    return first == 0 || first == 127 || first >= 224;
+}
+
+}  // namespace
+
+Worker::Worker(const WorkerSettings& settings, rte_mempool* pool,
+               common::WorkerCounters& counters, const common::Clock& clock)
+    : interfaces_{settings.inside, settings.outside},
+      pool_(pool),
+      counters_(counters),
+      clock_(clock),
+      nat_(settings.nat, settings.worker_id, settings.socket_id, counters, settings.seed),
+      neighbors_inside_("cgn_nbr_in_w" + std::to_string(settings.worker_id),
+                        settings.neighbor_capacity, settings.socket_id),
+      neighbors_outside_("cgn_nbr_out_w" + std::to_string(settings.worker_id),
+                         settings.neighbor_capacity, settings.socket_id),
+      icmp_error_rate_(settings.icmp_error_rate) {}
+
+Worker::~Worker() {
+    for (auto& q : tx_) rte_pktmbuf_free_bulk(q.mbufs, q.count);
+}
+
+void Worker::run(const std::atomic<bool>& stop) {
+    while (!stop.load(std::memory_order_acquire)) poll_once();
+}
+
+void Worker::poll_once() {
+    now_ms_ = clock_.now_ms();
+    rte_mbuf* mbufs[kBurst];
+    for (SideIndex side : {kInside, kOutside}) {
+        const Interface& itf = interfaces_[side];
+        const uint16_t n = rte_eth_rx_burst(itf.port_id, itf.rx_queue, mbufs, kBurst);
+        if (n == 0) continue;
+        counters_.add(side == kInside ? Counter::rx_inside : Counter::rx_outside, n);
+        process_burst(side, mbufs, n);
+    }
+    for (SideIndex side : {kInside, kOutside}) {
+        neighbors(side).tick(
+            now_ms_, kNeighborTickBudget,
+            [&](NeighborTable::Entry& e) {
+                e.last_request_ms = now_ms_;
+                ++e.requests;
+                send_arp_request(side, e.ip);
+            },
+            [&](NeighborTable::Entry& e) {
+                for (unsigned i = 0; i < e.queued; ++i) {
+                    rte_pktmbuf_free(e.queue[i]);
+                    counters_.add(Counter::drop_neighbor_unreachable);
+                }
+            });
+    }
+    nat_.expire(now_ms_, kExpiryBudget);
+    flush_tx(kInside);
+    flush_tx(kOutside);
+}
+
+void Worker::process_burst(SideIndex side, rte_mbuf** mbufs, uint16_t n) {
+    Ipv4Packet parsed[kBurst];
+    Ipv4Packet* to_translate[kBurst];
+    rte_mbuf* translate_mbufs[kBurst];
+    unsigned count = 0;
+    for (uint16_t i = 0; i < n; ++i) {
+        if (i + 1 < n) rte_prefetch0(rte_pktmbuf_mtod(mbufs[i + 1], void*));
+        if (!classify(side, mbufs[i], parsed[count])) {
+            to_translate[count] = &parsed[count];
+            translate_mbufs[count] = mbufs[i];
+            ++count;
+        }
+    }
+    if (count == 0) return;
+    bool forward[kBurst];
+    if (side == kInside)
+        nat_.in2out(to_translate, count, now_ms_, forward);
+    else
+        nat_.out2in(to_translate, count, now_ms_, forward);
+    const SideIndex out = side == kInside ? kOutside : kInside;
+    for (unsigned i = 0; i < count; ++i) {
+        if (!forward[i]) {
+            rte_pktmbuf_free(translate_mbufs[i]);  // counted by the NAT engine
+            continue;
+        }
+        decrement_ttl(parsed[i]);
+        output(out, translate_mbufs[i], parsed[i].dst);
+    }
+}
+
+bool Worker::classify(SideIndex side, rte_mbuf* m, Ipv4Packet& p) {
+    const Interface& itf = interfaces_[side];
+    uint8_t* frame = rte_pktmbuf_mtod(m, uint8_t*);
+    const uint32_t length = rte_pktmbuf_data_len(m);
+    if (length < eth::kHeaderLength) {
+        drop(m, Counter::drop_runt);
+        return true;
+    }
+    const uint8_t* dst_mac = frame + eth::kDst;
+    const bool broadcast = is_broadcast(dst_mac);
+    if (!broadcast && std::memcmp(dst_mac, itf.mac.bytes.data(), 6) != 0) {
+        drop(m, Counter::drop_not_for_us_l2);
+        return true;
+    }
+    const uint16_t type = load_be16(frame + eth::kType);
+    if (type == eth::kTypeArp) {
+        handle_arp(side, m, frame + eth::kHeaderLength, length - eth::kHeaderLength);
+        return true;
+    }
+    if (type != eth::kTypeIpv4 || broadcast) {
+        drop(m, type != eth::kTypeIpv4 ? Counter::drop_ethertype : Counter::drop_not_for_us_l2);
+        return true;
+    }
+    if (auto reason = parse_ipv4(frame + eth::kHeaderLength, length - eth::kHeaderLength, p)) {
+        drop(m, *reason);
+        return true;
+    }
+    if (p.dst == interfaces_[kInside].address.address.value ||
+        p.dst == interfaces_[kOutside].address.address.value) {
+        handle_local(side, m, p);
+        return true;
+    }
+    if (is_martian(p.src) || is_martian(p.dst) ||
+        p.dst == (itf.address.subnet.address.value | ~itf.address.subnet.mask())) {
+        drop(m, Counter::drop_ipv4_martian);
+        return true;
+    }
+    if (side == kInside && nat_.is_pool_address(p.dst)) {
+        drop(m, Counter::drop_hairpin);
+        return true;
+    }
+    if (side == kOutside && !nat_.is_pool_address(p.dst)) {
+        drop(m, Counter::drop_ipv4_martian);
+        return true;
+    }
+    // RFC 1812 §5.3.1: a packet whose TTL would reach zero is discarded with time exceeded.
+    if (p.ttl <= 1) {
+        send_time_exceeded(side, m, p);
+        drop(m, Counter::drop_ttl_exceeded);
+        return true;
+    }
+    if (auto reason = parse_transport(p)) {
+        drop(m, *reason);
+        return true;
+    }
+    return false;
+}
+
+void Worker::output(SideIndex side, rte_mbuf* m, uint32_t dst) {
+    const Interface& itf = interfaces_[side];
+    uint32_t next_hop = dst;
+    if (!itf.address.subnet.contains(common::Ipv4Address{dst})) {
+        if (!itf.gateway) {
+            drop(m, Counter::drop_no_route);
+            return;
+        }
+        next_hop = itf.gateway->value;
+    }
+    NeighborTable::Entry* e = neighbors(side).find_or_create(next_hop, now_ms_);
+    if (e == nullptr) {
+        drop(m, Counter::drop_neighbor_table_full);
+        return;
+    }
+    e->last_used_ms = now_ms_;
+    switch (e->state) {
+        case NeighborTable::State::reachable:
+            if (now_ms_ - e->confirmed_ms > NeighborTable::kReachableMs &&
+                now_ms_ - e->last_request_ms > NeighborTable::kRetransmitMs) {
+                // Still usable; ask again so a moved host is noticed.
+                e->last_request_ms = now_ms_;
+                send_arp_request(side, next_hop);
+            }
+            transmit_to(side, m, e->mac);
+            return;
+        case NeighborTable::State::failed:
+            if (now_ms_ - e->last_request_ms < NeighborTable::kFailedHoldMs) {
+                drop(m, Counter::drop_neighbor_unreachable);
+                return;
+            }
+            e->state = NeighborTable::State::incomplete;
+            e->requests = 0;
+            [[fallthrough]];
+        case NeighborTable::State::incomplete:
+        case NeighborTable::State::free:
+            if (e->queued == NeighborTable::kQueueLength) {
+                drop(m, Counter::drop_neighbor_queue_full);
+                return;
+            }
+            e->queue[e->queued++] = m;
+            counters_.add(Counter::neighbor_packets_queued);
+            if (e->requests == 0) {
+                e->requests = 1;
+                e->last_request_ms = now_ms_;
+                send_arp_request(side, next_hop);
+            }
+            return;
+    }
+}
+
+void Worker::transmit_to(SideIndex side, rte_mbuf* m, const common::MacAddress& dst_mac) {
+    uint8_t* frame = rte_pktmbuf_mtod(m, uint8_t*);
+    std::memcpy(frame + eth::kDst, dst_mac.bytes.data(), 6);
+    std::memcpy(frame + eth::kSrc, interfaces_[side].mac.bytes.data(), 6);
+    enqueue_tx(side, m);
+}
+
+void Worker::enqueue_tx(SideIndex side, rte_mbuf* m) {
+    TxQueue& q = tx_[side];
+    if (q.count == kTxCapacity) flush_tx(side);
+    if (q.count == kTxCapacity) {
+        drop(m, Counter::drop_tx_full);
+        return;
+    }
+    q.mbufs[q.count++] = m;
+}
+
+void Worker::flush_tx(SideIndex side) {
+    TxQueue& q = tx_[side];
+    if (q.count == 0) return;
+    const Interface& itf = interfaces_[side];
+    const uint16_t sent = rte_eth_tx_burst(itf.port_id, itf.tx_queue, q.mbufs, q.count);
+    counters_.add(side == kInside ? Counter::tx_inside : Counter::tx_outside, sent);
+    if (sent < q.count) {
+        counters_.add(Counter::drop_tx_full, q.count - sent);
+        rte_pktmbuf_free_bulk(q.mbufs + sent, q.count - sent);
+    }
+    q.count = 0;
+}
+
+void Worker::drop(rte_mbuf* m, Counter c) {
+    counters_.add(c);
+    rte_pktmbuf_free(m);
+}
+
+}  // namespace cgn::dp

@@ -1,0 +1,110 @@
+#pragma once
+// One packet worker: polls its RX queue on the inside and outside ports, classifies each frame
+// (ARP, for us, translate, drop), translates bursts through its NatEngine, resolves next hops
+// and transmits. One Worker object per worker lcore; everything it touches is its own
+// (session tables, neighbour caches, counters) except the mempool and the ports' queues
+// assigned to it. No globals: the context is passed to the constructor.
+//
+// DESIGN invariant 1: the loop takes no lock, makes no syscall (the PMD's own TX kick aside),
+// allocates no memory (mbufs come from the preallocated pool) and throws nothing.
+
+#include <rte_mbuf.h>
+
+#include <atomic>
+#include <cstdint>
+#include <optional>
+
+#include "common/address.hpp"
+#include "common/clock.hpp"
+#include "common/counters.hpp"
+#include "dataplane/io/neighbor_table.hpp"
+#include "dataplane/nat/ipv4_packet.hpp"
+#include "dataplane/nat/nat_engine.hpp"
+
+namespace cgn::dp {
+
+// One side of the NAT as a worker sees it.
+struct Interface {
+    uint16_t port_id = 0;
+    uint16_t rx_queue = 0;
+    uint16_t tx_queue = 0;
+    common::MacAddress mac;
+    common::InterfaceAddress address;
+    std::optional<common::Ipv4Address> gateway;
+};
+
+struct WorkerSettings {
+    unsigned worker_id = 0;
+    int socket_id = 0;
+    uint64_t seed = 1;
+    Interface inside;
+    Interface outside;
+    NatSettings nat;
+    uint32_t icmp_error_rate = 1000;  // per second
+    uint32_t neighbor_capacity = 4096;
+};
+
+class Worker {
+public:
+    static constexpr uint16_t kBurst = 32;
+    static constexpr uint32_t kExpiryBudget = 64;  // sessions expired per loop, at most
+    static constexpr unsigned kNeighborTickBudget = 8;
+    static constexpr uint16_t kTxCapacity = 4 * kBurst;
+
+    Worker(const WorkerSettings& settings, rte_mempool* pool, common::WorkerCounters& counters,
+           const common::Clock& clock);
+    ~Worker();
+    Worker(const Worker&) = delete;
+    Worker& operator=(const Worker&) = delete;
+
+    // One iteration of the poll loop: RX and process both ports, housekeeping, TX.
+    void poll_once();
+    // Polls until `stop` becomes true (release store by the control thread).
+    void run(const std::atomic<bool>& stop);
+
+    NatEngine& nat() { return nat_; }
+    const NatEngine& nat() const { return nat_; }
+
+private:
+    enum SideIndex : uint8_t { kInside = 0, kOutside = 1 };
+
+    struct TxQueue {
+        rte_mbuf* mbufs[kTxCapacity];
+        uint16_t count = 0;
+    };
+
+    void process_burst(SideIndex side, rte_mbuf** mbufs, uint16_t n);
+    // Returns true when the frame was consumed (forwarded, answered or dropped with a counter)
+    // and false when it is an IPv4 packet to translate, with `parsed` filled.
+    bool classify(SideIndex side, rte_mbuf* m, Ipv4Packet& parsed);
+    void handle_arp(SideIndex side, rte_mbuf* m, uint8_t* arp, uint32_t length);
+    void handle_local(SideIndex side, rte_mbuf* m, Ipv4Packet& p);
+    void send_time_exceeded(SideIndex side, rte_mbuf* m, const Ipv4Packet& p);
+    void send_arp_request(SideIndex side, uint32_t target);
+    // Forwards an IPv4 packet out of `side`: next hop, neighbour, Ethernet header, TX queue.
+    void output(SideIndex side, rte_mbuf* m, uint32_t dst);
+    void transmit_to(SideIndex side, rte_mbuf* m, const common::MacAddress& dst_mac);
+    void enqueue_tx(SideIndex side, rte_mbuf* m);
+    void flush_tx(SideIndex side);
+    bool take_icmp_token();
+    void drop(rte_mbuf* m, common::Counter c);
+
+    Interface interfaces_[2];
+    rte_mempool* pool_;
+    common::WorkerCounters& counters_;
+    const common::Clock& clock_;
+    NatEngine nat_;
+    NeighborTable neighbors_inside_;
+    NeighborTable neighbors_outside_;
+    TxQueue tx_[2];
+    uint64_t now_ms_ = 0;
+    uint32_t icmp_error_rate_;
+    uint64_t icmp_tokens_ = 0;
+    uint64_t icmp_refill_ms_ = 0;
+
+    NeighborTable& neighbors(SideIndex s) {
+        return s == kInside ? neighbors_inside_ : neighbors_outside_;
+    }
+};
+
+}  // namespace cgn::dp

@@ -1,0 +1,85 @@
+#pragma once
+// Idle-timeout tracking for sessions with a bounded cost per call (no table scan).
+//
+// Each timeout class (UDP, TCP established, TCP transitory, ICMP) has one intrusive list in
+// least-recently-used order. All entries of a class share one timeout, so the head of a list
+// is always the next to expire: expiry looks only at list heads, and stops at the first entry
+// still alive or when its budget is spent. A refresh moves an entry to its list's tail, but
+// only once per `refresh_granularity_ms` so a busy flow does not relink on every packet
+// (see touch() for what that costs in precision).
+//
+// Time is passed in (milliseconds); nothing here reads a clock. Owned by one worker.
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+namespace cgn::dp {
+
+enum class TimeoutClass : uint8_t { udp, tcp_established, tcp_transitory, icmp };
+inline constexpr size_t kTimeoutClassCount = 4;
+
+class ExpiryLists {
+public:
+    static constexpr uint32_t kNone = std::numeric_limits<uint32_t>::max();
+
+    ExpiryLists(uint32_t capacity, uint64_t refresh_granularity_ms);
+
+    void set_timeout(TimeoutClass c, uint64_t timeout_ms) { timeout_[index(c)] = timeout_ms; }
+    uint64_t timeout(TimeoutClass c) const { return timeout_[index(c)]; }
+
+    // Starts tracking entry `id` (< capacity), last active now.
+    void insert(uint32_t id, TimeoutClass c, uint64_t now_ms);
+    void remove(uint32_t id);
+    // Activity on `id`. The recorded time lags the true last activity by less than the
+    // granularity, so an entry expires at most that much before its exact deadline; the
+    // granularity is kept far below the smallest timeout (one second) for this reason.
+    void touch(uint32_t id, uint64_t now_ms) {
+        if (now_ms - last_[id] >= granularity_ms_) relink_tail(id, now_ms);
+    }
+    // Moves `id` to another class (e.g. TCP established -> transitory), as active now.
+    void change_class(uint32_t id, TimeoutClass c, uint64_t now_ms);
+
+    TimeoutClass class_of(uint32_t id) const { return static_cast<TimeoutClass>(class_[id]); }
+    uint64_t last_active(uint32_t id) const { return last_[id]; }
+    bool tracked(uint32_t id) const { return class_[id] != kUntracked; }
+    uint32_t size() const { return size_; }
+
+    // Calls on_expired(id) for up to `budget` expired entries, oldest first, after removing
+    // each from its list. Returns how many expired.
+    template <class F>
+    uint32_t expire(uint64_t now_ms, uint32_t budget, F&& on_expired) {
+        uint32_t done = 0;
+        for (size_t c = 0; c < kTimeoutClassCount && done < budget; ++c) {
+            while (done < budget) {
+                const uint32_t id = head_[c];
+                if (id == kNone || last_[id] + timeout_[c] > now_ms) break;
+                remove(id);
+                on_expired(id);
+                ++done;
+            }
+        }
+        return done;
+    }
+
+private:
+    static constexpr uint8_t kUntracked = 0xff;
+    static size_t index(TimeoutClass c) { return static_cast<size_t>(c); }
+    void link_tail(uint32_t id, size_t c);
+    void unlink(uint32_t id);
+    void relink_tail(uint32_t id, uint64_t now_ms);
+
+    uint64_t granularity_ms_;
+    std::array<uint64_t, kTimeoutClassCount> timeout_{};
+    std::array<uint32_t, kTimeoutClassCount> head_;
+    std::array<uint32_t, kTimeoutClassCount> tail_;
+    std::vector<uint64_t> last_;
+    std::vector<uint32_t> prev_;
+    std::vector<uint32_t> next_;
+    std::vector<uint8_t> class_;
+    uint32_t size_ = 0;
+};
+
+}  // namespace cgn::dp

@@ -1,0 +1,41 @@
+#pragma once
+// A parsed view of an IPv4 packet in a frame buffer: offsets and the fields translation needs.
+// Parsing validates the header (RFC 791, RFC 1812 §5.2.2) and returns the drop reason when the
+// packet is unacceptable. No DPDK: works on plain bytes.
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+
+#include "common/counters.hpp"
+
+namespace cgn::dp {
+
+struct Ipv4Packet {
+    uint8_t* l3 = nullptr;    // IPv4 header
+    uint8_t* l4 = nullptr;    // transport header
+    uint16_t total_length = 0;
+    uint16_t l4_length = 0;
+    uint8_t header_length = 0;
+    uint8_t protocol = 0;
+    uint8_t ttl = 0;
+    uint32_t src = 0;
+    uint32_t dst = 0;
+    bool fragment = false;     // MF set or offset non-zero
+    // Transport fields (valid after parse_transport): TCP/UDP ports, or for ICMP echo the
+    // identifier in both src_port and dst_port.
+    uint16_t src_port = 0;
+    uint16_t dst_port = 0;
+    uint8_t tcp_flags = 0;
+    uint8_t icmp_type = 0;
+};
+
+// Validates and parses the IPv4 header at `l3`, given `available` bytes after the L2 header.
+// Returns the drop reason, or nothing when the header is good.
+std::optional<common::Counter> parse_ipv4(uint8_t* l3, size_t available, Ipv4Packet& out);
+
+// Parses the TCP, UDP or ICMP header. ICMP: only echo request/reply are translated for now.
+// Fragments are refused here (reassembly arrives with RFC 4787 REQ-14 support).
+std::optional<common::Counter> parse_transport(Ipv4Packet& p);
+
+}  // namespace cgn::dp

@@ -1,0 +1,453 @@
+#include "dataplane/nat/nat_engine.hpp"
+
+#include <algorithm>
+#include <string>
+
+#include "common/headers.hpp"
+#include "dataplane/nat/rewrite.hpp"
+#include "dataplane/nat/tcp_state.hpp"
+
+namespace cgn::dp {
+
+using common::Counter;
+using common::FilteringMode;
+namespace ipv4 = common::ipv4;
+
+namespace {
+
+// Refreshing a session relinks it at most this often: precise enough for timeouts of seconds.
+constexpr uint64_t kRefreshGranularityMs = 100;
+
+TimeoutClass initial_class(uint8_t protocol) {
+    switch (protocol) {
+        case ipv4::kProtoTcp: return TimeoutClass::tcp_transitory;
+        case ipv4::kProtoIcmp: return TimeoutClass::icmp;
+        default: return TimeoutClass::udp;
+    }
+}
+
+// ICMP query sessions have no remote port: the identifier is the only "port" (RFC 5508 §3.1).
+uint16_t remote_port_of(uint8_t protocol, uint16_t port) {
+    return protocol == ipv4::kProtoIcmp ? 0 : port;
+}
+
+SessionKey inside_key(const Ipv4Packet& p) {
+    SessionKey k;
+    k.local_addr = p.src;
+    k.remote_addr = p.dst;
+    k.local_port = p.src_port;
+    k.remote_port = remote_port_of(p.protocol, p.dst_port);
+    k.protocol = p.protocol;
+    k.side = Side::inside;
+    return k;
+}
+
+SessionKey outside_key(const Ipv4Packet& p) {
+    SessionKey k;
+    k.local_addr = p.dst;
+    k.remote_addr = p.src;
+    k.local_port = p.dst_port;
+    k.remote_port = remote_port_of(p.protocol, p.src_port);
+    k.protocol = p.protocol;
+    k.side = Side::outside;
+    return k;
+}
+
+EndpointKey endpoint_key(uint8_t protocol, uint32_t addr, uint16_t port, Side side) {
+    EndpointKey k;
+    k.addr = addr;
+    k.port = port;
+    k.protocol = protocol;
+    k.side = side;
+    return k;
+}
+
+FilterKey filter_key(uint8_t protocol, uint32_t ext_addr, uint16_t ext_port, uint32_t remote) {
+    FilterKey k;
+    k.external_addr = ext_addr;
+    k.remote_addr = remote;
+    k.external_port = ext_port;
+    k.protocol = protocol;
+    return k;
+}
+
+std::string table_name(const char* what, unsigned worker) {
+    return std::string("cgn_") + what + "_w" + std::to_string(worker);
+}
+
+}  // namespace
+
+NatEngine::SlotPool::SlotPool(uint32_t capacity) {
+    free_.reserve(capacity);
+    for (uint32_t i = capacity; i > 0; --i) free_.push_back(i - 1);
+}
+
+std::optional<uint32_t> NatEngine::SlotPool::take() {
+    if (free_.empty()) return std::nullopt;
+    const uint32_t slot = free_.back();
+    free_.pop_back();
+    return slot;
+}
+
+NatEngine::NatEngine(const NatSettings& settings, unsigned worker_id, int socket_id,
+                     common::WorkerCounters& counters, uint64_t seed)
+    : filtering_(settings.filtering),
+      counters_(counters),
+      random_(seed),
+      pool_(settings.pool, settings.port_range),
+      expiry_(settings.max_sessions, kRefreshGranularityMs),
+      sessions_(settings.max_sessions),
+      mappings_(settings.max_sessions),
+      subscribers_(settings.max_sessions),
+      free_sessions_(settings.max_sessions),
+      free_mappings_(settings.max_sessions),
+      free_subscribers_(settings.max_sessions),
+      session_table_(table_name("sessions", worker_id), 2 * settings.max_sessions,
+                     sizeof(SessionKey), socket_id),
+      mapping_table_(table_name("mappings", worker_id), 2 * settings.max_sessions,
+                     sizeof(EndpointKey), socket_id),
+      filter_table_(table_name("filter", worker_id), settings.max_sessions, sizeof(FilterKey),
+                    socket_id),
+      subscriber_table_(table_name("subscribers", worker_id), settings.max_sessions,
+                        sizeof(uint32_t), socket_id) {
+    const auto& t = settings.timeouts;
+    expiry_.set_timeout(TimeoutClass::udp, uint64_t{t.udp_s} * 1000);
+    expiry_.set_timeout(TimeoutClass::tcp_established, uint64_t{t.tcp_established_s} * 1000);
+    expiry_.set_timeout(TimeoutClass::tcp_transitory, uint64_t{t.tcp_transitory_s} * 1000);
+    expiry_.set_timeout(TimeoutClass::icmp, uint64_t{t.icmp_s} * 1000);
+}
+
+// ---- fast path -------------------------------------------------------------------------------
+
+void NatEngine::in2out(Ipv4Packet* const* packets, unsigned n, uint64_t now_ms, bool* forward) {
+    for (unsigned base = 0; base < n; base += HashTable::kMaxBulk) {
+        const unsigned count = std::min(n - base, HashTable::kMaxBulk);
+        SessionKey keys[HashTable::kMaxBulk];
+        const void* key_ptrs[HashTable::kMaxBulk];
+        uint64_t slots[HashTable::kMaxBulk];
+        for (unsigned i = 0; i < count; ++i) {
+            keys[i] = inside_key(*packets[base + i]);
+            key_ptrs[i] = &keys[i];
+        }
+        const uint64_t hits = session_table_.lookup_bulk(key_ptrs, count, slots);
+        for (unsigned i = 0; i < count; ++i) {
+            Ipv4Packet& p = *packets[base + i];
+            if (hits & (uint64_t{1} << i)) {
+                translate_in2out(p, static_cast<uint32_t>(slots[i]), now_ms);
+                forward[base + i] = true;
+            } else {
+                forward[base + i] = slow_in2out(p, now_ms);
+            }
+        }
+    }
+}
+
+void NatEngine::out2in(Ipv4Packet* const* packets, unsigned n, uint64_t now_ms, bool* forward) {
+    for (unsigned base = 0; base < n; base += HashTable::kMaxBulk) {
+        const unsigned count = std::min(n - base, HashTable::kMaxBulk);
+        SessionKey keys[HashTable::kMaxBulk];
+        const void* key_ptrs[HashTable::kMaxBulk];
+        uint64_t slots[HashTable::kMaxBulk];
+        for (unsigned i = 0; i < count; ++i) {
+            keys[i] = outside_key(*packets[base + i]);
+            key_ptrs[i] = &keys[i];
+        }
+        const uint64_t hits = session_table_.lookup_bulk(key_ptrs, count, slots);
+        for (unsigned i = 0; i < count; ++i) {
+            Ipv4Packet& p = *packets[base + i];
+            if (hits & (uint64_t{1} << i)) {
+                translate_out2in(p, static_cast<uint32_t>(slots[i]), now_ms);
+                forward[base + i] = true;
+            } else {
+                forward[base + i] = slow_out2in(p, now_ms);
+            }
+        }
+    }
+}
+
+void NatEngine::translate_in2out(Ipv4Packet& p, uint32_t session, uint64_t now_ms) {
+    Session& s = sessions_[session];
+    const Mapping& m = mappings_[s.mapping];
+    rewrite_source(p, m.ext_addr, m.ext_port);
+    if (p.protocol == ipv4::kProtoTcp) {
+        s.tcp = tcp_state::update(s.tcp, p.tcp_flags, true);
+        const TimeoutClass c = tcp_state::timeout_class(s.tcp);
+        if (c != expiry_.class_of(session)) {
+            expiry_.change_class(session, c, now_ms);
+        } else {
+            expiry_.touch(session, now_ms);
+        }
+    } else {
+        expiry_.touch(session, now_ms);
+    }
+    counters_.add(Counter::in2out_translated);
+}
+
+void NatEngine::translate_out2in(Ipv4Packet& p, uint32_t session, uint64_t now_ms) {
+    Session& s = sessions_[session];
+    rewrite_destination(p, s.int_addr, s.int_port);
+    if (p.protocol == ipv4::kProtoTcp) {
+        s.tcp = tcp_state::update(s.tcp, p.tcp_flags, false);
+        const TimeoutClass c = tcp_state::timeout_class(s.tcp);
+        if (c != expiry_.class_of(session)) {
+            expiry_.change_class(session, c, now_ms);
+        } else {
+            expiry_.touch(session, now_ms);
+        }
+    } else {
+        expiry_.touch(session, now_ms);
+    }
+    counters_.add(Counter::out2in_translated);
+}
+
+// ---- slow path -------------------------------------------------------------------------------
+
+bool NatEngine::slow_in2out(Ipv4Packet& p, uint64_t now_ms) {
+    // RFC 5508 §3.1: only echo requests open an ICMP query mapping from inside.
+    if (p.protocol == ipv4::kProtoIcmp && p.icmp_type != common::icmp::kEchoRequest) {
+        drop(Counter::drop_icmp_type);
+        return false;
+    }
+    // An earlier packet of this burst may have created the session since the bulk lookup.
+    const SessionKey key = inside_key(p);
+    uint64_t slot = 0;
+    if (session_table_.lookup(&key, slot)) {
+        translate_in2out(p, static_cast<uint32_t>(slot), now_ms);
+        return true;
+    }
+    const EndpointKey ek = endpoint_key(p.protocol, p.src, p.src_port, Side::inside);
+    uint64_t mapping = 0;
+    if (!mapping_table_.lookup(&ek, mapping)) {
+        auto created = create_mapping(p);
+        if (!created) return false;
+        mapping = *created;
+    }
+    auto session = create_session(static_cast<uint32_t>(mapping), p.dst,
+                                  remote_port_of(p.protocol, p.dst_port), now_ms);
+    if (!session) return false;
+    translate_in2out(p, *session, now_ms);
+    return true;
+}
+
+bool NatEngine::slow_out2in(Ipv4Packet& p, uint64_t now_ms) {
+    if (p.protocol == ipv4::kProtoIcmp && p.icmp_type != common::icmp::kEchoReply) {
+        drop(Counter::drop_icmp_type);
+        return false;
+    }
+    const SessionKey key = outside_key(p);
+    uint64_t slot = 0;
+    if (session_table_.lookup(&key, slot)) {
+        translate_out2in(p, static_cast<uint32_t>(slot), now_ms);
+        return true;
+    }
+    const EndpointKey ek = endpoint_key(p.protocol, p.dst, p.dst_port, Side::outside);
+    uint64_t mapping = 0;
+    if (!mapping_table_.lookup(&ek, mapping)) {
+        drop(Counter::drop_out2in_no_mapping);
+        return false;
+    }
+    if (!inbound_allowed(mappings_[mapping], p.src)) {
+        drop(Counter::drop_out2in_filtered);
+        return false;
+    }
+    auto session = create_session(static_cast<uint32_t>(mapping), p.src,
+                                  remote_port_of(p.protocol, p.src_port), now_ms);
+    if (!session) return false;
+    counters_.add(Counter::sessions_created_inbound);
+    translate_out2in(p, *session, now_ms);
+    return true;
+}
+
+bool NatEngine::inbound_allowed(const Mapping& m, uint32_t remote_addr) const {
+    switch (filtering_) {
+        case FilteringMode::endpoint_independent: return true;
+        case FilteringMode::address_dependent: {
+            const FilterKey fk = filter_key(m.protocol, m.ext_addr, m.ext_port, remote_addr);
+            uint64_t count = 0;
+            return filter_table_.lookup(&fk, count) && count > 0;
+        }
+        case FilteringMode::address_and_port_dependent:
+            // Only an exact session match passes, and that was the fast path's lookup.
+            return false;
+    }
+    return false;
+}
+
+std::optional<uint32_t> NatEngine::pair_subscriber(uint32_t addr) {
+    uint64_t slot = 0;
+    if (subscriber_table_.lookup(&addr, slot)) return static_cast<uint32_t>(slot);
+    auto index = free_subscribers_.take();
+    if (!index) {
+        drop(Counter::drop_session_table_full);
+        return std::nullopt;
+    }
+    auto pool_index = pool_.pair_subscriber();
+    if (!pool_index) {
+        free_subscribers_.give_back(*index);
+        drop(Counter::drop_pool_exhausted);
+        return std::nullopt;
+    }
+    if (!subscriber_table_.insert(&addr, *index)) {
+        pool_.unpair_subscriber(*pool_index);
+        free_subscribers_.give_back(*index);
+        drop(Counter::drop_session_table_full);
+        return std::nullopt;
+    }
+    subscribers_[*index] = Subscriber{addr, *pool_index, 0};
+    ++subscriber_count_;
+    counters_.add(Counter::subscribers_paired);
+    return *index;
+}
+
+std::optional<uint32_t> NatEngine::create_mapping(const Ipv4Packet& p) {
+    const auto proto = protocol_index(p.protocol);
+    if (!proto) {
+        drop(Counter::drop_protocol);
+        return std::nullopt;
+    }
+    auto sub = pair_subscriber(p.src);
+    if (!sub) return std::nullopt;
+    Subscriber& subscriber = subscribers_[*sub];
+    // Paired pooling: the subscriber's address only, even if another has free ports.
+    auto port = pool_.ports(subscriber.pool_index, *proto).allocate(random_);
+    auto slot = port ? free_mappings_.take() : std::nullopt;
+    const uint32_t ext_addr = pool_.address(subscriber.pool_index);
+    const EndpointKey in_key = endpoint_key(p.protocol, p.src, p.src_port, Side::inside);
+    const EndpointKey out_key = endpoint_key(p.protocol, ext_addr, port.value_or(0), Side::outside);
+    if (!port || !slot || !mapping_table_.insert(&in_key, *slot)) {
+        if (slot) free_mappings_.give_back(*slot);
+        if (port) pool_.ports(subscriber.pool_index, *proto).release(*port);
+        drop(port ? Counter::drop_session_table_full : Counter::drop_ports_exhausted);
+        if (subscriber.mappings == 0) release_subscriber(*sub);
+        return std::nullopt;
+    }
+    if (!mapping_table_.insert(&out_key, *slot)) {
+        mapping_table_.erase(&in_key);
+        free_mappings_.give_back(*slot);
+        pool_.ports(subscriber.pool_index, *proto).release(*port);
+        drop(Counter::drop_session_table_full);
+        if (subscriber.mappings == 0) release_subscriber(*sub);
+        return std::nullopt;
+    }
+    mappings_[*slot] = Mapping{p.src, ext_addr, p.src_port, *port, 0, *sub, p.protocol};
+    ++subscriber.mappings;
+    ++mapping_count_;
+    counters_.add(Counter::mappings_created);
+    return *slot;
+}
+
+std::optional<uint32_t> NatEngine::create_session(uint32_t mapping, uint32_t remote_addr,
+                                                  uint16_t remote_port, uint64_t now_ms) {
+    Mapping& m = mappings_[mapping];
+    auto slot = free_sessions_.take();
+    SessionKey in_key;
+    in_key.local_addr = m.int_addr;
+    in_key.remote_addr = remote_addr;
+    in_key.local_port = m.int_port;
+    in_key.remote_port = remote_port;
+    in_key.protocol = m.protocol;
+    in_key.side = Side::inside;
+    SessionKey out_key = in_key;
+    out_key.local_addr = m.ext_addr;
+    out_key.local_port = m.ext_port;
+    out_key.side = Side::outside;
+    const FilterKey fk = filter_key(m.protocol, m.ext_addr, m.ext_port, remote_addr);
+    uint64_t filter_count = 0;
+    filter_table_.lookup(&fk, filter_count);
+
+    bool ok = slot && session_table_.insert(&in_key, *slot);
+    if (ok && !session_table_.insert(&out_key, *slot)) {
+        session_table_.erase(&in_key);
+        ok = false;
+    }
+    if (ok && !filter_table_.insert(&fk, filter_count + 1)) {
+        session_table_.erase(&in_key);
+        session_table_.erase(&out_key);
+        ok = false;
+    }
+    if (!ok) {
+        if (slot) free_sessions_.give_back(*slot);
+        drop(Counter::drop_session_table_full);
+        if (m.sessions == 0) release_mapping(mapping);
+        return std::nullopt;
+    }
+    sessions_[*slot] = Session{m.int_addr, remote_addr, m.int_port, remote_port, mapping,
+                               m.protocol, 0};
+    ++m.sessions;
+    expiry_.insert(*slot, initial_class(m.protocol), now_ms);
+    counters_.add(Counter::sessions_created);
+    return *slot;
+}
+
+// ---- expiry ----------------------------------------------------------------------------------
+
+uint32_t NatEngine::expire(uint64_t now_ms, uint32_t budget) {
+    return expiry_.expire(now_ms, budget, [this](uint32_t session) {
+        release_session(session);
+        counters_.add(Counter::sessions_expired);
+    });
+}
+
+void NatEngine::release_session(uint32_t session) {
+    const Session& s = sessions_[session];
+    Mapping& m = mappings_[s.mapping];
+    SessionKey in_key;
+    in_key.local_addr = s.int_addr;
+    in_key.remote_addr = s.remote_addr;
+    in_key.local_port = s.int_port;
+    in_key.remote_port = s.remote_port;
+    in_key.protocol = s.protocol;
+    in_key.side = Side::inside;
+    SessionKey out_key = in_key;
+    out_key.local_addr = m.ext_addr;
+    out_key.local_port = m.ext_port;
+    out_key.side = Side::outside;
+    session_table_.erase(&in_key);
+    session_table_.erase(&out_key);
+
+    const FilterKey fk = filter_key(m.protocol, m.ext_addr, m.ext_port, s.remote_addr);
+    uint64_t filter_count = 0;
+    if (filter_table_.lookup(&fk, filter_count)) {
+        if (filter_count <= 1)
+            filter_table_.erase(&fk);
+        else
+            filter_table_.insert(&fk, filter_count - 1);
+    }
+    expiry_.remove(session);
+    free_sessions_.give_back(session);
+    if (--m.sessions == 0) release_mapping(s.mapping);
+}
+
+void NatEngine::release_mapping(uint32_t mapping) {
+    const Mapping& m = mappings_[mapping];
+    const EndpointKey in_key = endpoint_key(m.protocol, m.int_addr, m.int_port, Side::inside);
+    const EndpointKey out_key = endpoint_key(m.protocol, m.ext_addr, m.ext_port, Side::outside);
+    mapping_table_.erase(&in_key);
+    mapping_table_.erase(&out_key);
+    Subscriber& sub = subscribers_[m.subscriber];
+    pool_.ports(sub.pool_index, *protocol_index(m.protocol)).release(m.ext_port);
+    free_mappings_.give_back(mapping);
+    --mapping_count_;
+    counters_.add(Counter::mappings_removed);
+    if (--sub.mappings == 0) release_subscriber(m.subscriber);
+}
+
+void NatEngine::release_subscriber(uint32_t subscriber) {
+    const Subscriber& sub = subscribers_[subscriber];
+    subscriber_table_.erase(&sub.addr);
+    pool_.unpair_subscriber(sub.pool_index);
+    free_subscribers_.give_back(subscriber);
+    --subscriber_count_;
+}
+
+std::optional<std::pair<uint32_t, uint16_t>> NatEngine::find_mapping(uint8_t protocol,
+                                                                     uint32_t addr,
+                                                                     uint16_t port) const {
+    const EndpointKey k = endpoint_key(protocol, addr, port, Side::inside);
+    uint64_t slot = 0;
+    if (!mapping_table_.lookup(&k, slot)) return std::nullopt;
+    const Mapping& m = mappings_[slot];
+    return std::make_pair(m.ext_addr, m.ext_port);
+}
+
+}  // namespace cgn::dp

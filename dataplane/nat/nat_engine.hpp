@@ -1,0 +1,135 @@
+#pragma once
+// The NAPT44 translation state of one worker and the operations on it: in2out and out2in for
+// a burst of parsed packets (fast path: one bulk session lookup; slow path: mapping and session
+// creation), and bounded expiry.
+//
+// Model (RFC 4787, RFC 5382, RFC 5508):
+//   Subscriber  an internal address; paired with one pool address while it has mappings
+//               (REQ-2 "paired" address pooling).
+//   Mapping     internal endpoint (proto, addr, port) <-> external endpoint, shared by all of
+//               the endpoint's sessions: endpoint-independent mapping (REQ-1).
+//   Session     a mapping plus one remote endpoint; carries the idle timer and TCP state.
+// Filtering (REQ-8) decides whether an inbound packet that matches a mapping but no session
+// may create a session: always (endpoint-independent), when the mapping has a session with
+// that remote address (address-dependent), or never (address-and-port-dependent).
+//
+// Sharing rule: owned by one worker, which is the only thread to read or write any of it. All
+// memory is reserved in the constructor; the packet path allocates nothing and takes no lock.
+
+#include <cstdint>
+#include <optional>
+#include <utility>
+#include <vector>
+
+#include "common/config.hpp"
+#include "common/counters.hpp"
+#include "common/random.hpp"
+#include "dataplane/nat/expiry_lists.hpp"
+#include "dataplane/nat/flow_key.hpp"
+#include "dataplane/nat/ipv4_packet.hpp"
+#include "dataplane/nat/port_allocator.hpp"
+#include "dataplane/table/hash_table.hpp"
+
+namespace cgn::dp {
+
+struct NatSettings {
+    std::vector<common::Ipv4Prefix> pool;
+    common::PortRange port_range;
+    common::FilteringMode filtering = common::FilteringMode::endpoint_independent;
+    common::Timeouts timeouts;
+    uint32_t max_sessions = 1u << 16;
+};
+
+class NatEngine {
+public:
+    NatEngine(const NatSettings& settings, unsigned worker_id, int socket_id,
+              common::WorkerCounters& counters, uint64_t seed);
+
+    // Translate n packets in place. forward[i] tells whether packet i is to be sent on; a packet
+    // not forwarded has had its drop counter incremented.
+    void in2out(Ipv4Packet* const* packets, unsigned n, uint64_t now_ms, bool* forward);
+    void out2in(Ipv4Packet* const* packets, unsigned n, uint64_t now_ms, bool* forward);
+
+    // Removes up to `budget` sessions whose idle timeout has passed. Returns how many.
+    uint32_t expire(uint64_t now_ms, uint32_t budget);
+
+    bool is_pool_address(uint32_t addr) const { return pool_.contains(addr); }
+    uint32_t session_count() const { return expiry_.size(); }
+    uint32_t mapping_count() const { return mapping_count_; }
+    uint32_t subscriber_count() const { return subscriber_count_; }
+    // The external endpoint of an internal one, if mapped.
+    std::optional<std::pair<uint32_t, uint16_t>> find_mapping(uint8_t protocol, uint32_t addr,
+                                                              uint16_t port) const;
+
+private:
+    struct Session {
+        uint32_t int_addr;
+        uint32_t remote_addr;
+        uint16_t int_port;
+        uint16_t remote_port;
+        uint32_t mapping;
+        uint8_t protocol;
+        uint8_t tcp;  // tcp_state flags
+    };
+    struct Mapping {
+        uint32_t int_addr;
+        uint32_t ext_addr;
+        uint16_t int_port;
+        uint16_t ext_port;
+        uint32_t sessions;
+        uint32_t subscriber;
+        uint8_t protocol;
+    };
+    struct Subscriber {
+        uint32_t addr;
+        uint32_t pool_index;
+        uint32_t mappings;
+    };
+
+    // A fixed set of slots with a free list: indices are stable and double as table values.
+    class SlotPool {
+    public:
+        explicit SlotPool(uint32_t capacity);
+        std::optional<uint32_t> take();
+        void give_back(uint32_t slot) { free_.push_back(slot); }
+
+    private:
+        std::vector<uint32_t> free_;
+    };
+
+    void translate_in2out(Ipv4Packet& p, uint32_t session, uint64_t now_ms);
+    void translate_out2in(Ipv4Packet& p, uint32_t session, uint64_t now_ms);
+    bool slow_in2out(Ipv4Packet& p, uint64_t now_ms);
+    bool slow_out2in(Ipv4Packet& p, uint64_t now_ms);
+    std::optional<uint32_t> create_mapping(const Ipv4Packet& p);
+    std::optional<uint32_t> pair_subscriber(uint32_t addr);
+    std::optional<uint32_t> create_session(uint32_t mapping, uint32_t remote_addr,
+                                           uint16_t remote_port, uint64_t now_ms);
+    void release_session(uint32_t session);
+    void release_mapping(uint32_t mapping);
+    void release_subscriber(uint32_t subscriber);
+    bool inbound_allowed(const Mapping& m, uint32_t remote_addr) const;
+    void drop(common::Counter c) { counters_.add(c); }
+
+    common::FilteringMode filtering_;
+    common::WorkerCounters& counters_;
+    common::Random random_;
+    AddressPool pool_;
+    ExpiryLists expiry_;
+
+    std::vector<Session> sessions_;
+    std::vector<Mapping> mappings_;
+    std::vector<Subscriber> subscribers_;
+    SlotPool free_sessions_;
+    SlotPool free_mappings_;
+    SlotPool free_subscribers_;
+    uint32_t mapping_count_ = 0;
+    uint32_t subscriber_count_ = 0;
+
+    HashTable session_table_;     // SessionKey (both sides) -> session slot
+    HashTable mapping_table_;     // EndpointKey (both sides) -> mapping slot
+    HashTable filter_table_;      // FilterKey -> number of sessions
+    HashTable subscriber_table_;  // internal address -> subscriber slot
+};
+
+}  // namespace cgn::dp

@@ -1,0 +1,110 @@
+#include "dataplane/nat/port_allocator.hpp"
+
+#include <bit>
+
+#include "common/headers.hpp"
+
+namespace cgn::dp {
+
+PortSet::PortSet(common::PortRange range) : range_(range), bits_((range.size() + 63) / 64, 0) {
+    // Bits past the end of the range are marked taken so the search never returns them.
+    const uint32_t tail = range.size() % 64;
+    if (tail != 0) bits_.back() = ~uint64_t{0} << tail;
+}
+
+std::optional<uint16_t> PortSet::allocate(common::Random& random) {
+    if (used_ == range_.size()) return std::nullopt;
+    const uint32_t start = random.below(range_.size());
+    const size_t words = bits_.size();
+    size_t w = start / 64;
+    // First word: only bits at or after the start; then whole words, wrapping; finally the
+    // bits of the first word before the start.
+    uint64_t free_bits = ~bits_[w] & (~uint64_t{0} << (start % 64));
+    for (size_t step = 0; step <= words; ++step) {
+        if (free_bits != 0) {
+            const uint32_t offset = static_cast<uint32_t>(w * 64 + std::countr_zero(free_bits));
+            bits_[w] |= uint64_t{1} << (offset % 64);
+            ++used_;
+            return static_cast<uint16_t>(range_.first + offset);
+        }
+        w = (w + 1) % words;
+        free_bits = ~bits_[w];
+    }
+    return std::nullopt;
+}
+
+bool PortSet::reserve(uint16_t port) {
+    if (port < range_.first || port > range_.last || in_use(port)) return false;
+    const uint32_t offset = port - range_.first;
+    bits_[offset / 64] |= uint64_t{1} << (offset % 64);
+    ++used_;
+    return true;
+}
+
+void PortSet::release(uint16_t port) {
+    if (port < range_.first || port > range_.last || !in_use(port)) return;
+    const uint32_t offset = port - range_.first;
+    bits_[offset / 64] &= ~(uint64_t{1} << (offset % 64));
+    --used_;
+}
+
+bool PortSet::in_use(uint16_t port) const {
+    if (port < range_.first || port > range_.last) return false;
+    const uint32_t offset = port - range_.first;
+    return (bits_[offset / 64] >> (offset % 64)) & 1;
+}
+
+std::optional<ProtocolIndex> protocol_index(uint8_t ip_protocol) {
+    switch (ip_protocol) {
+        case common::ipv4::kProtoUdp: return ProtocolIndex::udp;
+        case common::ipv4::kProtoTcp: return ProtocolIndex::tcp;
+        case common::ipv4::kProtoIcmp: return ProtocolIndex::icmp;
+        default: return std::nullopt;
+    }
+}
+
+AddressPool::AddressPool(const std::vector<common::Ipv4Prefix>& prefixes,
+                         common::PortRange range)
+    : prefixes_(prefixes) {
+    for (const auto& prefix : prefixes) {
+        for (uint64_t i = 0; i < prefix.size(); ++i) {
+            Entry e{static_cast<uint32_t>(prefix.address.value + i), 0, {}};
+            e.ports.assign(kProtocolCount, PortSet(range));
+            addresses_.push_back(std::move(e));
+        }
+    }
+}
+
+std::optional<uint32_t> AddressPool::index_of(uint32_t addr) const {
+    uint32_t base = 0;
+    for (const auto& prefix : prefixes_) {
+        if (prefix.contains(common::Ipv4Address{addr}))
+            return base + (addr - prefix.address.value);
+        base += static_cast<uint32_t>(prefix.size());
+    }
+    return std::nullopt;
+}
+
+std::optional<uint32_t> AddressPool::pair_subscriber() {
+    if (addresses_.empty()) return std::nullopt;
+    const auto n = static_cast<uint32_t>(addresses_.size());
+    uint32_t best = n;
+    for (uint32_t k = 0; k < n; ++k) {
+        const uint32_t i = (next_ + k) % n;
+        const auto& e = addresses_[i];
+        bool has_free = false;
+        for (const auto& ps : e.ports) has_free |= ps.used() < ps.capacity();
+        if (!has_free) continue;
+        if (best == n || e.subscribers < addresses_[best].subscribers) best = i;
+    }
+    if (best == n) return std::nullopt;
+    ++addresses_[best].subscribers;
+    next_ = (best + 1) % n;
+    return best;
+}
+
+void AddressPool::unpair_subscriber(uint32_t index) {
+    if (addresses_[index].subscribers > 0) --addresses_[index].subscribers;
+}
+
+}  // namespace cgn::dp

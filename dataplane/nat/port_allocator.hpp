@@ -1,0 +1,73 @@
+#pragma once
+// External port choice. A PortSet tracks the ports of one (external address, protocol) in the
+// configured range; an AddressPool holds every pool address with its three PortSets and the
+// number of subscribers paired with it. All memory is reserved at construction: allocating a
+// port on the packet path allocates no memory. Owned and used by one worker only.
+
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "common/address.hpp"
+#include "common/config.hpp"
+#include "common/random.hpp"
+
+namespace cgn::dp {
+
+class PortSet {
+public:
+    explicit PortSet(common::PortRange range);
+
+    // A free port, chosen unpredictably: the search starts at a random port of the range
+    // (RFC 6056 §3.3.1 spirit, RFC 4787 REQ-1 needs only that it is free). Nothing when full.
+    std::optional<uint16_t> allocate(common::Random& random);
+    // Takes a given port; false when it is outside the range or already taken.
+    bool reserve(uint16_t port);
+    void release(uint16_t port);
+    bool in_use(uint16_t port) const;
+    uint32_t used() const { return used_; }
+    uint32_t capacity() const { return range_.size(); }
+
+private:
+    common::PortRange range_;
+    std::vector<uint64_t> bits_;  // bit (port - first) set when taken
+    uint32_t used_ = 0;
+};
+
+// Index of a translated protocol in per-protocol arrays.
+enum class ProtocolIndex : uint8_t { udp = 0, tcp = 1, icmp = 2 };
+inline constexpr size_t kProtocolCount = 3;
+std::optional<ProtocolIndex> protocol_index(uint8_t ip_protocol);
+
+class AddressPool {
+public:
+    AddressPool(const std::vector<common::Ipv4Prefix>& prefixes, common::PortRange range);
+
+    size_t size() const { return addresses_.size(); }
+    uint32_t address(uint32_t index) const { return addresses_[index].addr; }
+    std::optional<uint32_t> index_of(uint32_t addr) const;
+    bool contains(uint32_t addr) const { return index_of(addr).has_value(); }
+
+    // Paired pooling (RFC 4787 REQ-2): a new subscriber gets the address with the fewest
+    // subscribers, so load spreads; its later mappings all use that address. The search starts
+    // after the previous choice so equal addresses take turns.
+    std::optional<uint32_t> pair_subscriber();
+    void unpair_subscriber(uint32_t index);
+    uint32_t subscribers(uint32_t index) const { return addresses_[index].subscribers; }
+
+    PortSet& ports(uint32_t index, ProtocolIndex p) {
+        return addresses_[index].ports[static_cast<size_t>(p)];
+    }
+
+private:
+    struct Entry {
+        uint32_t addr;
+        uint32_t subscribers = 0;
+        std::vector<PortSet> ports;
+    };
+    std::vector<common::Ipv4Prefix> prefixes_;
+    std::vector<Entry> addresses_;
+    uint32_t next_ = 0;
+};
+
+}  // namespace cgn::dp

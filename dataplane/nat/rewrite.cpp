@@ -1,0 +1,86 @@
+#include "dataplane/nat/rewrite.hpp"
+
+#include "common/byte_order.hpp"
+#include "common/checksum.hpp"
+#include "common/headers.hpp"
+
+namespace cgn::dp {
+
+using common::checksum_update16;
+using common::checksum_update32;
+using common::load_be16;
+using common::store_be16;
+using common::store_be32;
+namespace ipv4 = common::ipv4;
+
+namespace {
+
+// Rewrites one endpoint (address at `addr_offset` of the IP header, port at `port_offset` of
+// the transport header) and fixes every checksum that covers it.
+void rewrite_endpoint(Ipv4Packet& p, size_t addr_offset, size_t port_offset, uint32_t old_addr,
+                      uint32_t addr, uint16_t old_port, uint16_t port) {
+    uint8_t* ip = p.l3;
+    store_be16(ip + ipv4::kChecksum,
+               checksum_update32(load_be16(ip + ipv4::kChecksum), old_addr, addr));
+    store_be32(ip + addr_offset, addr);
+
+    uint8_t* l4 = p.l4;
+    switch (p.protocol) {
+        case ipv4::kProtoTcp: {
+            // The TCP checksum covers the pseudo-header, so the address change counts too.
+            uint16_t c = load_be16(l4 + common::tcp::kChecksum);
+            c = checksum_update32(c, old_addr, addr);
+            c = checksum_update16(c, old_port, port);
+            store_be16(l4 + common::tcp::kChecksum, c);
+            store_be16(l4 + port_offset, port);
+            break;
+        }
+        case ipv4::kProtoUdp: {
+            uint16_t c = load_be16(l4 + common::udp::kChecksum);
+            // RFC 768: checksum 0 means the sender computed none; it stays 0 (RFC 4787 does not
+            // ask a NAT to add one). A computed 0 is sent as all ones.
+            if (c != 0) {
+                c = checksum_update32(c, old_addr, addr);
+                c = checksum_update16(c, old_port, port);
+                store_be16(l4 + common::udp::kChecksum, c == 0 ? 0xffff : c);
+            }
+            store_be16(l4 + port_offset, port);
+            break;
+        }
+        case ipv4::kProtoIcmp: {
+            // ICMP has no pseudo-header: only the identifier is covered.
+            uint16_t c = load_be16(l4 + common::icmp::kChecksum);
+            store_be16(l4 + common::icmp::kChecksum, checksum_update16(c, old_port, port));
+            store_be16(l4 + common::icmp::kIdentifier, port);
+            break;
+        }
+        default: break;
+    }
+}
+
+}  // namespace
+
+void rewrite_source(Ipv4Packet& p, uint32_t addr, uint16_t port) {
+    rewrite_endpoint(p, ipv4::kSrc, common::udp::kSrcPort, p.src, addr, p.src_port, port);
+    p.src = addr;
+    p.src_port = port;
+    if (p.protocol == ipv4::kProtoIcmp) p.dst_port = port;
+}
+
+void rewrite_destination(Ipv4Packet& p, uint32_t addr, uint16_t port) {
+    rewrite_endpoint(p, ipv4::kDst, common::udp::kDstPort, p.dst, addr, p.dst_port, port);
+    p.dst = addr;
+    p.dst_port = port;
+    if (p.protocol == ipv4::kProtoIcmp) p.src_port = port;
+}
+
+void decrement_ttl(Ipv4Packet& p) {
+    uint8_t* ip = p.l3;
+    const uint16_t old_word = load_be16(ip + ipv4::kTtl);  // TTL and protocol share a word
+    ip[ipv4::kTtl] = static_cast<uint8_t>(ip[ipv4::kTtl] - 1);
+    store_be16(ip + ipv4::kChecksum, checksum_update16(load_be16(ip + ipv4::kChecksum), old_word,
+                                                       load_be16(ip + ipv4::kTtl)));
+    p.ttl = ip[ipv4::kTtl];
+}
+
+}  // namespace cgn::dp

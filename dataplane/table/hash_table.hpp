@@ -1,0 +1,41 @@
+#pragma once
+// A fixed-capacity hash map from a fixed-size key to a 64-bit value, on rte_hash. This header
+// keeps DPDK out of its users: translation code sees keys and values, the .cpp sees rte_hash.
+//
+// Sharing rule: created without the multi-writer or read-write concurrency flags, so one
+// thread (the owning worker) must do every lookup and update. Extendable buckets are on, so an
+// insert fails only when the table holds `capacity` keys.
+
+#include <cstdint>
+#include <string>
+
+struct rte_hash;
+
+namespace cgn::dp {
+
+class HashTable {
+public:
+    // The largest number of keys one lookup_bulk call takes.
+    static constexpr unsigned kMaxBulk = 64;
+
+    HashTable(const std::string& name, uint32_t capacity, uint32_t key_length, int socket_id);
+    ~HashTable();
+    HashTable(const HashTable&) = delete;
+    HashTable& operator=(const HashTable&) = delete;
+
+    // Looks up n <= kMaxBulk keys; values[i] is set where bit i of the returned mask is set.
+    uint64_t lookup_bulk(const void** keys, unsigned n, uint64_t* values) const;
+    bool lookup(const void* key, uint64_t& value) const;
+    // Inserts or replaces. False when the table is full.
+    bool insert(const void* key, uint64_t value);
+    // True when the key was there.
+    bool erase(const void* key);
+    uint32_t size() const;
+    uint32_t capacity() const { return capacity_; }
+
+private:
+    rte_hash* hash_;
+    uint32_t capacity_;
+};
+
+}  // namespace cgn::dp
