@@ -12,9 +12,12 @@ namespace cgn::common {
 
 std::string_view to_string(FilteringMode m) {
     switch (m) {
-        case FilteringMode::endpoint_independent: return "endpoint-independent";
-        case FilteringMode::address_dependent: return "address-dependent";
-        case FilteringMode::address_and_port_dependent: return "address-and-port-dependent";
+        case FilteringMode::endpoint_independent:
+            return "endpoint-independent";
+        case FilteringMode::address_dependent:
+            return "address-dependent";
+        case FilteringMode::address_and_port_dependent:
+            return "address-and-port-dependent";
     }
     return "?";
 }
@@ -27,16 +30,15 @@ constexpr uint64_t kMaxPoolAddresses = 4096;
 
 [[noreturn]] void bad_value(const std::string& option, const std::string& value,
                             const std::string& expected) {
-    throw ConfigError("invalid value '" + value + "' for --" + option + ": expected " +
-                      expected);
+    throw ConfigError("invalid value '" + value + "' for --" + option + ": expected " + expected);
 }
 
 InterfaceAddress parse_interface(const std::string& option, const std::string& value) {
     auto a = InterfaceAddress::parse(value);
     if (!a || a->subnet.length == 0 || a->subnet.length > 30)
-        bad_value(option, value, "an IPv4 address with its prefix length (/1 to /30), e.g. " +
-                                     std::string(option == "inside-address" ? "100.64.0.1/10"
-                                                                            : "192.0.2.1/24"));
+        bad_value(option, value,
+                  "an IPv4 address with its prefix length (/1 to /30), e.g. " +
+                      std::string(option == "inside-address" ? "100.64.0.1/10" : "192.0.2.1/24"));
     if (a->address == a->subnet.address ||
         a->address.value == (a->subnet.address.value | ~a->subnet.mask()))
         bad_value(option, value, "a host address, not the network or broadcast address");
@@ -83,8 +85,7 @@ std::vector<unsigned> parse_lcore_list(const std::string& value) {
     std::vector<unsigned> out;
     std::stringstream ss(value);
     std::string item;
-    while (std::getline(ss, item, ','))
-        out.push_back(parse_number("worker-lcores", item, 0, 1023));
+    while (std::getline(ss, item, ',')) out.push_back(parse_number("worker-lcores", item, 0, 1023));
     if (out.empty()) bad_value("worker-lcores", value, "a comma-separated list of lcore ids");
     return out;
 }
@@ -108,70 +109,67 @@ std::string check_device(const std::string& option, const std::string& value) {
 
 po::options_description describe() {
     po::options_description general("General");
-    general.add_options()
-        ("help,h", "print this help and exit")
-        ("version", "print the version and exit")
-        ("config,c", po::value<std::string>()->value_name("FILE"),
-         "read options from FILE (one 'name = value' per line, '#' comments); options on the "
-         "command line override it");
+    general.add_options()("help,h", "print this help and exit")("version",
+                                                                "print the version and exit")(
+        "config,c", po::value<std::string>()->value_name("FILE"),
+        "read options from FILE (one 'name = value' per line, '#' comments); options on the "
+        "command line override it");
 
     po::options_description dpdk("DPDK");
-    dpdk.add_options()
-        ("eal-args", po::value<std::string>()->value_name("ARGS")->default_value(""),
-         "extra EAL arguments, space separated, e.g. \"--no-huge --no-pci -m 512 --in-memory\". "
-         "cgnd adds the lcore list (unless ARGS has -l/--lcores/-c) and one device argument per "
-         "port (-a for PCI, --vdev for virtual devices)")
-        ("main-lcore", po::value<unsigned>()->value_name("ID")->default_value(0),
-         "lcore of the control thread")
-        ("worker-lcores", po::value<std::string>()->value_name("LIST")->default_value("1"),
-         "lcores that run packet workers, comma separated (one worker in this version)")
-        ("mbufs", po::value<std::string>()->value_name("N")->default_value("16383"),
-         "packet buffers in the pool shared by the ports");
+    dpdk.add_options()(
+        "eal-args", po::value<std::string>()->value_name("ARGS")->default_value(""),
+        "extra EAL arguments, space separated, e.g. \"--no-huge --no-pci -m 512 --in-memory\". "
+        "cgnd adds the lcore list (unless ARGS has -l/--lcores/-c) and one device argument per "
+        "port (-a for PCI, --vdev for virtual devices)")(
+        "main-lcore", po::value<unsigned>()->value_name("ID")->default_value(0),
+        "lcore of the control thread")(
+        "worker-lcores", po::value<std::string>()->value_name("LIST")->default_value("1"),
+        "lcores that run packet workers, comma separated (one worker in this version)")(
+        "mbufs", po::value<std::string>()->value_name("N")->default_value("16383"),
+        "packet buffers in the pool shared by the ports");
 
     po::options_description net("Interfaces");
-    net.add_options()
-        ("inside-port", po::value<std::string>()->value_name("DEV"),
-         "subscriber-facing port: a PCI address (0000:03:00.0) or a vdev "
-         "(net_af_packet0,iface=veth0; net_af_xdp0,iface=veth0; net_ring0; net_memif0,...)")
-        ("outside-port", po::value<std::string>()->value_name("DEV"),
-         "Internet-facing port, given like --inside-port")
-        ("inside-address", po::value<std::string>()->value_name("A/LEN"),
-         "cgnd's address and on-link prefix on the inside, e.g. 100.64.0.1/10; subscribers in "
-         "the prefix are reached directly")
-        ("outside-address", po::value<std::string>()->value_name("A/LEN"),
-         "cgnd's address and on-link prefix on the outside, e.g. 192.0.2.1/24")
-        ("inside-gateway", po::value<std::string>()->value_name("A"),
-         "next hop for subscriber addresses outside the inside prefix (optional)")
-        ("outside-gateway", po::value<std::string>()->value_name("A"),
-         "next hop for destinations outside the outside prefix (optional; without it only "
-         "on-link destinations are reached)");
+    net.add_options()(
+        "inside-port", po::value<std::string>()->value_name("DEV"),
+        "subscriber-facing port: a PCI address (0000:03:00.0) or a vdev "
+        "(net_af_packet0,iface=veth0; net_af_xdp0,iface=veth0; net_ring0; net_memif0,...)")(
+        "outside-port", po::value<std::string>()->value_name("DEV"),
+        "Internet-facing port, given like --inside-port")(
+        "inside-address", po::value<std::string>()->value_name("A/LEN"),
+        "cgnd's address and on-link prefix on the inside, e.g. 100.64.0.1/10; subscribers in "
+        "the prefix are reached directly")(
+        "outside-address", po::value<std::string>()->value_name("A/LEN"),
+        "cgnd's address and on-link prefix on the outside, e.g. 192.0.2.1/24")(
+        "inside-gateway", po::value<std::string>()->value_name("A"),
+        "next hop for subscriber addresses outside the inside prefix (optional)")(
+        "outside-gateway", po::value<std::string>()->value_name("A"),
+        "next hop for destinations outside the outside prefix (optional; without it only "
+        "on-link destinations are reached)");
 
     po::options_description nat("NAT");
-    nat.add_options()
-        ("pool", po::value<std::vector<std::string>>()->value_name("PREFIX")->composing(),
-         "external address pool prefix, e.g. 198.51.100.0/28; repeat for several (at most 4096 "
-         "addresses in all); cgnd answers ARP for these on the outside")
-        ("port-range", po::value<std::string>()->value_name("FIRST-LAST")
-             ->default_value("1024-65535"),
-         "external ports handed out; ports below 1024 are used only if FIRST is below 1024")
-        ("filtering", po::value<std::string>()->value_name("MODE")
-             ->default_value("endpoint-independent"),
-         "inbound filtering (RFC 4787 REQ-8): endpoint-independent, address-dependent or "
-         "address-and-port-dependent")
-        ("timeout-udp", po::value<std::string>()->value_name("S")->default_value("300"),
-         "UDP session idle timeout in seconds (RFC 4787 REQ-5)")
-        ("timeout-tcp-established", po::value<std::string>()->value_name("S")
-             ->default_value("7440"),
-         "established TCP session idle timeout in seconds (RFC 5382 REQ-5)")
-        ("timeout-tcp-transitory", po::value<std::string>()->value_name("S")
-             ->default_value("240"),
-         "TCP idle timeout in seconds while opening, closing or after RST (RFC 5382 REQ-5)")
-        ("timeout-icmp", po::value<std::string>()->value_name("S")->default_value("60"),
-         "ICMP query idle timeout in seconds (RFC 5508 REQ-1)")
-        ("max-sessions", po::value<std::string>()->value_name("N")->default_value("1048576"),
-         "sessions per worker (memory is reserved at start: about 200 bytes each)")
-        ("icmp-error-rate", po::value<std::string>()->value_name("N")->default_value("1000"),
-         "ICMP errors (time exceeded) a worker sends per second at most");
+    nat.add_options()(
+        "pool", po::value<std::vector<std::string>>()->value_name("PREFIX")->composing(),
+        "external address pool prefix, e.g. 198.51.100.0/28; repeat for several (at most 4096 "
+        "addresses in all); cgnd answers ARP for these on the outside")(
+        "port-range",
+        po::value<std::string>()->value_name("FIRST-LAST")->default_value("1024-65535"),
+        "external ports handed out; ports below 1024 are used only if FIRST is below 1024")(
+        "filtering",
+        po::value<std::string>()->value_name("MODE")->default_value("endpoint-independent"),
+        "inbound filtering (RFC 4787 REQ-8): endpoint-independent, address-dependent or "
+        "address-and-port-dependent")(
+        "timeout-udp", po::value<std::string>()->value_name("S")->default_value("300"),
+        "UDP session idle timeout in seconds (RFC 4787 REQ-5)")(
+        "timeout-tcp-established", po::value<std::string>()->value_name("S")->default_value("7440"),
+        "established TCP session idle timeout in seconds (RFC 5382 REQ-5)")(
+        "timeout-tcp-transitory", po::value<std::string>()->value_name("S")->default_value("240"),
+        "TCP idle timeout in seconds while opening, closing or after RST (RFC 5382 REQ-5)")(
+        "timeout-icmp", po::value<std::string>()->value_name("S")->default_value("60"),
+        "ICMP query idle timeout in seconds (RFC 5508 REQ-1)")(
+        "max-sessions", po::value<std::string>()->value_name("N")->default_value("1048576"),
+        "sessions per worker (memory is reserved at start: about 200 bytes each)")(
+        "icmp-error-rate", po::value<std::string>()->value_name("N")->default_value("1000"),
+        "ICMP errors (time exceeded) a worker sends per second at most");
 
     po::options_description all("cgnd options");
     all.add(general).add(dpdk).add(net).add(nat);
@@ -189,8 +187,7 @@ std::vector<std::string> split_spaces(const std::string& s) {
 template <class T>
 const T& required(const po::variables_map& vm, const char* name) {
     if (!vm.count(name) || vm[name].defaulted())
-        throw ConfigError(std::string("missing required option --") + name +
-                          " (see cgnd --help)");
+        throw ConfigError(std::string("missing required option --") + name + " (see cgnd --help)");
     return vm[name].as<T>();
 }
 
@@ -218,9 +215,9 @@ Config build(const po::variables_map& vm) {
     c.outside_address =
         parse_interface("outside-address", required<std::string>(vm, "outside-address"));
     if (c.inside_address.subnet.overlaps(c.outside_address.subnet))
-        bad_value("outside-address", vm["outside-address"].as<std::string>(),
-                  "a prefix that does not overlap --inside-address " +
-                      c.inside_address.to_string());
+        bad_value(
+            "outside-address", vm["outside-address"].as<std::string>(),
+            "a prefix that does not overlap --inside-address " + c.inside_address.to_string());
     if (vm.count("inside-gateway")) {
         auto gw = parse_address("inside-gateway", vm["inside-gateway"].as<std::string>());
         if (!c.inside_address.subnet.contains(gw) || gw == c.inside_address.address)
@@ -232,8 +229,7 @@ Config build(const po::variables_map& vm) {
         auto gw = parse_address("outside-gateway", vm["outside-gateway"].as<std::string>());
         if (!c.outside_address.subnet.contains(gw) || gw == c.outside_address.address)
             bad_value("outside-gateway", gw.to_string(),
-                      "another host in the outside prefix " +
-                          c.outside_address.subnet.to_string());
+                      "another host in the outside prefix " + c.outside_address.subnet.to_string());
         c.outside_gateway = gw;
     }
 
@@ -266,8 +262,7 @@ Config build(const po::variables_map& vm) {
         "timeout-tcp-established", vm["timeout-tcp-established"].as<std::string>(), 1, 7 * kDay);
     c.timeouts.tcp_transitory_s = parse_number(
         "timeout-tcp-transitory", vm["timeout-tcp-transitory"].as<std::string>(), 1, kDay);
-    c.timeouts.icmp_s =
-        parse_number("timeout-icmp", vm["timeout-icmp"].as<std::string>(), 1, kDay);
+    c.timeouts.icmp_s = parse_number("timeout-icmp", vm["timeout-icmp"].as<std::string>(), 1, kDay);
     c.max_sessions =
         parse_number("max-sessions", vm["max-sessions"].as<std::string>(), 16, 1u << 26);
     c.icmp_error_rate =
@@ -311,7 +306,9 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
     return out;
 }
 
-std::string device_name(const std::string& device) { return device.substr(0, device.find(',')); }
+std::string device_name(const std::string& device) {
+    return device.substr(0, device.find(','));
+}
 
 bool device_is_vdev(const std::string& device) {
     return device.rfind("net_", 0) == 0 && device_name(device).size() > 4;
@@ -329,8 +326,8 @@ std::vector<std::string> eal_arguments(const Config& config, const std::string& 
     if (!has_lcores) {
         std::string list = std::to_string(config.main_lcore);
         for (unsigned l : config.worker_lcores) list += "," + std::to_string(l);
-        args.insert(args.begin() + 1, {"-l", list, "--main-lcore",
-                                       std::to_string(config.main_lcore)});
+        args.insert(args.begin() + 1,
+                    {"-l", list, "--main-lcore", std::to_string(config.main_lcore)});
     }
     for (const auto* dev : {&config.inside_port, &config.outside_port}) {
         args.push_back(device_is_vdev(*dev) ? "--vdev" : "-a");

@@ -14,7 +14,7 @@
 namespace cgn::common {
 
 class ConfigError : public std::runtime_error {
-public:
+  public:
     using std::runtime_error::runtime_error;
 };
 
@@ -47,7 +47,7 @@ struct Config {
     unsigned main_lcore = 0;
     std::vector<unsigned> worker_lcores{1};
 
-    std::string inside_port;   // DPDK device: PCI address or vdev spec
+    std::string inside_port;  // DPDK device: PCI address or vdev spec
     std::string outside_port;
     InterfaceAddress inside_address;
     InterfaceAddress outside_address;
@@ -61,7 +61,7 @@ struct Config {
 
     uint32_t max_sessions = 1u << 20;  // per worker
     uint32_t mbufs = 16383;
-    uint32_t icmp_error_rate = 1000;   // ICMP errors sent per second per worker, at most
+    uint32_t icmp_error_rate = 1000;  // ICMP errors sent per second per worker, at most
 };
 
 struct ParseOutcome {

@@ -16,8 +16,9 @@ std::string format_counters(const CounterSnapshot& values) {
     std::string out = "--- counters ---\n";
     char line[128];
     for (size_t i = 0; i < kCounterCount; ++i) {
-        std::snprintf(line, sizeof line, "%-32.*s %llu\n", static_cast<int>(kCounterNames[i].size()),
-                      kCounterNames[i].data(), static_cast<unsigned long long>(values[i]));
+        std::snprintf(line, sizeof line, "%-32.*s %llu\n",
+                      static_cast<int>(kCounterNames[i].size()), kCounterNames[i].data(),
+                      static_cast<unsigned long long>(values[i]));
         out += line;
     }
     out += "--- end counters ---\n";

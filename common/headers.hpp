@@ -57,8 +57,8 @@ inline constexpr uint8_t kFin = 0x01, kSyn = 0x02, kRst = 0x04, kPsh = 0x08, kAc
 namespace icmp {
 inline constexpr size_t kHeaderLength = 8;
 inline constexpr size_t kType = 0, kCode = 1, kChecksum = 2, kIdentifier = 4, kSequence = 6;
-inline constexpr uint8_t kEchoReply = 0, kDestUnreachable = 3, kEchoRequest = 8,
-                         kTimeExceeded = 11, kParameterProblem = 12;
+inline constexpr uint8_t kEchoReply = 0, kDestUnreachable = 3, kEchoRequest = 8, kTimeExceeded = 11,
+                         kParameterProblem = 12;
 inline constexpr uint8_t kCodeTtlExceeded = 0;
 }  // namespace icmp
 

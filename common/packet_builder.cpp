@@ -11,9 +11,8 @@ PacketBuilder& PacketBuilder::ethernet(MacAddress src, MacAddress dst) {
     return *this;
 }
 
-PacketBuilder& PacketBuilder::arp(uint16_t operation, MacAddress sender_mac,
-                                  Ipv4Address sender_ip, MacAddress target_mac,
-                                  Ipv4Address target_ip) {
+PacketBuilder& PacketBuilder::arp(uint16_t operation, MacAddress sender_mac, Ipv4Address sender_ip,
+                                  MacAddress target_mac, Ipv4Address target_ip) {
     arp_.assign(arp::kLength, 0);
     store_be16(&arp_[arp::kHardwareType], arp::kHardwareEthernet);
     store_be16(&arp_[arp::kProtocolType], eth::kTypeIpv4);
@@ -59,8 +58,8 @@ PacketBuilder& PacketBuilder::udp_without_checksum() {
     return *this;
 }
 
-PacketBuilder& PacketBuilder::tcp(uint16_t src_port, uint16_t dst_port, uint8_t flags,
-                                  uint32_t seq, uint32_t ack) {
+PacketBuilder& PacketBuilder::tcp(uint16_t src_port, uint16_t dst_port, uint8_t flags, uint32_t seq,
+                                  uint32_t ack) {
     l4_ = L4::tcp;
     sport_ = src_port;
     dport_ = dst_port;
@@ -111,7 +110,8 @@ std::vector<uint8_t> PacketBuilder::build() const {
 
     std::vector<uint8_t> l4;
     switch (l4_) {
-        case L4::none: break;
+        case L4::none:
+            break;
         case L4::udp:
             l4.resize(udp::kHeaderLength);
             store_be16(&l4[udp::kSrcPort], sport_);
@@ -146,10 +146,10 @@ std::vector<uint8_t> PacketBuilder::build() const {
             l4.data(), l4.size(), pseudo_header_sum(src_.value, dst_.value, proto, l4_len)));
         store_be16(&l4[udp::kChecksum], c == 0 ? 0xffff : c);  // RFC 768: 0 means "none"
     } else if (l4_ == L4::tcp) {
-        store_be16(&l4[tcp::kChecksum],
-                   checksum_finish(checksum_partial(
-                       l4.data(), l4.size(),
-                       pseudo_header_sum(src_.value, dst_.value, proto, l4_len))));
+        store_be16(
+            &l4[tcp::kChecksum],
+            checksum_finish(checksum_partial(
+                l4.data(), l4.size(), pseudo_header_sum(src_.value, dst_.value, proto, l4_len))));
     } else if (l4_ == L4::icmp) {
         store_be16(&l4[icmp::kChecksum], checksum_finish(checksum_partial(l4.data(), l4.size())));
     }

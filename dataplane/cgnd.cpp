@@ -31,11 +31,15 @@ std::atomic<bool> g_stop_requested{false};
 std::atomic<bool> g_print_requested{false};
 static_assert(std::atomic<bool>::is_always_lock_free);
 
-extern "C" void on_stop_signal(int) { g_stop_requested.store(true); }
-extern "C" void on_print_signal(int) { g_print_requested.store(true); }
+extern "C" void on_stop_signal(int) {
+    g_stop_requested.store(true);
+}
+extern "C" void on_print_signal(int) {
+    g_print_requested.store(true);
+}
 
 void install_signal_handlers() {
-    struct sigaction sa{};
+    struct sigaction sa {};
     sa.sa_handler = on_stop_signal;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, nullptr);
@@ -82,10 +86,9 @@ int run(const common::Config& config) {
     ws.worker_id = 0;
     ws.socket_id = socket;
     ws.seed = rte_rdtsc();
-    ws.inside = {inside, 0, 0, dp::port_mac(inside), config.inside_address,
-                 config.inside_gateway};
-    ws.outside = {outside, 0, 0, dp::port_mac(outside), config.outside_address,
-                  config.outside_gateway};
+    ws.inside = {inside, 0, 0, dp::port_mac(inside), config.inside_address, config.inside_gateway};
+    ws.outside = {
+        outside, 0, 0, dp::port_mac(outside), config.outside_address, config.outside_gateway};
     ws.nat.pool = config.pool;
     ws.nat.port_range = config.port_range;
     ws.nat.filtering = config.filtering;

@@ -112,7 +112,7 @@ void Worker::handle_arp(SideIndex side, rte_mbuf* m, uint8_t* a, uint32_t length
 void Worker::send_arp_request(SideIndex side, uint32_t target) {
     const Interface& itf = interfaces_[side];
     rte_mbuf* m = rte_pktmbuf_alloc(pool_);
-    if (m == nullptr) return;  // pool empty: the retransmit timer asks again
+    if (m == nullptr) return;         // pool empty: the retransmit timer asks again
     constexpr uint16_t kLength = 60;  // minimum Ethernet frame without FCS
     if (rte_pktmbuf_append(m, kLength) == nullptr) {
         rte_pktmbuf_free(m);
@@ -145,9 +145,8 @@ void Worker::handle_local(SideIndex side, rte_mbuf* m, Ipv4Packet& p) {
                common::checksum_finish(common::checksum_partial(ip, p.header_length)));
     const uint16_t old_word = load_be16(p.l4);
     p.l4[icmp::kType] = icmp::kEchoReply;
-    store_be16(p.l4 + icmp::kChecksum,
-               common::checksum_update16(load_be16(p.l4 + icmp::kChecksum), old_word,
-                                         load_be16(p.l4)));
+    store_be16(p.l4 + icmp::kChecksum, common::checksum_update16(load_be16(p.l4 + icmp::kChecksum),
+                                                                 old_word, load_be16(p.l4)));
     counters_.add(Counter::icmp_echo_answered);
     transmit_to(side, m, requester);
 }
@@ -178,8 +177,8 @@ void Worker::send_time_exceeded(SideIndex side, rte_mbuf* m, const Ipv4Packet& p
     if (reply == nullptr) return;
     const Interface& itf = interfaces_[side];
     // RFC 792: the offending IP header and the first 8 bytes of its payload.
-    const uint16_t quoted = static_cast<uint16_t>(
-        p.header_length + std::min<uint16_t>(8, p.l4_length));
+    const uint16_t quoted =
+        static_cast<uint16_t>(p.header_length + std::min<uint16_t>(8, p.l4_length));
     const uint16_t ip_length =
         static_cast<uint16_t>(ipv4::kMinHeaderLength + icmp::kHeaderLength + quoted);
     const uint16_t frame_length = static_cast<uint16_t>(eth::kHeaderLength + ip_length);
@@ -198,15 +197,14 @@ void Worker::send_time_exceeded(SideIndex side, rte_mbuf* m, const Ipv4Packet& p
     ip[ipv4::kProtocol] = ipv4::kProtoIcmp;
     store_be32(ip + ipv4::kSrc, itf.address.address.value);
     store_be32(ip + ipv4::kDst, p.src);
-    store_be16(ip + ipv4::kChecksum, common::checksum_finish(common::checksum_partial(
-                                         ip, ipv4::kMinHeaderLength)));
+    store_be16(ip + ipv4::kChecksum,
+               common::checksum_finish(common::checksum_partial(ip, ipv4::kMinHeaderLength)));
     uint8_t* ic = ip + ipv4::kMinHeaderLength;
     ic[icmp::kType] = icmp::kTimeExceeded;
     ic[icmp::kCode] = icmp::kCodeTtlExceeded;
     std::memcpy(ic + icmp::kHeaderLength, p.l3, quoted);
     store_be16(ic + icmp::kChecksum,
-               common::checksum_finish(
-                   common::checksum_partial(ic, icmp::kHeaderLength + quoted)));
+               common::checksum_finish(common::checksum_partial(ic, icmp::kHeaderLength + quoted)));
     counters_.add(Counter::icmp_time_exceeded_sent);
     enqueue_tx(side, reply);
 }

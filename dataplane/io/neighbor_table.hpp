@@ -21,7 +21,7 @@
 namespace cgn::dp {
 
 class NeighborTable {
-public:
+  public:
     static constexpr unsigned kQueueLength = 4;
     static constexpr uint64_t kRetransmitMs = 1000;
     static constexpr unsigned kMaxRequests = 3;
@@ -60,7 +60,8 @@ public:
             Entry& e = entries_[cursor_];
             cursor_ = (cursor_ + 1) % entries_.size();
             switch (e.state) {
-                case State::free: break;
+                case State::free:
+                    break;
                 case State::incomplete:
                     if (now_ms - e.last_request_ms < kRetransmitMs) break;
                     if (e.requests >= kMaxRequests) {
@@ -81,7 +82,7 @@ public:
 
     uint32_t size() const { return table_.size(); }
 
-private:
+  private:
     HashTable table_;  // ip -> slot
     std::vector<Entry> entries_;
     std::vector<uint32_t> free_;

@@ -47,8 +47,7 @@ void start_port(uint16_t port_id, uint16_t rx_queues, uint16_t tx_queues, rte_me
     const int socket = rte_eth_dev_socket_id(port_id);
     const unsigned socket_id = socket < 0 ? 0 : static_cast<unsigned>(socket);
     for (uint16_t q = 0; q < rx_queues; ++q)
-        if (int rc = rte_eth_rx_queue_setup(port_id, q, rx_desc, socket_id, nullptr, pool);
-            rc != 0)
+        if (int rc = rte_eth_rx_queue_setup(port_id, q, rx_desc, socket_id, nullptr, pool); rc != 0)
             fail(option, port_id, "cannot set up RX queue", rc);
     for (uint16_t q = 0; q < tx_queues; ++q)
         if (int rc = rte_eth_tx_queue_setup(port_id, q, tx_desc, socket_id, nullptr); rc != 0)

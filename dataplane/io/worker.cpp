@@ -30,8 +30,8 @@ bool is_martian(uint32_t addr) {
 
 }  // namespace
 
-Worker::Worker(const WorkerSettings& settings, rte_mempool* pool,
-               common::WorkerCounters& counters, const common::Clock& clock)
+Worker::Worker(const WorkerSettings& settings, rte_mempool* pool, common::WorkerCounters& counters,
+               const common::Clock& clock)
     : interfaces_{settings.inside, settings.outside},
       pool_(pool),
       counters_(counters),

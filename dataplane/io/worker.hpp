@@ -45,7 +45,7 @@ struct WorkerSettings {
 };
 
 class Worker {
-public:
+  public:
     static constexpr uint16_t kBurst = 32;
     static constexpr uint32_t kExpiryBudget = 64;  // sessions expired per loop, at most
     static constexpr unsigned kNeighborTickBudget = 8;
@@ -65,7 +65,7 @@ public:
     NatEngine& nat() { return nat_; }
     const NatEngine& nat() const { return nat_; }
 
-private:
+  private:
     enum SideIndex : uint8_t { kInside = 0, kOutside = 1 };
 
     struct TxQueue {

@@ -70,7 +70,8 @@ std::optional<Counter> parse_transport(Ipv4Packet& p) {
                 return Counter::drop_icmp_type;
             p.src_port = p.dst_port = load_be16(p.l4 + icmp::kIdentifier);
             return std::nullopt;
-        default: return Counter::drop_protocol;
+        default:
+            return Counter::drop_protocol;
     }
 }
 

@@ -12,8 +12,8 @@
 namespace cgn::dp {
 
 struct Ipv4Packet {
-    uint8_t* l3 = nullptr;    // IPv4 header
-    uint8_t* l4 = nullptr;    // transport header
+    uint8_t* l3 = nullptr;  // IPv4 header
+    uint8_t* l4 = nullptr;  // transport header
     uint16_t total_length = 0;
     uint16_t l4_length = 0;
     uint8_t header_length = 0;
@@ -21,7 +21,7 @@ struct Ipv4Packet {
     uint8_t ttl = 0;
     uint32_t src = 0;
     uint32_t dst = 0;
-    bool fragment = false;     // MF set or offset non-zero
+    bool fragment = false;  // MF set or offset non-zero
     // Transport fields (valid after parse_transport): TCP/UDP ports, or for ICMP echo the
     // identifier in both src_port and dst_port.
     uint16_t src_port = 0;

@@ -20,9 +20,12 @@ constexpr uint64_t kRefreshGranularityMs = 100;
 
 TimeoutClass initial_class(uint8_t protocol) {
     switch (protocol) {
-        case ipv4::kProtoTcp: return TimeoutClass::tcp_transitory;
-        case ipv4::kProtoIcmp: return TimeoutClass::icmp;
-        default: return TimeoutClass::udp;
+        case ipv4::kProtoTcp:
+            return TimeoutClass::tcp_transitory;
+        case ipv4::kProtoIcmp:
+            return TimeoutClass::icmp;
+        default:
+            return TimeoutClass::udp;
     }
 }
 
@@ -260,7 +263,8 @@ bool NatEngine::slow_out2in(Ipv4Packet& p, uint64_t now_ms) {
 
 bool NatEngine::inbound_allowed(const Mapping& m, uint32_t remote_addr) const {
     switch (filtering_) {
-        case FilteringMode::endpoint_independent: return true;
+        case FilteringMode::endpoint_independent:
+            return true;
         case FilteringMode::address_dependent: {
             const FilterKey fk = filter_key(m.protocol, m.ext_addr, m.ext_port, remote_addr);
             uint64_t count = 0;
@@ -371,8 +375,8 @@ std::optional<uint32_t> NatEngine::create_session(uint32_t mapping, uint32_t rem
         if (m.sessions == 0) release_mapping(mapping);
         return std::nullopt;
     }
-    sessions_[*slot] = Session{m.int_addr, remote_addr, m.int_port, remote_port, mapping,
-                               m.protocol, 0};
+    sessions_[*slot] =
+        Session{m.int_addr, remote_addr, m.int_port, remote_port, mapping, m.protocol, 0};
     ++m.sessions;
     expiry_.insert(*slot, initial_class(m.protocol), now_ms);
     counters_.add(Counter::sessions_created);

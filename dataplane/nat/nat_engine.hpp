@@ -41,7 +41,7 @@ struct NatSettings {
 };
 
 class NatEngine {
-public:
+  public:
     NatEngine(const NatSettings& settings, unsigned worker_id, int socket_id,
               common::WorkerCounters& counters, uint64_t seed);
 
@@ -61,7 +61,7 @@ public:
     std::optional<std::pair<uint32_t, uint16_t>> find_mapping(uint8_t protocol, uint32_t addr,
                                                               uint16_t port) const;
 
-private:
+  private:
     struct Session {
         uint32_t int_addr;
         uint32_t remote_addr;
@@ -88,12 +88,12 @@ private:
 
     // A fixed set of slots with a free list: indices are stable and double as table values.
     class SlotPool {
-    public:
+      public:
         explicit SlotPool(uint32_t capacity);
         std::optional<uint32_t> take();
         void give_back(uint32_t slot) { free_.push_back(slot); }
 
-    private:
+      private:
         std::vector<uint32_t> free_;
     };
 

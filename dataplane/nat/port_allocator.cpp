@@ -56,15 +56,18 @@ bool PortSet::in_use(uint16_t port) const {
 
 std::optional<ProtocolIndex> protocol_index(uint8_t ip_protocol) {
     switch (ip_protocol) {
-        case common::ipv4::kProtoUdp: return ProtocolIndex::udp;
-        case common::ipv4::kProtoTcp: return ProtocolIndex::tcp;
-        case common::ipv4::kProtoIcmp: return ProtocolIndex::icmp;
-        default: return std::nullopt;
+        case common::ipv4::kProtoUdp:
+            return ProtocolIndex::udp;
+        case common::ipv4::kProtoTcp:
+            return ProtocolIndex::tcp;
+        case common::ipv4::kProtoIcmp:
+            return ProtocolIndex::icmp;
+        default:
+            return std::nullopt;
     }
 }
 
-AddressPool::AddressPool(const std::vector<common::Ipv4Prefix>& prefixes,
-                         common::PortRange range)
+AddressPool::AddressPool(const std::vector<common::Ipv4Prefix>& prefixes, common::PortRange range)
     : prefixes_(prefixes) {
     for (const auto& prefix : prefixes) {
         for (uint64_t i = 0; i < prefix.size(); ++i) {
@@ -78,8 +81,7 @@ AddressPool::AddressPool(const std::vector<common::Ipv4Prefix>& prefixes,
 std::optional<uint32_t> AddressPool::index_of(uint32_t addr) const {
     uint32_t base = 0;
     for (const auto& prefix : prefixes_) {
-        if (prefix.contains(common::Ipv4Address{addr}))
-            return base + (addr - prefix.address.value);
+        if (prefix.contains(common::Ipv4Address{addr})) return base + (addr - prefix.address.value);
         base += static_cast<uint32_t>(prefix.size());
     }
     return std::nullopt;

@@ -15,7 +15,7 @@
 namespace cgn::dp {
 
 class PortSet {
-public:
+  public:
     explicit PortSet(common::PortRange range);
 
     // A free port, chosen unpredictably: the search starts at a random port of the range
@@ -28,7 +28,7 @@ public:
     uint32_t used() const { return used_; }
     uint32_t capacity() const { return range_.size(); }
 
-private:
+  private:
     common::PortRange range_;
     std::vector<uint64_t> bits_;  // bit (port - first) set when taken
     uint32_t used_ = 0;
@@ -40,7 +40,7 @@ inline constexpr size_t kProtocolCount = 3;
 std::optional<ProtocolIndex> protocol_index(uint8_t ip_protocol);
 
 class AddressPool {
-public:
+  public:
     AddressPool(const std::vector<common::Ipv4Prefix>& prefixes, common::PortRange range);
 
     size_t size() const { return addresses_.size(); }
@@ -59,7 +59,7 @@ public:
         return addresses_[index].ports[static_cast<size_t>(p)];
     }
 
-private:
+  private:
     struct Entry {
         uint32_t addr;
         uint32_t subscribers = 0;

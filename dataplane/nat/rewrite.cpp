@@ -54,7 +54,8 @@ void rewrite_endpoint(Ipv4Packet& p, size_t addr_offset, size_t port_offset, uin
             store_be16(l4 + common::icmp::kIdentifier, port);
             break;
         }
-        default: break;
+        default:
+            break;
     }
 }
 

@@ -8,8 +8,7 @@
 
 namespace cgn::dp {
 
-HashTable::HashTable(const std::string& name, uint32_t capacity, uint32_t key_length,
-                     int socket_id)
+HashTable::HashTable(const std::string& name, uint32_t capacity, uint32_t key_length, int socket_id)
     : capacity_(capacity) {
     rte_hash_parameters params{};
     params.name = name.c_str();
@@ -23,12 +22,13 @@ HashTable::HashTable(const std::string& name, uint32_t capacity, uint32_t key_le
     hash_ = rte_hash_create(&params);
     if (hash_ == nullptr)
         throw std::runtime_error("cannot create hash table " + name + " for " +
-                                 std::to_string(capacity) + " keys: " +
-                                 rte_strerror(rte_errno) +
+                                 std::to_string(capacity) + " keys: " + rte_strerror(rte_errno) +
                                  " (give EAL more memory with -m or hugepages)");
 }
 
-HashTable::~HashTable() { rte_hash_free(hash_); }
+HashTable::~HashTable() {
+    rte_hash_free(hash_);
+}
 
 uint64_t HashTable::lookup_bulk(const void** keys, unsigned n, uint64_t* values) const {
     uint64_t hits = 0;
@@ -51,8 +51,12 @@ bool HashTable::insert(const void* key, uint64_t value) {
     return rte_hash_add_key_data(hash_, key, reinterpret_cast<void*>(value)) == 0;
 }
 
-bool HashTable::erase(const void* key) { return rte_hash_del_key(hash_, key) >= 0; }
+bool HashTable::erase(const void* key) {
+    return rte_hash_del_key(hash_, key) >= 0;
+}
 
-uint32_t HashTable::size() const { return static_cast<uint32_t>(rte_hash_count(hash_)); }
+uint32_t HashTable::size() const {
+    return static_cast<uint32_t>(rte_hash_count(hash_));
+}
 
 }  // namespace cgn::dp

@@ -1,0 +1,57 @@
+#include "dataplane/io/ring_port.hpp"
+
+#include <rte_eth_ring.h>
+#include <rte_ethdev.h>
+#include <rte_mbuf.h>
+
+#include <cstring>
+#include <stdexcept>
+
+#include "dataplane/io/port.hpp"
+
+namespace cgn::dp {
+
+RingPort::RingPort(const std::string& name, rte_mempool* pool, unsigned ring_size) : pool_(pool) {
+    rx_ = rte_ring_create((name + "_rx").c_str(), ring_size, SOCKET_ID_ANY,
+                          RING_F_SP_ENQ | RING_F_SC_DEQ);
+    tx_ = rte_ring_create((name + "_tx").c_str(), ring_size, SOCKET_ID_ANY,
+                          RING_F_SP_ENQ | RING_F_SC_DEQ);
+    if (rx_ == nullptr || tx_ == nullptr) throw std::runtime_error("cannot create rings " + name);
+    const int port = rte_eth_from_rings(name.c_str(), &rx_, 1, &tx_, 1, SOCKET_ID_ANY);
+    if (port < 0) throw std::runtime_error("cannot create ring port " + name);
+    port_id_ = static_cast<uint16_t>(port);
+    start_port(port_id_, 1, 1, pool, name);
+    mac_ = port_mac(port_id_);
+}
+
+RingPort::~RingPort() {
+    for (const auto& f : drain()) (void)f;
+    stop_port(port_id_);
+    void* m = nullptr;
+    while (rte_ring_dequeue(rx_, &m) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(m));
+    rte_ring_free(rx_);
+    rte_ring_free(tx_);
+}
+
+void RingPort::inject(const std::vector<uint8_t>& frame) {
+    rte_mbuf* m = rte_pktmbuf_alloc(pool_);
+    if (m == nullptr) throw std::runtime_error("mbuf pool empty");
+    char* data = rte_pktmbuf_append(m, static_cast<uint16_t>(frame.size()));
+    if (data == nullptr) throw std::runtime_error("frame too large");
+    std::memcpy(rte_pktmbuf_mtod(m, uint8_t*), frame.data(), frame.size());
+    if (rte_ring_enqueue(rx_, m) != 0) throw std::runtime_error("RX ring full");
+}
+
+std::vector<std::vector<uint8_t>> RingPort::drain() {
+    std::vector<std::vector<uint8_t>> out;
+    void* obj = nullptr;
+    while (rte_ring_dequeue(tx_, &obj) == 0) {
+        auto* m = static_cast<rte_mbuf*>(obj);
+        const auto* p = rte_pktmbuf_mtod(m, const uint8_t*);
+        out.emplace_back(p, p + rte_pktmbuf_data_len(m));
+        rte_pktmbuf_free(m);
+    }
+    return out;
+}
+
+}  // namespace cgn::dp

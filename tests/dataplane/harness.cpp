@@ -1,0 +1,102 @@
+#include "tests/dataplane/harness.hpp"
+
+#include <rte_eth_ring.h>
+#include <rte_ethdev.h>
+#include <rte_lcore.h>
+#include <rte_mbuf.h>
+
+#include <cstdio>
+#include <cstring>
+#include <stdexcept>
+
+#include "common/byte_order.hpp"
+#include "common/headers.hpp"
+#include "common/packet_builder.hpp"
+#include "dataplane/io/port.hpp"
+
+namespace cgn::test {
+
+namespace {
+unsigned g_instance = 0;  // unique names for rings, ports, pools and tables
+}
+
+DataplaneHarness::DataplaneHarness() : counters_(std::make_unique<common::WorkerCounters>()) {
+    const unsigned id = ++g_instance;
+    pool_ = rte_pktmbuf_pool_create(("tmb" + std::to_string(id)).c_str(), 8191, 0, 0,
+                                    RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
+    if (pool_ == nullptr) throw std::runtime_error("cannot create mbuf pool");
+    inside_ = std::make_unique<dp::RingPort>("tin" + std::to_string(id), pool_);
+    outside_ = std::make_unique<dp::RingPort>("tout" + std::to_string(id), pool_);
+    settings_.worker_id = 1000 + id;
+    settings_.socket_id = SOCKET_ID_ANY;
+    settings_.seed = 42 + id;
+    settings_.inside = {inside_->port_id(), 0, 0, inside_->mac(), topo_.inside, std::nullopt};
+    settings_.outside = {outside_->port_id(), 0, 0, outside_->mac(), topo_.outside, topo_.gateway};
+    settings_.nat.pool = {topo_.pool};
+    settings_.nat.max_sessions = 1024;
+    settings_.neighbor_capacity = 64;
+}
+
+DataplaneHarness::~DataplaneHarness() {
+    worker_.reset();
+    inside_.reset();
+    outside_.reset();
+    rte_mempool_free(pool_);
+}
+
+void DataplaneHarness::start() {
+    worker_ = std::make_unique<dp::Worker>(settings_, pool_, *counters_, clock_);
+}
+
+void DataplaneHarness::poll(int iterations) {
+    for (int i = 0; i < iterations; ++i) worker_->poll_once();
+}
+
+void DataplaneHarness::resolve_neighbors() {
+    // Subscribers announce themselves by asking for their gateway (RFC 826 merge).
+    inside().inject(arp_request(topo_.subscriber1_mac, topo_.subscriber1, topo_.inside.address));
+    inside().inject(arp_request(topo_.subscriber2_mac, topo_.subscriber2, topo_.inside.address));
+    // The outside gateway announces itself the same way.
+    outside().inject(arp_request(topo_.gateway_mac, topo_.gateway, topo_.outside.address));
+    poll();
+    inside().drain();
+    outside().drain();
+}
+
+Frame arp_request(common::MacAddress sender_mac, common::Ipv4Address sender_ip,
+                  common::Ipv4Address target_ip) {
+    return common::PacketBuilder()
+        .ethernet(sender_mac, common::MacAddress::broadcast())
+        .arp(common::arp::kOpRequest, sender_mac, sender_ip, common::MacAddress{}, target_ip)
+        .build();
+}
+
+Frame arp_reply(common::MacAddress sender_mac, common::Ipv4Address sender_ip,
+                common::MacAddress target_mac, common::Ipv4Address target_ip) {
+    return common::PacketBuilder()
+        .ethernet(sender_mac, target_mac)
+        .arp(common::arp::kOpReply, sender_mac, sender_ip, target_mac, target_ip)
+        .build();
+}
+
+bool is_arp_request_for(const Frame& f, common::Ipv4Address target) {
+    namespace arp = common::arp;
+    if (f.size() < common::eth::kHeaderLength + arp::kLength) return false;
+    const uint8_t* a = f.data() + common::eth::kHeaderLength;
+    return common::load_be16(f.data() + common::eth::kType) == common::eth::kTypeArp &&
+           common::load_be16(a + arp::kOperation) == arp::kOpRequest &&
+           common::load_be32(a + arp::kTargetIp) == target.value;
+}
+
+std::string hex(const Frame& f) {
+    std::string out;
+    char b[4];
+    for (size_t i = 0; i < f.size(); ++i) {
+        std::snprintf(b, sizeof b, "%02x", f[i]);
+        out += b;
+        out += (i % 16 == 15) ? '\n' : ' ';
+    }
+    return out;
+}
+
+}  // namespace cgn::test

@@ -1,0 +1,93 @@
+#pragma once
+// Dataplane test harness: a real Worker (NAT engine on rte_hash, neighbour tables, the poll
+// loop) on two ethdev ports backed by rte_rings (net_ring PMD, rte_eth_from_rings). A test
+// puts frames built with PacketBuilder on a port's RX ring, calls poll(), and reads every byte
+// the worker transmitted from the TX ring. Time is a ManualClock the test moves.
+//
+// EAL is initialised once for the test binary (--no-huge --no-pci, main lcore only): see
+// dataplane_main.cpp.
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/address.hpp"
+#include "common/clock.hpp"
+#include "common/counters.hpp"
+#include "dataplane/io/ring_port.hpp"
+#include "dataplane/io/worker.hpp"
+
+namespace cgn::test {
+
+using Frame = std::vector<uint8_t>;
+
+// Addresses of the test topology (documentation and shared ranges only).
+struct Topology {
+    static common::Ipv4Address ip(const char* text) { return *common::Ipv4Address::parse(text); }
+    static common::MacAddress mac(const char* text) { return *common::MacAddress::parse(text); }
+
+    common::InterfaceAddress inside = *common::InterfaceAddress::parse("100.64.0.1/10");
+    common::InterfaceAddress outside = *common::InterfaceAddress::parse("192.0.2.1/24");
+    common::Ipv4Address gateway = ip("192.0.2.254");  // outside next hop
+    common::MacAddress gateway_mac = mac("02:00:00:00:fe:01");
+    common::Ipv4Address subscriber1 = ip("100.64.0.11");
+    common::MacAddress subscriber1_mac = mac("02:00:00:00:00:11");
+    common::Ipv4Address subscriber2 = ip("100.64.0.12");
+    common::MacAddress subscriber2_mac = mac("02:00:00:00:00:12");
+    common::Ipv4Address server1 = ip("203.0.113.10");  // beyond the gateway
+    common::Ipv4Address server2 = ip("203.0.113.20");
+    common::Ipv4Prefix pool = *common::Ipv4Prefix::parse("198.51.100.0/30");
+};
+
+using dp::RingPort;
+
+class DataplaneHarness {
+  public:
+    // Settings start from the defaults of a production config with the test topology; tweak
+    // `settings()` before start().
+    DataplaneHarness();
+    ~DataplaneHarness();
+
+    dp::WorkerSettings& settings() { return settings_; }
+    void start();
+
+    RingPort& inside() { return *inside_; }
+    RingPort& outside() { return *outside_; }
+    common::ManualClock& clock() { return clock_; }
+    dp::Worker& worker() { return *worker_; }
+    uint64_t counter(common::Counter c) const { return counters_->get(c); }
+    const Topology& topo() const { return topo_; }
+
+    void poll(int iterations = 1);
+    // Teaches the worker the MAC of the outside gateway and of both subscribers (answers the
+    // ARP requests it sends), so later tests see translated frames right away.
+    void resolve_neighbors();
+    // Zeroes the counters (the worker is idle between polls), so a test counts only its own.
+    void reset_counters() {
+        for (auto& v : counters_->values) v.store(0, std::memory_order_relaxed);
+    }
+
+  private:
+    Topology topo_;
+    common::ManualClock clock_;
+    std::unique_ptr<common::WorkerCounters> counters_;
+    rte_mempool* pool_;
+    std::unique_ptr<dp::RingPort> inside_;
+    std::unique_ptr<dp::RingPort> outside_;
+    dp::WorkerSettings settings_;
+    std::unique_ptr<dp::Worker> worker_;
+};
+
+// Builders for frames of the test topology.
+Frame arp_request(common::MacAddress sender_mac, common::Ipv4Address sender_ip,
+                  common::Ipv4Address target_ip);
+Frame arp_reply(common::MacAddress sender_mac, common::Ipv4Address sender_ip,
+                common::MacAddress target_mac, common::Ipv4Address target_ip);
+
+// Ethernet type, ARP operation and target of a frame (for checking ARP requests).
+bool is_arp_request_for(const Frame& f, common::Ipv4Address target);
+
+// Hex dump of a frame, for failure messages.
+std::string hex(const Frame& f);
+
+}  // namespace cgn::test
