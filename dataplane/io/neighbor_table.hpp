@@ -68,6 +68,7 @@ class NeighborTable {
                         on_give_up(e);
                         e.state = State::failed;
                         e.queued = 0;
+                        e.last_request_ms = now_ms;  // the hold-down starts now
                     } else {
                         on_retransmit(e);
                     }
