@@ -66,8 +66,16 @@ PortRange parse_port_range(const std::string& value) {
     size_t dash = value.find('-');
     if (dash == std::string::npos) bad_value("port-range", value, "FIRST-LAST, e.g. 1024-65535");
     PortRange r;
-    r.first = static_cast<uint16_t>(parse_number("port-range", value.substr(0, dash), 1, 65535));
-    r.last = static_cast<uint16_t>(parse_number("port-range", value.substr(dash + 1), 1, 65535));
+    auto port = [&](const std::string& part) {
+        uint64_t v = 0;
+        auto [ptr, ec] = std::from_chars(part.data(), part.data() + part.size(), v);
+        if (part.empty() || ec != std::errc() || ptr != part.data() + part.size() || v < 1 ||
+            v > 65535)
+            bad_value("port-range", value, "FIRST-LAST with ports from 1 to 65535");
+        return static_cast<uint16_t>(v);
+    };
+    r.first = port(value.substr(0, dash));
+    r.last = port(value.substr(dash + 1));
     if (r.first > r.last) bad_value("port-range", value, "FIRST not above LAST");
     if (r.size() < 64) bad_value("port-range", value, "a range of at least 64 ports");
     return r;
@@ -108,14 +116,15 @@ std::string check_device(const std::string& option, const std::string& value) {
 }
 
 po::options_description describe() {
-    po::options_description general("General");
+    constexpr unsigned kWidth = 100;
+    po::options_description general("General", kWidth);
     general.add_options()("help,h", "print this help and exit")("version",
                                                                 "print the version and exit")(
         "config,c", po::value<std::string>()->value_name("FILE"),
         "read options from FILE (one 'name = value' per line, '#' comments); options on the "
         "command line override it");
 
-    po::options_description dpdk("DPDK");
+    po::options_description dpdk("DPDK", kWidth);
     dpdk.add_options()(
         "eal-args", po::value<std::string>()->value_name("ARGS")->default_value(""),
         "extra EAL arguments, space separated, e.g. \"--no-huge --no-pci -m 512 --in-memory\". "
@@ -128,7 +137,7 @@ po::options_description describe() {
         "mbufs", po::value<std::string>()->value_name("N")->default_value("16383"),
         "packet buffers in the pool shared by the ports");
 
-    po::options_description net("Interfaces");
+    po::options_description net("Interfaces", kWidth);
     net.add_options()(
         "inside-port", po::value<std::string>()->value_name("DEV"),
         "subscriber-facing port: a PCI address (0000:03:00.0) or a vdev "
@@ -146,9 +155,9 @@ po::options_description describe() {
         "next hop for destinations outside the outside prefix (optional; without it only "
         "on-link destinations are reached)");
 
-    po::options_description nat("NAT");
+    po::options_description nat("NAT", kWidth);
     nat.add_options()(
-        "pool", po::value<std::vector<std::string>>()->value_name("PREFIX")->composing(),
+        "pool", po::value<std::vector<std::string>>()->value_name("PREFIX"),
         "external address pool prefix, e.g. 198.51.100.0/28; repeat for several (at most 4096 "
         "addresses in all); cgnd answers ARP for these on the outside")(
         "port-range",
@@ -171,7 +180,7 @@ po::options_description describe() {
         "icmp-error-rate", po::value<std::string>()->value_name("N")->default_value("1000"),
         "ICMP errors (time exceeded) a worker sends per second at most");
 
-    po::options_description all("cgnd options");
+    po::options_description all("cgnd options", kWidth);
     all.add(general).add(dpdk).add(net).add(nat);
     return all;
 }
@@ -244,6 +253,10 @@ Config build(const po::variables_map& vm) {
                 bad_value("pool", text, "a prefix not overlapping pool " + other.to_string());
         if (p->contains(c.outside_address.address) || p->contains(c.inside_address.address))
             bad_value("pool", text, "a prefix not holding cgnd's own interface addresses");
+        // cgnd answers ARP for every pool address: a pool holding a router would steal it.
+        for (const auto& gw : {c.outside_gateway, c.inside_gateway})
+            if (gw && p->contains(*gw))
+                bad_value("pool", text, "a prefix not holding the gateway " + gw->to_string());
         if (c.inside_address.subnet.overlaps(*p))
             bad_value("pool", text,
                       "a prefix outside the inside prefix " + c.inside_address.subnet.to_string());

@@ -23,7 +23,7 @@ void ExpiryLists::remove(uint32_t id) {
 }
 
 void ExpiryLists::change_class(uint32_t id, TimeoutClass c, uint64_t now_ms) {
-    unlink(id);
+    if (tracked(id)) unlink(id);
     last_[id] = now_ms;
     link_tail(id, index(c));
 }

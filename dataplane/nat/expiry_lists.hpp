@@ -33,13 +33,14 @@ class ExpiryLists {
     // Starts tracking entry `id` (< capacity), last active now.
     void insert(uint32_t id, TimeoutClass c, uint64_t now_ms);
     void remove(uint32_t id);
-    // Activity on `id`. The recorded time lags the true last activity by less than the
+    // Activity on `id`, which must be tracked (the engine only touches live sessions). The
+    // recorded time lags the true last activity by less than the
     // granularity, so an entry expires at most that much before its exact deadline; the
     // granularity is kept far below the smallest timeout (one second) for this reason.
     void touch(uint32_t id, uint64_t now_ms) {
         if (now_ms - last_[id] >= granularity_ms_) relink_tail(id, now_ms);
     }
-    // Moves `id` to another class (e.g. TCP established -> transitory), as active now.
+    // Moves `id` (tracked or not) to class `c`, as active now.
     void change_class(uint32_t id, TimeoutClass c, uint64_t now_ms);
 
     TimeoutClass class_of(uint32_t id) const { return static_cast<TimeoutClass>(class_[id]); }
@@ -47,12 +48,17 @@ class ExpiryLists {
     bool tracked(uint32_t id) const { return class_[id] != kUntracked; }
     uint32_t size() const { return size_; }
 
-    // Calls on_expired(id) for up to `budget` expired entries, oldest first, after removing
-    // each from its list. Returns how many expired.
+    // Calls on_expired(id) for up to `budget` expired entries, after removing each from its
+    // list. Oldest first within a class; the class visited first rotates from call to call so
+    // that a flood of expiring UDP sessions cannot hold back the other classes. Returns how
+    // many expired.
     template <class F>
     uint32_t expire(uint64_t now_ms, uint32_t budget, F&& on_expired) {
         uint32_t done = 0;
-        for (size_t c = 0; c < kTimeoutClassCount && done < budget; ++c) {
+        const size_t first = first_class_;
+        first_class_ = (first_class_ + 1) % kTimeoutClassCount;
+        for (size_t k = 0; k < kTimeoutClassCount && done < budget; ++k) {
+            const size_t c = (first + k) % kTimeoutClassCount;
             while (done < budget) {
                 const uint32_t id = head_[c];
                 if (id == kNone || last_[id] + timeout_[c] > now_ms) break;
@@ -80,6 +86,7 @@ class ExpiryLists {
     std::vector<uint32_t> next_;
     std::vector<uint8_t> class_;
     uint32_t size_ = 0;
+    size_t first_class_ = 0;
 };
 
 }  // namespace cgn::dp

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs everything cgn needs to build, run the demo and run every test, from Debian 12's
+# packages only. Safe to run again. Needs root.
+set -euo pipefail
+
+packages=(
+  # build
+  g++ meson ninja-build pkg-config
+  libdpdk-dev libboost-program-options-dev prometheus-cpp-dev libgtest-dev libgmock-dev
+  # demo and end-to-end tests: namespaces, veths, real Linux traffic, pytest
+  iproute2 iputils-ping ethtool procps python3 python3-pytest
+)
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps: run as root (apt-get install)" >&2
+  exit 1
+fi
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+else
+  echo "install-deps: all packages present"
+fi

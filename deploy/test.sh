@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Every test: installs what is missing, builds, then runs
+#   unit tests (GoogleTest, no EAL),
+#   dataplane tests (EAL --no-huge, real frames through the worker on ring ports),
+#   both also built with AddressSanitizer + UndefinedBehaviorSanitizer,
+#   the benchmark smoke run, and
+#   end-to-end tests (network namespaces, real Linux TCP/UDP/ICMP through cgnd; needs root).
+# Ends with one line "N passed, M failed" over all test cases; exit status 0 only if none failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+bash deploy/install-deps.sh || exit 1
+bash deploy/build.sh build || exit 1
+# Sanitizer build (ASan + UBSan; a UBSan finding aborts the test).
+bash deploy/build.sh build-sanitize -Db_sanitize=address,undefined -Db_lundef=false \
+  -Dcpp_args=-fno-sanitize-recover=all || exit 1
+
+passed=0
+failed=0
+logdir=$(mktemp -d /tmp/cgn-test.XXXXXX)
+
+# Runs a GoogleTest binary, adds its counts to the totals.
+run_gtest() {
+  local name=$1; shift
+  local log="$logdir/$name.log"
+  echo "=== $name"
+  "$@" --gtest_color=no > "$log" 2>&1
+  local rc=$?
+  local p f
+  p=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$log" | tail -n 1)
+  f=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' "$log" | tail -n 1)
+  p=${p:-0}; f=${f:-0}
+  if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi  # crashed or failed outside a test
+  if [ "$f" -ne 0 ]; then
+    grep -E '^\[  FAILED  \]|Failure|ERROR|Sanitizer|runtime error' "$log" | head -n 60
+    tail -n 20 "$log"
+  fi
+  echo "$name: $p passed, $f failed"
+  passed=$((passed + p)); failed=$((failed + f))
+}
+
+run_gtest unit ./build/tests/unit/cgn-unit-tests
+run_gtest unit-sanitized ./build-sanitize/tests/unit/cgn-unit-tests
+run_gtest dataplane ./build/tests/dataplane/cgn-dataplane-tests
+run_gtest dataplane-sanitized ./build-sanitize/tests/dataplane/cgn-dataplane-tests
+
+if [ -x ./build/bench/cgn-pipeline-bench ]; then
+  echo "=== bench-smoke"
+  if ./build/bench/cgn-pipeline-bench --quick > "$logdir/bench.log" 2>&1; then
+    passed=$((passed + 1)); echo "bench-smoke: 1 passed, 0 failed"
+  else
+    failed=$((failed + 1)); tail -n 30 "$logdir/bench.log"; echo "bench-smoke: 0 passed, 1 failed"
+  fi
+fi
+
+echo "=== e2e"
+CGND=$PWD/build/dataplane/cgnd /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/e2e \
+  > "$logdir/e2e.log" 2>&1
+e2e_rc=$?
+cat "$logdir/e2e.log" | tail -n 80
+p=$(grep -Eo '[0-9]+ passed' "$logdir/e2e.log" | tail -n 1 | cut -d' ' -f1)
+f=$(grep -Eo '[0-9]+ (failed|error)' "$logdir/e2e.log" | awk '{s+=$1} END {print s+0}')
+p=${p:-0}; f=${f:-0}
+if [ "$e2e_rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+passed=$((passed + p)); failed=$((failed + f))
+
+if ip netns list | grep -q '^cgnt'; then
+  echo "error: the tests left network namespaces behind: $(ip netns list | tr '\n' ' ')"
+  failed=$((failed + 1))
+fi
+
+echo
+echo "logs: $logdir"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

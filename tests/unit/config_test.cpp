@@ -1,0 +1,563 @@
+#include "common/config.hpp"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace cgn::common {
+namespace {
+
+using Action = ParseOutcome::Action;
+using Options = std::map<std::string, std::string>;  // option name (without --) -> value
+
+// The smallest valid command line.
+Options required_options() {
+    return {{"inside-port", "net_ring0"},
+            {"outside-port", "net_ring1"},
+            {"inside-address", "100.64.0.1/10"},
+            {"outside-address", "192.0.2.1/24"},
+            {"pool", "198.51.100.0/28"}};
+}
+
+std::vector<std::string> to_args(const Options& options) {
+    std::vector<std::string> args{"cgnd"};
+    for (const auto& [name, value] : options) {
+        args.push_back("--" + name);
+        args.push_back(value);
+    }
+    return args;
+}
+
+ParseOutcome parse(const std::vector<std::string>& args) {
+    std::vector<const char*> argv;
+    for (const auto& a : args) argv.push_back(a.c_str());
+    return parse_command_line(static_cast<int>(argv.size()), argv.data());
+}
+
+ParseOutcome parse(const Options& options) {
+    return parse(to_args(options));
+}
+
+Config parse_config(const Options& options) {
+    return parse(options).config;
+}
+
+// The ConfigError message for a command line that must fail; records a failure when it parses.
+std::string error_of(const std::vector<std::string>& args) {
+    try {
+        parse(args);
+    } catch (const ConfigError& e) {
+        return e.what();
+    } catch (const std::exception& e) {
+        ADD_FAILURE() << "not a ConfigError: " << e.what();
+        return {};
+    }
+    ADD_FAILURE() << "parsed without error";
+    return {};
+}
+
+std::string error_of(const Options& options) {
+    return error_of(to_args(options));
+}
+
+Options with(Options options, const std::string& name, const std::string& value) {
+    options[name] = value;
+    return options;
+}
+
+Options without(Options options, const std::string& name) {
+    options.erase(name);
+    return options;
+}
+
+// A config file that exists for the duration of a test.
+class TempFile {
+  public:
+    explicit TempFile(const std::string& contents) {
+        const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+        path_ = std::filesystem::temp_directory_path() /
+                ("cgn-unit-" + std::to_string(::getpid()) + "-" + info->name() + "-" +
+                 std::to_string(counter_++) + ".conf");
+        std::ofstream out(path_);
+        out << contents;
+    }
+    ~TempFile() {
+        std::error_code ignored;
+        std::filesystem::remove(path_, ignored);
+    }
+    TempFile(const TempFile&) = delete;
+    TempFile& operator=(const TempFile&) = delete;
+    std::string path() const { return path_.string(); }
+
+  private:
+    static inline int counter_ = 0;
+    std::filesystem::path path_;
+};
+
+// ---- Defaults --------------------------------------------------------------------------------
+
+TEST(Config, Defaults) {
+    const Config c = parse_config(required_options());
+    EXPECT_EQ(c.port_range.first, 1024);
+    EXPECT_EQ(c.port_range.last, 65535);
+    EXPECT_EQ(c.port_range.size(), 64512u);
+    EXPECT_EQ(c.filtering, FilteringMode::endpoint_independent);
+    EXPECT_EQ(c.timeouts.udp_s, 300u);
+    EXPECT_EQ(c.timeouts.tcp_established_s, 7440u);
+    EXPECT_EQ(c.timeouts.tcp_transitory_s, 240u);
+    EXPECT_EQ(c.timeouts.icmp_s, 60u);
+    EXPECT_EQ(c.max_sessions, 1u << 20);
+    EXPECT_EQ(c.mbufs, 16383u);
+    EXPECT_EQ(c.icmp_error_rate, 1000u);
+    EXPECT_EQ(c.main_lcore, 0u);
+    EXPECT_EQ(c.worker_lcores, std::vector<unsigned>{1});
+    EXPECT_TRUE(c.eal_args.empty());
+    EXPECT_TRUE(c.config_file.empty());
+    EXPECT_FALSE(c.inside_gateway.has_value());
+    EXPECT_FALSE(c.outside_gateway.has_value());
+}
+
+TEST(Config, ReadsTheRequiredOptions) {
+    const Config c = parse_config(required_options());
+    EXPECT_EQ(c.inside_port, "net_ring0");
+    EXPECT_EQ(c.outside_port, "net_ring1");
+    EXPECT_EQ(c.inside_address.to_string(), "100.64.0.1/10");
+    EXPECT_EQ(c.inside_address.subnet.to_string(), "100.64.0.0/10");
+    EXPECT_EQ(c.outside_address.to_string(), "192.0.2.1/24");
+    ASSERT_EQ(c.pool.size(), 1u);
+    EXPECT_EQ(c.pool[0].to_string(), "198.51.100.0/28");
+}
+
+TEST(Config, ReadsEveryOptionalOption) {
+    auto args = to_args(required_options());
+    for (const char* a : {"--pool",
+                          "203.0.113.0/29",
+                          "--port-range",
+                          "2000-2999",
+                          "--filtering",
+                          "address-and-port-dependent",
+                          "--timeout-udp",
+                          "121",
+                          "--timeout-tcp-established",
+                          "7441",
+                          "--timeout-tcp-transitory",
+                          "241",
+                          "--timeout-icmp",
+                          "61",
+                          "--max-sessions",
+                          "5000",
+                          "--mbufs",
+                          "2047",
+                          "--icmp-error-rate",
+                          "0",
+                          "--main-lcore",
+                          "2",
+                          "--worker-lcores",
+                          "3",
+                          "--inside-gateway",
+                          "100.64.0.254",
+                          "--outside-gateway",
+                          "192.0.2.254",
+                          "--eal-args",
+                          "--no-huge  --no-pci -m 512"})
+        args.push_back(a);
+    const Config c = parse(args).config;
+    ASSERT_EQ(c.pool.size(), 2u);
+    EXPECT_EQ(c.pool[0].to_string(), "198.51.100.0/28");
+    EXPECT_EQ(c.pool[1].to_string(), "203.0.113.0/29");
+    EXPECT_EQ(c.port_range.first, 2000);
+    EXPECT_EQ(c.port_range.last, 2999);
+    EXPECT_EQ(c.filtering, FilteringMode::address_and_port_dependent);
+    EXPECT_EQ(c.timeouts.udp_s, 121u);
+    EXPECT_EQ(c.timeouts.tcp_established_s, 7441u);
+    EXPECT_EQ(c.timeouts.tcp_transitory_s, 241u);
+    EXPECT_EQ(c.timeouts.icmp_s, 61u);
+    EXPECT_EQ(c.max_sessions, 5000u);
+    EXPECT_EQ(c.mbufs, 2047u);
+    EXPECT_EQ(c.icmp_error_rate, 0u);
+    EXPECT_EQ(c.main_lcore, 2u);
+    EXPECT_EQ(c.worker_lcores, std::vector<unsigned>{3});
+    ASSERT_TRUE(c.inside_gateway.has_value());
+    EXPECT_EQ(c.inside_gateway->to_string(), "100.64.0.254");
+    ASSERT_TRUE(c.outside_gateway.has_value());
+    EXPECT_EQ(c.outside_gateway->to_string(), "192.0.2.254");
+    EXPECT_EQ(c.eal_args, (std::vector<std::string>{"--no-huge", "--no-pci", "-m", "512"}));
+}
+
+TEST(Config, FilteringModesAndTheirNames) {
+    for (auto mode : {FilteringMode::endpoint_independent, FilteringMode::address_dependent,
+                      FilteringMode::address_and_port_dependent}) {
+        const Config c =
+            parse_config(with(required_options(), "filtering", std::string(to_string(mode))));
+        EXPECT_EQ(c.filtering, mode);
+    }
+    EXPECT_EQ(to_string(FilteringMode::address_dependent), "address-dependent");
+}
+
+// ---- Missing options -------------------------------------------------------------------------
+
+TEST(Config, EachMissingRequiredOptionIsNamed) {
+    for (const auto& [name, value] : required_options()) {
+        const auto message = error_of(without(required_options(), name));
+        EXPECT_NE(message.find("--" + name), std::string::npos) << name << ": " << message;
+    }
+}
+
+TEST(Config, AnOptionWithoutItsValueIsNamed) {
+    auto args = to_args(required_options());
+    args.push_back("--filtering");
+    const auto message = error_of(args);
+    EXPECT_NE(message.find("filtering"), std::string::npos) << message;
+}
+
+TEST(Config, UnknownCommandLineOptionIsAnError) {
+    auto args = to_args(required_options());
+    args.push_back("--frobnicate");
+    args.push_back("1");
+    const auto message = error_of(args);
+    EXPECT_NE(message.find("frobnicate"), std::string::npos) << message;
+}
+
+// ---- Bad values: each error names its option -------------------------------------------------
+
+struct BadValue {
+    const char* option;  // the option set to `value`, and the one the message must name
+    const char* value;
+    const char* named = nullptr;  // the option named, when not `option`
+};
+
+void expect_named(const Options& options, const std::string& named, const std::string& what) {
+    const auto message = error_of(options);
+    EXPECT_NE(message.find("--" + named), std::string::npos)
+        << what << " -> message does not name --" << named << ": " << message;
+}
+
+TEST(Config, BadValuesNameTheirOption) {
+    const BadValue cases[] = {
+        // Pool: host bits, malformed, too short, containing cgnd's addresses, overlapping the
+        // inside prefix, too many addresses.
+        {"pool", "198.51.100.1/28"},
+        {"pool", "198.51.100.0"},
+        {"pool", "198.51.100.0/33"},
+        {"pool", "10.0.0.0/7"},
+        {"pool", "192.0.2.0/28"},  // holds --outside-address 192.0.2.1
+        {"pool", "192.0.2.0/24"},
+        {"pool", "100.64.0.0/28"},   // holds --inside-address 100.64.0.1
+        {"pool", "100.100.0.0/28"},  // inside the inside prefix
+        {"pool", "198.51.0.0/16"},   // 65536 addresses
+        // Port range: inverted, too small, zero, malformed.
+        {"port-range", "2000-1999"},
+        {"port-range", "65535-1024"},
+        {"port-range", "1024-1086"},  // 63 ports
+        {"port-range", "0-100"},
+        {"port-range", "0-65535"},
+        {"port-range", "1024-65536"},
+        {"port-range", "1024"},
+        {"port-range", "1024-"},
+        {"port-range", "-1024"},
+        {"port-range", "a-b"},
+        {"port-range", "1024--2000"},
+        // Filtering: typos and case.
+        {"filtering", "endpoint-independant"},
+        {"filtering", "Endpoint-Independent"},
+        {"filtering", "address"},
+        {"filtering", ""},
+        // Gateways off-link or equal to our own address.
+        {"outside-gateway", "203.0.113.1"},
+        {"outside-gateway", "192.0.2.1"},
+        {"outside-gateway", "192.0.2"},
+        {"inside-gateway", "10.0.0.1"},
+        {"inside-gateway", "100.64.0.1"},
+        {"inside-gateway", "100.128.0.1"},
+        // Devices.
+        {"inside-port", "eth0"},
+        {"inside-port", "net_"},
+        {"inside-port", "0000:03:00"},
+        {"inside-port", "03:00.8"},
+        {"inside-port", ""},
+        {"outside-port", "veth0"},
+        {"outside-port", "net_ring0"},  // the same device as --inside-port
+        {"outside-port", "net_ring0,nodeaction=x"},
+        // Interface addresses.
+        {"inside-address", "100.64.0.1"},
+        {"inside-address", "100.64.0.0/10"},       // network address
+        {"inside-address", "100.127.255.255/10"},  // broadcast address
+        {"inside-address", "100.64.0.1/31"},
+        {"inside-address", "100.64.0.1/0"},
+        {"inside-address", "100.64.0.256/10"},
+        {"outside-address", "192.0.2.1/33"},
+        {"outside-address", "100.64.0.2/24"},  // overlaps the inside prefix
+        // Timeouts: zero, negative, units, too large.
+        {"timeout-udp", "0"},
+        {"timeout-udp", "-5"},
+        {"timeout-udp", "10s"},
+        {"timeout-udp", ""},
+        {"timeout-tcp-established", "0"},
+        {"timeout-tcp-established", "604801"},
+        {"timeout-tcp-transitory", "0"},
+        {"timeout-tcp-transitory", "86401"},
+        {"timeout-icmp", "0"},
+        {"timeout-icmp", "1e3"},
+        // Sizes.
+        {"max-sessions", "15"},
+        {"max-sessions", "abc"},
+        {"max-sessions", "67108865"},
+        {"mbufs", "1022"},
+        {"icmp-error-rate", "1000001"},
+        // Lcores: the main lcore as a worker, several workers (one in this version), junk.
+        {"worker-lcores", "0"},
+        {"worker-lcores", "1,2"},
+        {"worker-lcores", "x"},
+        {"worker-lcores", ""},
+        {"worker-lcores", "1024"},
+        {"main-lcore", "x"},
+        {"main-lcore", "1"},  // the default worker lcore
+    };
+    for (const auto& c : cases) {
+        expect_named(with(required_options(), c.option, c.value), c.named ? c.named : c.option,
+                     std::string(c.option) + "=" + c.value);
+    }
+}
+
+TEST(Config, OverlappingPoolsAreRefused) {
+    auto args = to_args(required_options());  // pool 198.51.100.0/28
+    args.insert(args.end(), {"--pool", "198.51.100.8/29"});
+    auto message = error_of(args);
+    EXPECT_NE(message.find("--pool"), std::string::npos) << message;
+
+    args = to_args(required_options());
+    args.insert(args.end(), {"--pool", "198.51.100.0/24"});
+    message = error_of(args);
+    EXPECT_NE(message.find("--pool"), std::string::npos) << message;
+
+    args = to_args(required_options());
+    args.insert(args.end(), {"--pool", "198.51.100.16/28"});  // adjacent: fine
+    EXPECT_EQ(parse(args).config.pool.size(), 2u);
+}
+
+// cgnd answers ARP on the outside for every pool address: a pool holding the next hop would
+// hijack the router's address.
+TEST(Config, PoolHoldingTheOutsideGatewayIsRefused) {
+    const auto options =
+        with(with(required_options(), "outside-gateway", "192.0.2.254"), "pool", "192.0.2.240/28");
+    const auto message = error_of(options);
+    EXPECT_TRUE(message.find("--pool") != std::string::npos ||
+                message.find("--outside-gateway") != std::string::npos)
+        << message;
+}
+
+TEST(Config, PoolsUpTo4096AddressesInAll) {
+    auto args = to_args(with(required_options(), "pool", "198.18.0.0/21"));  // 2048
+    args.insert(args.end(), {"--pool", "198.18.8.0/21"});                    // 4096
+    EXPECT_EQ(parse(args).config.pool.size(), 2u);
+    args.insert(args.end(), {"--pool", "203.0.113.0/32"});  // 4097
+    const auto message = error_of(args);
+    EXPECT_NE(message.find("--pool"), std::string::npos) << message;
+}
+
+TEST(Config, AcceptedEdgeValues) {
+    EXPECT_EQ(parse_config(with(required_options(), "port-range", "1-64")).port_range.size(), 64u);
+    EXPECT_EQ(parse_config(with(required_options(), "port-range", "65472-65535")).port_range.first,
+              65472);
+    EXPECT_EQ(parse_config(with(required_options(), "timeout-udp", "1")).timeouts.udp_s, 1u);
+    EXPECT_EQ(parse_config(with(required_options(), "max-sessions", "16")).max_sessions, 16u);
+    // The pool may sit in the outside prefix as long as it does not hold cgnd's address.
+    EXPECT_EQ(parse_config(with(required_options(), "pool", "192.0.2.16/28")).pool.size(), 1u);
+    // PCI devices, short and long form.
+    const Config pci = parse_config(
+        with(with(required_options(), "inside-port", "0000:03:00.0"), "outside-port", "03:00.1"));
+    EXPECT_EQ(pci.inside_port, "0000:03:00.0");
+    EXPECT_EQ(pci.outside_port, "03:00.1");
+}
+
+// ---- Config file -----------------------------------------------------------------------------
+
+TEST(Config, ReadsAConfigFile) {
+    TempFile file(
+        "# cgnd test configuration\n"
+        "inside-port = net_af_packet0,iface=veth0\n"
+        "outside-port = net_af_packet1,iface=veth1\n"
+        "inside-address = 100.64.0.1/10\n"
+        "outside-address = 192.0.2.1/24\n"
+        "pool = 198.51.100.0/28\n"
+        "pool = 203.0.113.0/29\n"
+        "filtering = address-dependent\n"
+        "timeout-udp = 120\n"
+        "port-range = 10000-19999\n"
+        "eal-args = --no-huge --no-pci\n");
+    const auto out = parse(std::vector<std::string>{"cgnd", "--config", file.path()});
+    const Config& c = out.config;
+    EXPECT_EQ(out.action, Action::run);
+    EXPECT_EQ(c.config_file, file.path());
+    EXPECT_EQ(c.inside_port, "net_af_packet0,iface=veth0");
+    EXPECT_EQ(c.outside_port, "net_af_packet1,iface=veth1");
+    EXPECT_EQ(c.inside_address.to_string(), "100.64.0.1/10");
+    ASSERT_EQ(c.pool.size(), 2u);
+    EXPECT_EQ(c.pool[1].to_string(), "203.0.113.0/29");
+    EXPECT_EQ(c.filtering, FilteringMode::address_dependent);
+    EXPECT_EQ(c.timeouts.udp_s, 120u);
+    EXPECT_EQ(c.timeouts.icmp_s, 60u);  // not in the file: default
+    EXPECT_EQ(c.port_range.first, 10000);
+    EXPECT_EQ(c.port_range.last, 19999);
+    EXPECT_EQ(c.eal_args, (std::vector<std::string>{"--no-huge", "--no-pci"}));
+}
+
+TEST(Config, CommandLineOverridesTheFile) {
+    TempFile file(
+        "inside-port = net_ring0\n"
+        "outside-port = net_ring1\n"
+        "inside-address = 100.64.0.1/10\n"
+        "outside-address = 192.0.2.1/24\n"
+        "pool = 198.51.100.0/28\n"
+        "filtering = address-dependent\n"
+        "timeout-udp = 120\n");
+    const Config c = parse(std::vector<std::string>{"cgnd", "-c", file.path(), "--filtering",
+                                                    "address-and-port-dependent", "--timeout-udp",
+                                                    "600", "--outside-port", "net_ring7"})
+                         .config;
+    EXPECT_EQ(c.filtering, FilteringMode::address_and_port_dependent);
+    EXPECT_EQ(c.timeouts.udp_s, 600u);
+    EXPECT_EQ(c.outside_port, "net_ring7");
+    EXPECT_EQ(c.inside_port, "net_ring0");  // from the file
+}
+
+// `pool` may be repeated; the header promises that the command line wins over the file for
+// every option, so a --pool on the command line replaces the file's pools rather than adding
+// to them.
+TEST(Config, CommandLinePoolReplacesTheFilePool) {
+    TempFile file(
+        "inside-port = net_ring0\n"
+        "outside-port = net_ring1\n"
+        "inside-address = 100.64.0.1/10\n"
+        "outside-address = 192.0.2.1/24\n"
+        "pool = 203.0.113.0/28\n");
+    const Config c = parse(std::vector<std::string>{"cgnd", "--config", file.path(), "--pool",
+                                                    "198.51.100.0/28"})
+                         .config;
+    ASSERT_EQ(c.pool.size(), 1u);
+    EXPECT_EQ(c.pool[0].to_string(), "198.51.100.0/28");
+}
+
+TEST(Config, BadValueInTheFileNamesTheOption) {
+    TempFile file(
+        "inside-port = net_ring0\n"
+        "outside-port = net_ring1\n"
+        "inside-address = 100.64.0.1/10\n"
+        "outside-address = 192.0.2.1/24\n"
+        "pool = 198.51.100.0/28\n"
+        "timeout-icmp = 0\n");
+    const auto message = error_of(std::vector<std::string>{"cgnd", "--config", file.path()});
+    EXPECT_NE(message.find("--timeout-icmp"), std::string::npos) << message;
+}
+
+TEST(Config, UnknownOptionInTheFileIsAnError) {
+    TempFile file(
+        "inside-port = net_ring0\n"
+        "outside-port = net_ring1\n"
+        "inside-address = 100.64.0.1/10\n"
+        "outside-address = 192.0.2.1/24\n"
+        "pool = 198.51.100.0/28\n"
+        "filtring = address-dependent\n");
+    const auto message = error_of(std::vector<std::string>{"cgnd", "--config", file.path()});
+    EXPECT_NE(message.find("filtring"), std::string::npos) << message;
+}
+
+TEST(Config, UnreadableConfigFileIsAnError) {
+    const auto missing = (std::filesystem::temp_directory_path() /
+                          ("cgn-unit-missing-" + std::to_string(::getpid()) + ".conf"))
+                             .string();
+    const auto message = error_of(std::vector<std::string>{"cgnd", "--config", missing});
+    EXPECT_NE(message.find("--config"), std::string::npos) << message;
+    EXPECT_NE(message.find(missing), std::string::npos) << message;
+}
+
+// ---- Help and version ------------------------------------------------------------------------
+
+TEST(Config, HelpNeedsNoOtherOption) {
+    for (const char* flag : {"--help", "-h"}) {
+        const auto out = parse(std::vector<std::string>{"cgnd", flag});
+        EXPECT_EQ(out.action, Action::help);
+        EXPECT_NE(out.help_text.find("--filtering"), std::string::npos);
+        EXPECT_NE(out.help_text.find("--pool"), std::string::npos);
+        EXPECT_NE(out.help_text.find("--port-range"), std::string::npos);
+        EXPECT_NE(out.help_text.find("endpoint-independent"), std::string::npos);
+    }
+}
+
+TEST(Config, Version) {
+    EXPECT_EQ(parse(std::vector<std::string>{"cgnd", "--version"}).action, Action::version);
+    EXPECT_EQ(parse(required_options()).action, Action::run);
+}
+
+// ---- EAL arguments ---------------------------------------------------------------------------
+
+TEST(EalArguments, AddsLcoresAndVdevs) {
+    const Config c = parse_config(required_options());
+    EXPECT_EQ(eal_arguments(c, "cgnd"),
+              (std::vector<std::string>{"cgnd", "-l", "0,1", "--main-lcore", "0", "--vdev",
+                                        "net_ring0", "--vdev", "net_ring1"}));
+}
+
+TEST(EalArguments, UsesTheConfiguredLcores) {
+    const Config c =
+        parse_config(with(with(required_options(), "main-lcore", "4"), "worker-lcores", "6"));
+    const auto args = eal_arguments(c, "cgnd");
+    ASSERT_GE(args.size(), 5u);
+    EXPECT_EQ(args[1], "-l");
+    EXPECT_EQ(args[2], "4,6");
+    EXPECT_EQ(args[3], "--main-lcore");
+    EXPECT_EQ(args[4], "4");
+}
+
+TEST(EalArguments, KeepsTheUsersLcoreList) {
+    for (const char* user :
+         {"-l 2,3", "-l2-3", "--lcores 2,3", "--lcores=2@0,3@1", "-c 0xc", "-c0xc"}) {
+        const Config c =
+            parse_config(with(required_options(), "eal-args", std::string("--no-huge ") + user));
+        ASSERT_EQ(c.eal_args.front(), "--no-huge");
+        std::vector<std::string> expected{"cgnd"};
+        expected.insert(expected.end(), c.eal_args.begin(), c.eal_args.end());
+        expected.insert(expected.end(), {"--vdev", "net_ring0", "--vdev", "net_ring1"});
+        EXPECT_EQ(eal_arguments(c, "cgnd"), expected) << user;
+    }
+}
+
+TEST(EalArguments, KeepsOtherUserArgumentsAndAddsTheLcores) {
+    const Config c =
+        parse_config(with(required_options(), "eal-args", "--no-huge --log-level=lib.eal:debug"));
+    EXPECT_EQ(eal_arguments(c, "/usr/bin/cgnd"),
+              (std::vector<std::string>{"/usr/bin/cgnd", "-l", "0,1", "--main-lcore", "0",
+                                        "--no-huge", "--log-level=lib.eal:debug", "--vdev",
+                                        "net_ring0", "--vdev", "net_ring1"}));
+}
+
+TEST(EalArguments, PciDevicesAreAllowListed) {
+    const Config c = parse_config(with(with(required_options(), "inside-port", "0000:03:00.0"),
+                                       "outside-port", "net_af_packet0,iface=veth1"));
+    const auto args = eal_arguments(c, "cgnd");
+    ASSERT_GE(args.size(), 4u);
+    EXPECT_EQ(
+        std::vector<std::string>(args.end() - 4, args.end()),
+        (std::vector<std::string>{"-a", "0000:03:00.0", "--vdev", "net_af_packet0,iface=veth1"}));
+}
+
+TEST(Devices, NameAndKind) {
+    EXPECT_EQ(device_name("net_af_packet0,iface=veth0"), "net_af_packet0");
+    EXPECT_EQ(device_name("net_ring0"), "net_ring0");
+    EXPECT_EQ(device_name("0000:03:00.0"), "0000:03:00.0");
+    EXPECT_TRUE(device_is_vdev("net_ring0"));
+    EXPECT_TRUE(device_is_vdev("net_af_xdp0,iface=veth0"));
+    EXPECT_FALSE(device_is_vdev("net_"));
+    EXPECT_FALSE(device_is_vdev("net_,iface=veth0"));
+    EXPECT_FALSE(device_is_vdev("0000:03:00.0"));
+    EXPECT_FALSE(device_is_vdev("eth0"));
+    EXPECT_FALSE(device_is_vdev(""));
+}
+
+}  // namespace
+}  // namespace cgn::common
