@@ -74,6 +74,24 @@ FilterKey filter_key(uint8_t protocol, uint32_t ext_addr, uint16_t ext_port, uin
     return k;
 }
 
+// The two keys of a session: its inside 5-tuple and its outside 5-tuple.
+template <class Mapping>
+std::pair<SessionKey, SessionKey> session_keys(const Mapping& m, uint32_t remote_addr,
+                                               uint16_t remote_port) {
+    SessionKey in_key;
+    in_key.local_addr = m.int_addr;
+    in_key.remote_addr = remote_addr;
+    in_key.local_port = m.int_port;
+    in_key.remote_port = remote_port;
+    in_key.protocol = m.protocol;
+    in_key.side = Side::inside;
+    SessionKey out_key = in_key;
+    out_key.local_addr = m.ext_addr;
+    out_key.local_port = m.ext_port;
+    out_key.side = Side::outside;
+    return {in_key, out_key};
+}
+
 std::string table_name(const char* what, unsigned worker) {
     return std::string("cgn_") + what + "_w" + std::to_string(worker);
 }
@@ -123,84 +141,72 @@ NatEngine::NatEngine(const NatSettings& settings, unsigned worker_id, int socket
 // ---- fast path -------------------------------------------------------------------------------
 
 void NatEngine::in2out(Ipv4Packet* const* packets, unsigned n, uint64_t now_ms, bool* forward) {
-    for (unsigned base = 0; base < n; base += HashTable::kMaxBulk) {
-        const unsigned count = std::min(n - base, HashTable::kMaxBulk);
-        SessionKey keys[HashTable::kMaxBulk];
-        const void* key_ptrs[HashTable::kMaxBulk];
-        uint64_t slots[HashTable::kMaxBulk];
-        for (unsigned i = 0; i < count; ++i) {
-            keys[i] = inside_key(*packets[base + i]);
-            key_ptrs[i] = &keys[i];
-        }
-        const uint64_t hits = session_table_.lookup_bulk(key_ptrs, count, slots);
-        for (unsigned i = 0; i < count; ++i) {
-            Ipv4Packet& p = *packets[base + i];
-            if (hits & (uint64_t{1} << i)) {
-                translate_in2out(p, static_cast<uint32_t>(slots[i]), now_ms);
-                forward[base + i] = true;
-            } else {
-                forward[base + i] = slow_in2out(p, now_ms);
-            }
-        }
-    }
+    translate_burst<true>(packets, n, now_ms, forward);
 }
 
 void NatEngine::out2in(Ipv4Packet* const* packets, unsigned n, uint64_t now_ms, bool* forward) {
+    translate_burst<false>(packets, n, now_ms, forward);
+}
+
+// Fast path: the keys of up to 64 packets, one bulk lookup, then each hit is rewritten; a miss
+// goes to the slow path.
+template <bool kFromInside>
+void NatEngine::translate_burst(Ipv4Packet* const* packets, unsigned n, uint64_t now_ms,
+                                bool* forward) {
     for (unsigned base = 0; base < n; base += HashTable::kMaxBulk) {
         const unsigned count = std::min(n - base, HashTable::kMaxBulk);
         SessionKey keys[HashTable::kMaxBulk];
         const void* key_ptrs[HashTable::kMaxBulk];
         uint64_t slots[HashTable::kMaxBulk];
         for (unsigned i = 0; i < count; ++i) {
-            keys[i] = outside_key(*packets[base + i]);
+            keys[i] =
+                kFromInside ? inside_key(*packets[base + i]) : outside_key(*packets[base + i]);
             key_ptrs[i] = &keys[i];
         }
         const uint64_t hits = session_table_.lookup_bulk(key_ptrs, count, slots);
         for (unsigned i = 0; i < count; ++i) {
             Ipv4Packet& p = *packets[base + i];
             if (hits & (uint64_t{1} << i)) {
-                translate_out2in(p, static_cast<uint32_t>(slots[i]), now_ms);
+                if constexpr (kFromInside)
+                    translate_in2out(p, static_cast<uint32_t>(slots[i]), now_ms);
+                else
+                    translate_out2in(p, static_cast<uint32_t>(slots[i]), now_ms);
                 forward[base + i] = true;
             } else {
-                forward[base + i] = slow_out2in(p, now_ms);
+                forward[base + i] = kFromInside ? slow_in2out(p, now_ms) : slow_out2in(p, now_ms);
             }
         }
     }
 }
 
 void NatEngine::translate_in2out(Ipv4Packet& p, uint32_t session, uint64_t now_ms) {
-    Session& s = sessions_[session];
+    const Session& s = sessions_[session];
     const Mapping& m = mappings_[s.mapping];
     rewrite_source(p, m.ext_addr, m.ext_port);
-    if (p.protocol == ipv4::kProtoTcp) {
-        s.tcp = tcp_state::update(s.tcp, p.tcp_flags, true);
-        const TimeoutClass c = tcp_state::timeout_class(s.tcp);
-        if (c != expiry_.class_of(session)) {
-            expiry_.change_class(session, c, now_ms);
-        } else {
-            expiry_.touch(session, now_ms);
-        }
-    } else {
-        expiry_.touch(session, now_ms);
-    }
+    refresh(session, p, true, now_ms);
     counters_.add(Counter::in2out_translated);
 }
 
 void NatEngine::translate_out2in(Ipv4Packet& p, uint32_t session, uint64_t now_ms) {
-    Session& s = sessions_[session];
+    const Session& s = sessions_[session];
     rewrite_destination(p, s.int_addr, s.int_port);
+    refresh(session, p, false, now_ms);
+    counters_.add(Counter::out2in_translated);
+}
+
+// Restarts the idle timer; for TCP, follows the flags and moves the session to the timeout
+// class its state calls for.
+void NatEngine::refresh(uint32_t session, const Ipv4Packet& p, bool from_inside, uint64_t now_ms) {
     if (p.protocol == ipv4::kProtoTcp) {
-        s.tcp = tcp_state::update(s.tcp, p.tcp_flags, false);
+        Session& s = sessions_[session];
+        s.tcp = tcp_state::update(s.tcp, p.tcp_flags, from_inside);
         const TimeoutClass c = tcp_state::timeout_class(s.tcp);
         if (c != expiry_.class_of(session)) {
             expiry_.change_class(session, c, now_ms);
-        } else {
-            expiry_.touch(session, now_ms);
+            return;
         }
-    } else {
-        expiry_.touch(session, now_ms);
     }
-    counters_.add(Counter::out2in_translated);
+    expiry_.touch(session, now_ms);
 }
 
 // ---- slow path -------------------------------------------------------------------------------
@@ -344,17 +350,7 @@ std::optional<uint32_t> NatEngine::create_session(uint32_t mapping, uint32_t rem
                                                   uint16_t remote_port, uint64_t now_ms) {
     Mapping& m = mappings_[mapping];
     auto slot = free_sessions_.take();
-    SessionKey in_key;
-    in_key.local_addr = m.int_addr;
-    in_key.remote_addr = remote_addr;
-    in_key.local_port = m.int_port;
-    in_key.remote_port = remote_port;
-    in_key.protocol = m.protocol;
-    in_key.side = Side::inside;
-    SessionKey out_key = in_key;
-    out_key.local_addr = m.ext_addr;
-    out_key.local_port = m.ext_port;
-    out_key.side = Side::outside;
+    const auto [in_key, out_key] = session_keys(m, remote_addr, remote_port);
     const FilterKey fk = filter_key(m.protocol, m.ext_addr, m.ext_port, remote_addr);
     uint64_t filter_count = 0;
     filter_table_.lookup(&fk, filter_count);
@@ -395,17 +391,7 @@ uint32_t NatEngine::expire(uint64_t now_ms, uint32_t budget) {
 void NatEngine::release_session(uint32_t session) {
     const Session& s = sessions_[session];
     Mapping& m = mappings_[s.mapping];
-    SessionKey in_key;
-    in_key.local_addr = s.int_addr;
-    in_key.remote_addr = s.remote_addr;
-    in_key.local_port = s.int_port;
-    in_key.remote_port = s.remote_port;
-    in_key.protocol = s.protocol;
-    in_key.side = Side::inside;
-    SessionKey out_key = in_key;
-    out_key.local_addr = m.ext_addr;
-    out_key.local_port = m.ext_port;
-    out_key.side = Side::outside;
+    const auto [in_key, out_key] = session_keys(m, s.remote_addr, s.remote_port);
     session_table_.erase(&in_key);
     session_table_.erase(&out_key);
 

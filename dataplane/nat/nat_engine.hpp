@@ -97,8 +97,11 @@ class NatEngine {
         std::vector<uint32_t> free_;
     };
 
+    template <bool kFromInside>
+    void translate_burst(Ipv4Packet* const* packets, unsigned n, uint64_t now_ms, bool* forward);
     void translate_in2out(Ipv4Packet& p, uint32_t session, uint64_t now_ms);
     void translate_out2in(Ipv4Packet& p, uint32_t session, uint64_t now_ms);
+    void refresh(uint32_t session, const Ipv4Packet& p, bool from_inside, uint64_t now_ms);
     bool slow_in2out(Ipv4Packet& p, uint64_t now_ms);
     bool slow_out2in(Ipv4Packet& p, uint64_t now_ms);
     std::optional<uint32_t> create_mapping(const Ipv4Packet& p);
