@@ -26,22 +26,4 @@ uint32_t pseudo_header_sum(uint32_t src, uint32_t dst, uint8_t protocol, uint16_
     return sum + protocol + l4_length;
 }
 
-// RFC 1624 eqn. 3 works on the complemented checksum so that a header whose correct checksum
-// is 0x0000 (all-ones sum) is not turned into 0xFFFF, the ambiguity eqn. 2 of RFC 1141 had.
-uint16_t checksum_update16(uint16_t hc, uint16_t old_value, uint16_t new_value) {
-    uint32_t sum = static_cast<uint16_t>(~hc);
-    sum += static_cast<uint16_t>(~old_value);
-    sum += new_value;
-    return static_cast<uint16_t>(~fold(sum));
-}
-
-uint16_t checksum_update32(uint16_t hc, uint32_t old_value, uint32_t new_value) {
-    uint32_t sum = static_cast<uint16_t>(~hc);
-    sum += static_cast<uint16_t>(~(old_value >> 16));
-    sum += static_cast<uint16_t>(~(old_value & 0xffff));
-    sum += new_value >> 16;
-    sum += new_value & 0xffff;
-    return static_cast<uint16_t>(~fold(sum));
-}
-
 }  // namespace cgn::common

@@ -127,7 +127,7 @@ po::options_description describe() {
     po::options_description dpdk("DPDK", kWidth);
     dpdk.add_options()(
         "eal-args", po::value<std::string>()->value_name("ARGS")->default_value(""),
-        "extra EAL arguments, space separated, e.g. \"--no-huge --no-pci -m 512 --in-memory\". "
+        "extra EAL arguments, space separated, e.g. \"--no-huge --no-pci -m 512 --no-shconf\" (no hugepages). "
         "cgnd adds the lcore list (unless ARGS has -l/--lcores/-c) and one device argument per "
         "port (-a for PCI, --vdev for virtual devices)")(
         "main-lcore", po::value<unsigned>()->value_name("ID")->default_value(0),
@@ -338,7 +338,7 @@ std::vector<std::string> eal_arguments(const Config& config, const std::string& 
     }
     if (!has_lcores) {
         std::string list = std::to_string(config.main_lcore);
-        for (unsigned l : config.worker_lcores) list += "," + std::to_string(l);
+        for (unsigned l : config.worker_lcores) list.append(",").append(std::to_string(l));
         args.insert(args.begin() + 1,
                     {"-l", list, "--main-lcore", std::to_string(config.main_lcore)});
     }

@@ -94,10 +94,11 @@ PacketBuilder& PacketBuilder::payload(const std::vector<uint8_t>& bytes) {
 std::vector<uint8_t> PacketBuilder::build() const {
     std::vector<uint8_t> out;
     if (eth_) {
-        out.resize(eth::kHeaderLength);
-        std::copy(eth_->second.bytes.begin(), eth_->second.bytes.end(), &out[eth::kDst]);
-        std::copy(eth_->first.bytes.begin(), eth_->first.bytes.end(), &out[eth::kSrc]);
-        store_be16(&out[eth::kType], arp_.empty() ? eth::kTypeIpv4 : eth::kTypeArp);
+        out.insert(out.end(), eth_->second.bytes.begin(), eth_->second.bytes.end());
+        out.insert(out.end(), eth_->first.bytes.begin(), eth_->first.bytes.end());
+        const uint16_t type = arp_.empty() ? eth::kTypeIpv4 : eth::kTypeArp;
+        out.push_back(static_cast<uint8_t>(type >> 8));
+        out.push_back(static_cast<uint8_t>(type));
     }
     if (!arp_.empty()) {
         out.insert(out.end(), arp_.begin(), arp_.end());

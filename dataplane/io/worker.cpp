@@ -179,7 +179,13 @@ void Worker::output(SideIndex side, rte_mbuf* m, uint32_t dst) {
         }
         next_hop = itf.gateway->value;
     }
-    NeighborTable::Entry* e = neighbors(side).find_or_create(next_hop, now_ms_);
+    // Most packets of a side share one next hop (the gateway, or the BNG): reuse the last
+    // entry while it still holds that address, and skip the hash lookup.
+    NeighborTable::Entry* e = last_neighbor_[side];
+    if (e == nullptr || e->ip != next_hop || e->state == NeighborTable::State::free) {
+        e = neighbors(side).find_or_create(next_hop, now_ms_);
+        last_neighbor_[side] = e;
+    }
     if (e == nullptr) {
         drop(m, Counter::drop_neighbor_table_full);
         return;

@@ -97,6 +97,9 @@ class Worker {
     NeighborTable neighbors_inside_;
     NeighborTable neighbors_outside_;
     TxQueue tx_[2];
+    // The entry output() used last on each side (entries never move; a forgotten one has its
+    // address cleared, so a stale pointer simply misses).
+    NeighborTable::Entry* last_neighbor_[2] = {nullptr, nullptr};
     uint64_t now_ms_ = 0;
     uint32_t icmp_error_rate_;
     uint64_t icmp_tokens_ = 0;

@@ -127,7 +127,9 @@ NatEngine::NatEngine(const NatSettings& settings, unsigned worker_id, int socket
                      sizeof(SessionKey), socket_id),
       mapping_table_(table_name("mappings", worker_id), 2 * settings.max_sessions,
                      sizeof(EndpointKey), socket_id),
-      filter_table_(table_name("filter", worker_id), settings.max_sessions, sizeof(FilterKey),
+      track_remote_addresses_(settings.filtering == FilteringMode::address_dependent),
+      filter_table_(table_name("filter", worker_id),
+                    track_remote_addresses_ ? settings.max_sessions : 8, sizeof(FilterKey),
                     socket_id),
       subscriber_table_(table_name("subscribers", worker_id), settings.max_sessions,
                         sizeof(uint32_t), socket_id) {
@@ -164,6 +166,15 @@ void NatEngine::translate_burst(Ipv4Packet* const* packets, unsigned n, uint64_t
             key_ptrs[i] = &keys[i];
         }
         const uint64_t hits = session_table_.lookup_bulk(key_ptrs, count, slots);
+        created_in_burst_ = 0;
+        // The sessions (and their timer entries) of a large table are rarely in cache: start
+        // every load of the burst before the first is needed.
+        for (unsigned i = 0; i < count; ++i) {
+            if (hits & (uint64_t{1} << i)) {
+                __builtin_prefetch(&sessions_[slots[i]], 1);
+                expiry_.prefetch(static_cast<uint32_t>(slots[i]));
+            }
+        }
         for (unsigned i = 0; i < count; ++i) {
             Ipv4Packet& p = *packets[base + i];
             if (hits & (uint64_t{1} << i)) {
@@ -181,8 +192,7 @@ void NatEngine::translate_burst(Ipv4Packet* const* packets, unsigned n, uint64_t
 
 void NatEngine::translate_in2out(Ipv4Packet& p, uint32_t session, uint64_t now_ms) {
     const Session& s = sessions_[session];
-    const Mapping& m = mappings_[s.mapping];
-    rewrite_source(p, m.ext_addr, m.ext_port);
+    rewrite_source(p, s.ext_addr, s.ext_port);
     refresh(session, p, true, now_ms);
     counters_.add(Counter::in2out_translated);
 }
@@ -220,7 +230,7 @@ bool NatEngine::slow_in2out(Ipv4Packet& p, uint64_t now_ms) {
     // An earlier packet of this burst may have created the session since the bulk lookup.
     const SessionKey key = inside_key(p);
     uint64_t slot = 0;
-    if (session_table_.lookup(&key, slot)) {
+    if (created_in_burst_ != 0 && session_table_.lookup(&key, slot)) {
         translate_in2out(p, static_cast<uint32_t>(slot), now_ms);
         return true;
     }
@@ -245,7 +255,7 @@ bool NatEngine::slow_out2in(Ipv4Packet& p, uint64_t now_ms) {
     }
     const SessionKey key = outside_key(p);
     uint64_t slot = 0;
-    if (session_table_.lookup(&key, slot)) {
+    if (created_in_burst_ != 0 && session_table_.lookup(&key, slot)) {
         translate_out2in(p, static_cast<uint32_t>(slot), now_ms);
         return true;
     }
@@ -353,14 +363,14 @@ std::optional<uint32_t> NatEngine::create_session(uint32_t mapping, uint32_t rem
     const auto [in_key, out_key] = session_keys(m, remote_addr, remote_port);
     const FilterKey fk = filter_key(m.protocol, m.ext_addr, m.ext_port, remote_addr);
     uint64_t filter_count = 0;
-    filter_table_.lookup(&fk, filter_count);
+    if (track_remote_addresses_) filter_table_.lookup(&fk, filter_count);
 
     bool ok = slot && session_table_.insert(&in_key, *slot);
     if (ok && !session_table_.insert(&out_key, *slot)) {
         session_table_.erase(&in_key);
         ok = false;
     }
-    if (ok && !filter_table_.insert(&fk, filter_count + 1)) {
+    if (ok && track_remote_addresses_ && !filter_table_.insert(&fk, filter_count + 1)) {
         session_table_.erase(&in_key);
         session_table_.erase(&out_key);
         ok = false;
@@ -371,9 +381,10 @@ std::optional<uint32_t> NatEngine::create_session(uint32_t mapping, uint32_t rem
         if (m.sessions == 0) release_mapping(mapping);
         return std::nullopt;
     }
-    sessions_[*slot] =
-        Session{m.int_addr, remote_addr, m.int_port, remote_port, mapping, m.protocol, 0};
+    sessions_[*slot] = Session{m.int_addr,  m.ext_addr, remote_addr, m.int_port, m.ext_port,
+                               remote_port, m.protocol, 0,           mapping};
     ++m.sessions;
+    ++created_in_burst_;
     expiry_.insert(*slot, initial_class(m.protocol), now_ms);
     counters_.add(Counter::sessions_created);
     return *slot;
@@ -397,7 +408,7 @@ void NatEngine::release_session(uint32_t session) {
 
     const FilterKey fk = filter_key(m.protocol, m.ext_addr, m.ext_port, s.remote_addr);
     uint64_t filter_count = 0;
-    if (filter_table_.lookup(&fk, filter_count)) {
+    if (track_remote_addresses_ && filter_table_.lookup(&fk, filter_count)) {
         if (filter_count <= 1)
             filter_table_.erase(&fk);
         else

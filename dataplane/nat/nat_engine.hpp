@@ -62,14 +62,18 @@ class NatEngine {
                                                               uint16_t port) const;
 
   private:
+    // Both endpoints are copied from the mapping so that translating a packet reads only the
+    // session (one cache line), never the mapping.
     struct Session {
         uint32_t int_addr;
+        uint32_t ext_addr;
         uint32_t remote_addr;
         uint16_t int_port;
+        uint16_t ext_port;
         uint16_t remote_port;
-        uint32_t mapping;
         uint8_t protocol;
         uint8_t tcp;  // tcp_state flags
+        uint32_t mapping;
     };
     struct Mapping {
         uint32_t int_addr;
@@ -128,10 +132,16 @@ class NatEngine {
     SlotPool free_subscribers_;
     uint32_t mapping_count_ = 0;
     uint32_t subscriber_count_ = 0;
+    // Sessions created since the current burst's bulk lookup: when zero, a miss is still a miss
+    // and the slow path need not look the session up again.
+    uint32_t created_in_burst_ = 0;
 
-    HashTable session_table_;     // SessionKey (both sides) -> session slot
-    HashTable mapping_table_;     // EndpointKey (both sides) -> mapping slot
-    HashTable filter_table_;      // FilterKey -> number of sessions
+    HashTable session_table_;  // SessionKey (both sides) -> session slot
+    HashTable mapping_table_;  // EndpointKey (both sides) -> mapping slot
+    // FilterKey -> number of sessions; kept only in address-dependent mode, the one mode that
+    // reads it.
+    bool track_remote_addresses_;
+    HashTable filter_table_;
     HashTable subscriber_table_;  // internal address -> subscriber slot
 };
 

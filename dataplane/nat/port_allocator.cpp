@@ -78,15 +78,6 @@ AddressPool::AddressPool(const std::vector<common::Ipv4Prefix>& prefixes, common
     }
 }
 
-std::optional<uint32_t> AddressPool::index_of(uint32_t addr) const {
-    uint32_t base = 0;
-    for (const auto& prefix : prefixes_) {
-        if (prefix.contains(common::Ipv4Address{addr})) return base + (addr - prefix.address.value);
-        base += static_cast<uint32_t>(prefix.size());
-    }
-    return std::nullopt;
-}
-
 std::optional<uint32_t> AddressPool::pair_subscriber() {
     if (addresses_.empty()) return std::nullopt;
     const auto n = static_cast<uint32_t>(addresses_.size());

@@ -45,7 +45,16 @@ class AddressPool {
 
     size_t size() const { return addresses_.size(); }
     uint32_t address(uint32_t index) const { return addresses_[index].addr; }
-    std::optional<uint32_t> index_of(uint32_t addr) const;
+    // Inline: asked for every packet (is the destination a pool address?).
+    std::optional<uint32_t> index_of(uint32_t addr) const {
+        uint32_t base = 0;
+        for (const auto& prefix : prefixes_) {
+            if (prefix.contains(common::Ipv4Address{addr}))
+                return base + (addr - prefix.address.value);
+            base += static_cast<uint32_t>(prefix.size());
+        }
+        return std::nullopt;
+    }
     bool contains(uint32_t addr) const { return index_of(addr).has_value(); }
 
     // Paired pooling (RFC 4787 REQ-2): a new subscriber gets the address with the fewest

@@ -77,7 +77,9 @@ inline uint16_t expected_l4_checksum(const uint8_t* l3) {
         checksum_offset = 2;
     }
     bytes.insert(bytes.end(), l3 + ihl, l3 + total);
-    bytes[checksum_offset] = bytes[checksum_offset + 1] = 0;
+    if (bytes.size() < checksum_offset + 2) return 0;  // too short to hold its checksum
+    bytes.at(checksum_offset) = 0;
+    bytes.at(checksum_offset + 1) = 0;
     return reference_checksum(bytes);
 }
 

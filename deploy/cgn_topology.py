@@ -1,0 +1,732 @@
+#!/usr/bin/python3
+"""Network-namespace topology for the cgn demo and end-to-end tests.
+
+Builds this, with a unique name prefix per run (default ``cgnt<pid>``)::
+
+    <prefix>-sub1 100.64.0.11/10 ─┐                              ┌─ <prefix>-ext1 192.0.2.10/24
+                                 ├─ br-in ─ in0 [cgnd] out0 ─ br-out ┤
+    <prefix>-sub2 100.64.0.12/10 ─┘   (<prefix>-sw)  (<prefix>-cgn)  └─ <prefix>-ext2 192.0.2.20/24
+
+cgnd runs in ``<prefix>-cgn`` on the address-less veths ``in0``/``out0`` (net_af_packet);
+it is 100.64.0.1 inside, 192.0.2.1 outside, and translates to the pool 198.51.100.0/29.
+
+Everything it creates is removed again: by the context manager, by an atexit hook, and on
+SIGINT/SIGTERM/SIGHUP once ``install_signal_handlers()`` has been called (they become
+KeyboardInterrupt so ``with`` blocks unwind). Processes are started in their own sessions
+and stopped by their process-group id; before a namespace is deleted every process still
+in it (necessarily one of ours, the namespaces are private) is killed.
+
+Stdlib only (Debian 12 /usr/bin/python3). Needs root, iproute2 and ethtool.
+
+Also a small command line tool::
+
+    cgn_topology.py up [--prefix P]      build the topology and wait (Ctrl-C removes it)
+    cgn_topology.py cleanup PREFIX       remove namespaces PREFIX-* left by a killed run
+"""
+
+from __future__ import annotations
+
+import atexit
+import ipaddress
+import json
+import os
+import queue
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_CGND = REPO / "build" / "dataplane" / "cgnd"
+DEFAULT_PEER = REPO / "tests" / "e2e" / "peer.py"
+PYTHON = "/usr/bin/python3"
+
+INSIDE_NET = ipaddress.ip_network("100.64.0.0/10")
+OUTSIDE_NET = ipaddress.ip_network("192.0.2.0/24")
+POOL = ipaddress.ip_network("198.51.100.0/29")
+CGN_INSIDE = "100.64.0.1"
+CGN_OUTSIDE = "192.0.2.1"
+
+# --in-memory is rejected together with --no-huge by DPDK ("--legacy-mem is not compatible
+# with --in-memory": --no-huge implies legacy memory). --no-shconf keeps EAL from writing a
+# shared config, and a per-run --file-prefix keeps parallel cgnd instances apart; the
+# runtime directory /var/run/dpdk/<prefix> is removed by Topology.destroy().
+# Override with CGN_EAL_ARGS ("{prefix}" is replaced by the run's prefix).
+DEFAULT_EAL_ARGS = ("--no-huge --no-pci -m 512 --no-shconf --no-telemetry --file-prefix {prefix} "
+                    "--log-level=lib.eal:warning")
+DPDK_RUNTIME_DIR = Path("/var/run/dpdk")
+
+
+def eal_args(prefix: str) -> str:
+    return (os.environ.get("CGN_EAL_ARGS") or DEFAULT_EAL_ARGS).replace("{prefix}", prefix)
+
+# Counters the tests and the demo rely on (cgnd prints all of them, zeros included).
+KNOWN_COUNTERS = (
+    "rx_inside", "rx_outside", "tx_inside", "tx_outside",
+    "in2out_translated", "out2in_translated",
+    "sessions_created", "sessions_expired", "mappings_created", "mappings_removed",
+    "icmp_echo_answered", "icmp_time_exceeded_sent",
+    "drop_out2in_no_mapping", "drop_out2in_filtered", "drop_ttl_exceeded",
+)
+
+
+@dataclass(frozen=True)
+class Host:
+    name: str          # short name, namespace is <prefix>-<name>
+    side: str          # "in" (on br-in) or "out" (on br-out)
+    address: str       # with prefix length
+    routes: tuple      # (destination, gateway) pairs
+
+    @property
+    def ip(self) -> str:
+        return self.address.split("/")[0]
+
+
+HOSTS = {
+    "sub1": Host("sub1", "in", "100.64.0.11/10", (("default", CGN_INSIDE),)),
+    "sub2": Host("sub2", "in", "100.64.0.12/10", (("default", CGN_INSIDE),)),
+    "ext1": Host("ext1", "out", "192.0.2.10/24", ((str(POOL), CGN_OUTSIDE),)),
+    "ext2": Host("ext2", "out", "192.0.2.20/24", ((str(POOL), CGN_OUTSIDE),)),
+}
+SUBSCRIBERS = ("sub1", "sub2")
+OUTSIDE_HOSTS = ("ext1", "ext2")
+
+
+def cgnd_path() -> Path:
+    return Path(os.environ.get("CGND") or DEFAULT_CGND)
+
+
+def in_pool(addr: str) -> bool:
+    return ipaddress.ip_address(addr) in POOL
+
+
+def is_inside(addr: str) -> bool:
+    return ipaddress.ip_address(addr) in INSIDE_NET
+
+
+class TopologyError(RuntimeError):
+    pass
+
+
+# --------------------------------------------------------------------------------------
+# process bookkeeping, global cleanup
+
+_live_lock = threading.RLock()
+_live_topologies: list["Topology"] = []
+_live_procs: list[subprocess.Popen] = []
+
+
+def _register_proc(p: subprocess.Popen) -> None:
+    with _live_lock:
+        _live_procs.append(p)
+
+
+def kill_proc(p: subprocess.Popen, term_timeout: float = 3.0) -> None:
+    """Stop a process we started (in its own session) and everything in its group."""
+    if p.poll() is None:
+        for sig, wait in ((signal.SIGTERM, term_timeout), (signal.SIGKILL, 5.0)):
+            try:
+                os.killpg(p.pid, sig)
+            except ProcessLookupError:
+                pass
+            except PermissionError:
+                p.send_signal(sig)
+            try:
+                p.wait(timeout=wait)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+    # (once the leader is reaped its id may be reused: no group signal then; anything of
+    # ours left in a namespace is killed by remove_netns)
+    for stream in (p.stdin, p.stdout, p.stderr):
+        try:
+            if stream:
+                stream.close()
+        except OSError:
+            pass
+    with _live_lock:
+        if p in _live_procs:
+            _live_procs.remove(p)
+
+
+def cleanup_all() -> None:
+    """Kill every process and remove every topology this Python process created."""
+    with _live_lock:
+        procs = list(_live_procs)
+        topos = list(_live_topologies)
+    for p in procs:
+        kill_proc(p, term_timeout=1.0)
+    for t in topos:
+        t.destroy()
+
+
+atexit.register(cleanup_all)
+
+
+class _Interrupted(KeyboardInterrupt):
+    pass
+
+
+def install_signal_handlers() -> None:
+    """Make SIGTERM and SIGHUP behave like Ctrl-C (KeyboardInterrupt) so cleanup runs."""
+
+    def handler(signum, frame):
+        raise _Interrupted(f"signal {signal.Signals(signum).name}")
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+class _SignalsDeferred:
+    """Hold SIGINT/SIGTERM/SIGHUP during cleanup so a second Ctrl-C cannot cut it short."""
+
+    SIGS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+
+    def __enter__(self):
+        self.ok = threading.current_thread() is threading.main_thread()
+        if self.ok:
+            self.old = signal.pthread_sigmask(signal.SIG_BLOCK, self.SIGS)
+        return self
+
+    def __exit__(self, *exc):
+        if self.ok:
+            signal.pthread_sigmask(signal.SIG_SETMASK, self.old)
+        return False
+
+
+def _run(argv, check=True, timeout=30, **kw) -> subprocess.CompletedProcess:
+    r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                       timeout=timeout, **kw)
+    if check and r.returncode != 0:
+        raise TopologyError(f"command failed ({r.returncode}): {shlex.join(argv)}\n"
+                            f"{r.stdout}{r.stderr}")
+    return r
+
+
+def list_netns() -> set[str]:
+    r = _run(["ip", "netns", "list"], check=False)
+    return {line.split()[0] for line in r.stdout.splitlines() if line.strip()}
+
+
+def netns_pids(ns: str) -> list[int]:
+    r = _run(["ip", "netns", "pids", ns], check=False)
+    return [int(x) for x in r.stdout.split() if x.isdigit()]
+
+
+def remove_netns(ns: str) -> None:
+    """Kill every process inside namespace ns (ours: the namespace is private), delete it."""
+    for sig, pause in ((signal.SIGTERM, 1.0), (signal.SIGKILL, 1.0)):
+        pids = [p for p in netns_pids(ns) if p != os.getpid()]
+        if not pids:
+            break
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + pause
+        while time.monotonic() < deadline and netns_pids(ns):
+            time.sleep(0.05)
+    _run(["ip", "netns", "del", ns], check=False)
+
+
+# --------------------------------------------------------------------------------------
+# cgnd
+
+class CgndError(AssertionError):
+    pass
+
+
+class Cgnd:
+    """A running cgnd: collects its output, waits for ``cgnd: ready``, reads counters."""
+
+    def __init__(self, proc: subprocess.Popen, argv: list[str], log=None):
+        self.proc = proc
+        self.argv = argv
+        self.log = log
+        self.lines: list[str] = []
+        self.err_lines: list[str] = []
+        self.blocks: list[dict[str, int]] = []
+        self.ready = False
+        self._cur_block: dict[str, int] | None = None
+        self._cond = threading.Condition()
+        self.returncode: int | None = None
+        self._threads = [
+            threading.Thread(target=self._pump, args=(proc.stdout, False), daemon=True),
+            threading.Thread(target=self._pump, args=(proc.stderr, True), daemon=True),
+        ]
+        for t in self._threads:
+            t.start()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def _pump(self, stream, is_err: bool) -> None:
+        for raw in iter(stream.readline, ""):
+            line = raw.rstrip("\n")
+            with self._cond:
+                if is_err:
+                    self.err_lines.append(line)
+                else:
+                    self.lines.append(line)
+                    self._parse(line)
+                self._cond.notify_all()
+        with self._cond:
+            self._cond.notify_all()
+
+    def _parse(self, line: str) -> None:
+        s = line.strip()
+        if s == "cgnd: ready":
+            self.ready = True
+        elif s == "--- counters ---":
+            self._cur_block = {}
+        elif s == "--- end counters ---":
+            if self._cur_block is not None:
+                self.blocks.append(self._cur_block)
+            self._cur_block = None
+        elif self._cur_block is not None:
+            parts = s.split()
+            if len(parts) == 2:
+                try:
+                    self._cur_block[parts[0]] = int(parts[1])
+                except ValueError:
+                    pass
+
+    def output(self, tail: int | None = None) -> str:
+        with self._cond:
+            out, err = list(self.lines), list(self.err_lines)
+        if tail:
+            out, err = out[-tail:], err[-tail:]
+        return ("--- cgnd stdout ---\n" + "\n".join(out) +
+                "\n--- cgnd stderr ---\n" + "\n".join(err) + "\n")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def wait_ready(self, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not self.ready:
+                if self.proc.poll() is not None:
+                    # let the pumps drain what is left
+                    self._cond.wait(0.2)
+                    if self.ready:
+                        break
+                    raise CgndError(f"cgnd exited with code {self.proc.returncode} before "
+                                    f"'cgnd: ready'\ncommand: {shlex.join(self.argv)}\n"
+                                    + self.output())
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise CgndError(f"cgnd not ready after {timeout:.0f}s\n"
+                                    f"command: {shlex.join(self.argv)}\n" + self.output())
+                self._cond.wait(min(left, 0.2))
+
+    def counters(self, timeout: float = 5.0) -> dict[str, int]:
+        """Send SIGUSR1 and return the counter block it prints."""
+        with self._cond:
+            n = len(self.blocks)
+        if self.proc.poll() is not None:
+            raise CgndError(f"cgnd is not running (exit {self.proc.returncode})\n" + self.output())
+        self.proc.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while len(self.blocks) <= n:
+                left = deadline - time.monotonic()
+                if left <= 0 or self.proc.poll() is not None:
+                    raise CgndError(f"no counters block within {timeout:.0f}s of SIGUSR1 "
+                                    f"(cgnd {'running' if self.alive() else 'exited'})\n"
+                                    + self.output(tail=60))
+                self._cond.wait(min(left, 0.1))
+            return dict(self.blocks[n])
+
+    def stop(self, sig=signal.SIGTERM, timeout: float = 10.0) -> int:
+        """Stop cgnd with sig; SIGKILL after timeout. Returns the exit code."""
+        if self.proc.poll() is None:
+            try:
+                self.proc.send_signal(sig)
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        if self.proc.poll() is None:
+            kill_proc(self.proc, term_timeout=0.5)
+        for t in self._threads:   # read everything it printed (the final counters) first
+            t.join(timeout=2)
+        kill_proc(self.proc)      # then reap leftovers in its group and close the pipes
+        self.returncode = self.proc.returncode
+        return self.returncode
+
+    @property
+    def final_counters(self) -> dict[str, int] | None:
+        with self._cond:
+            return dict(self.blocks[-1]) if self.blocks else None
+
+
+def counter_delta(before: dict, after: dict, name: str) -> int:
+    return after.get(name, 0) - before.get(name, 0)
+
+
+def cgnd_argv(binary=None, *, pool=(str(POOL),), filtering=None, max_sessions=65536,
+              eal=None, extra=()) -> list[str]:
+    argv = [str(binary or cgnd_path()),
+            "--eal-args", eal or eal_args(f"cgn{os.getpid()}"),
+            "--inside-port", "net_af_packet0,iface=in0",
+            "--outside-port", "net_af_packet1,iface=out0",
+            "--inside-address", f"{CGN_INSIDE}/10",
+            "--outside-address", f"{CGN_OUTSIDE}/24"]
+    for p in pool:
+        argv += ["--pool", p]
+    if filtering:
+        argv += ["--filtering", filtering]
+    if max_sessions is not None:
+        argv += ["--max-sessions", str(max_sessions)]
+    argv += list(extra)
+    return argv
+
+
+# --------------------------------------------------------------------------------------
+# helpers around peer.py
+
+_readers: dict[int, "queue.Queue"] = {}
+_readers_lock = threading.Lock()
+
+
+def read_line(proc: subprocess.Popen, timeout: float) -> str | None:
+    """Next stdout line of a spawned (text mode) process, None on EOF.
+
+    A reader thread per process feeds a queue, so lines that arrive together are never
+    stuck in a buffer that select() cannot see. Raises TimeoutError.
+    """
+    with _readers_lock:
+        q = _readers.get(id(proc))
+        if q is None:
+            q = _readers[id(proc)] = queue.Queue()
+
+            def pump(stream=proc.stdout, q=q):
+                try:
+                    for line in iter(stream.readline, ""):
+                        q.put(line)
+                except (OSError, ValueError):
+                    pass
+                q.put(None)
+
+            threading.Thread(target=pump, daemon=True).start()
+    try:
+        line = q.get(timeout=timeout)
+    except queue.Empty:
+        raise TimeoutError(f"no output from {shlex.join(map(str, proc.args))} "
+                           f"within {timeout}s") from None
+    if line is None:
+        q.put(None)  # stay at EOF
+    return line
+
+
+def read_json(proc: subprocess.Popen, timeout: float = 10.0) -> dict:
+    """Next JSON line of a spawned peer; on EOF raises with the peer's stderr."""
+    line = read_line(proc, timeout)
+    if line is None:
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        err = proc.stderr.read() if proc.stderr and proc.poll() is not None else ""
+        raise TopologyError(f"{shlex.join(map(str, proc.args))} exited "
+                            f"({proc.returncode}) without output: {err}")
+    return json.loads(line)
+
+
+class UdpAgent:
+    """A UDP socket living in a namespace (peer.py udp-agent), driven by JSON lines."""
+
+    def __init__(self, topo: "Topology", host: str, port: int = 0, bind: str = "0.0.0.0"):
+        self.host = host
+        self.proc = topo.spawn(host, topo.peer_argv("udp-agent", "--bind", bind,
+                                                    "--port", str(port)))
+        hello = self._read(10.0)
+        if not hello.get("ok"):
+            raise TopologyError(f"udp-agent on {host} failed: {hello}")
+        self.local = tuple(hello["local"])
+
+    def _read(self, timeout: float) -> dict:
+        try:
+            return read_json(self.proc, timeout)
+        except TimeoutError:
+            raise TopologyError(f"udp-agent on {self.host}: no answer within {timeout}s") from None
+
+    def _cmd(self, cmd: dict, wait: float = 10.0) -> dict:
+        self.proc.stdin.write(json.dumps(cmd) + "\n")
+        self.proc.stdin.flush()
+        reply = self._read(wait)
+        if not reply.get("ok"):
+            raise TopologyError(f"udp-agent on {self.host}: {cmd} -> {reply}")
+        return reply
+
+    def send(self, addr: str, port: int, data: str) -> None:
+        self._cmd({"op": "send", "host": addr, "port": int(port), "data": data})
+
+    def recv(self, timeout: float = 1.0, max_packets: int = 0) -> list[tuple[tuple[str, int], str]]:
+        """Datagrams received within timeout (returns early once max_packets arrived)."""
+        r = self._cmd({"op": "recv", "timeout": timeout, "max": max_packets}, wait=timeout + 10)
+        return [((p["from"][0], p["from"][1]), p["data"]) for p in r["packets"]]
+
+    def close(self) -> None:
+        kill_proc(self.proc, term_timeout=1.0)
+
+
+# --------------------------------------------------------------------------------------
+# the topology
+
+class Topology:
+    def __init__(self, prefix: str | None = None, peer: Path | str | None = None,
+                 log=None, verbose: bool = False):
+        self.prefix = prefix or f"cgnt{os.getpid()}"
+        self.peer_path = Path(peer or os.environ.get("CGN_PEER") or DEFAULT_PEER)
+        self.log = log or (lambda msg: None)
+        self.verbose = verbose
+        self.created: list[str] = []
+        self.procs: list[subprocess.Popen] = []
+        self.cgnds: list[Cgnd] = []
+        self._destroyed = False
+
+    # names ----------------------------------------------------------------------------
+    def ns(self, host: str) -> str:
+        return f"{self.prefix}-{host}"
+
+    @property
+    def namespaces(self) -> list[str]:
+        return [self.ns(h) for h in ("sw", "cgn", *HOSTS)]
+
+    # commands -------------------------------------------------------------------------
+    def _cmd(self, host: str | None, argv) -> list[str]:
+        argv = [str(a) for a in argv]
+        return (["ip", "netns", "exec", self.ns(host)] + argv) if host else argv
+
+    def run(self, host: str | None, argv, check: bool = True, timeout: float = 30,
+            input: str | None = None) -> subprocess.CompletedProcess:
+        """Run argv in host's namespace (host None: in ours); output captured as text."""
+        full = self._cmd(host, argv)
+        if self.verbose:
+            self.log("$ " + shlex.join(full))
+        try:
+            p = subprocess.Popen(full, stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                 start_new_session=True)
+        except OSError as e:
+            raise TopologyError(f"cannot run {shlex.join(full)}: {e}") from e
+        _register_proc(p)
+        try:
+            out, err = p.communicate(input=input, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            kill_proc(p)
+            raise TopologyError(f"timed out after {timeout}s: {shlex.join(full)}")
+        finally:
+            if p.poll() is None:
+                kill_proc(p)
+            with _live_lock:
+                if p in _live_procs:
+                    _live_procs.remove(p)
+        r = subprocess.CompletedProcess(full, p.returncode, out, err)
+        if check and r.returncode != 0:
+            raise TopologyError(f"command failed ({r.returncode}): {shlex.join(full)}\n"
+                                f"{out}{err}")
+        return r
+
+    def spawn(self, host: str | None, argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+              stderr=subprocess.PIPE, text=True) -> subprocess.Popen:
+        """Start argv in host's namespace in its own session; stopped by destroy()."""
+        full = self._cmd(host, argv)
+        if self.verbose:
+            self.log("$ " + shlex.join(full) + " &")
+        p = subprocess.Popen(full, stdin=stdin, stdout=stdout, stderr=stderr, text=text,
+                             bufsize=1 if text else -1, start_new_session=True)
+        _register_proc(p)
+        self.procs.append(p)
+        return p
+
+    def peer_argv(self, *args) -> list[str]:
+        return [PYTHON, str(self.peer_path), *[str(a) for a in args]]
+
+    def peer(self, host: str, *args, timeout: float = 30, check: bool = True) -> dict:
+        """Run a one-shot peer.py command; returns its last stdout line parsed as JSON."""
+        r = self.run(host, self.peer_argv(*args), timeout=timeout, check=check)
+        lines = [l for l in r.stdout.splitlines() if l.strip()]
+        if not lines:
+            raise TopologyError(f"peer {args} on {host} printed nothing (rc {r.returncode})\n"
+                                f"{r.stderr}")
+        return json.loads(lines[-1])
+
+    def udp_agent(self, host: str, port: int = 0) -> UdpAgent:
+        return UdpAgent(self, host, port)
+
+    # building -------------------------------------------------------------------------
+    def create(self) -> "Topology":
+        if os.geteuid() != 0:
+            raise TopologyError("building the topology needs root (network namespaces)")
+        clash = [n for n in self.namespaces if n in list_netns()]
+        if clash:
+            raise TopologyError(f"namespaces already exist: {clash} (prefix {self.prefix!r} in use; "
+                                f"'cgn_topology.py cleanup {self.prefix}' removes a stale one)")
+        with _live_lock:
+            _live_topologies.append(self)
+        try:
+            self._build()
+        except BaseException:
+            self.destroy()
+            raise
+        return self
+
+    def _ns_add(self, name: str) -> None:
+        ns = self.ns(name)
+        self.run(None, ["ip", "netns", "add", ns])
+        self.created.append(ns)
+        # no IPv6 at all: nothing but what the tests send appears on the wires
+        self.run(name, ["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1",
+                        "net.ipv6.conf.default.disable_ipv6=1"])
+        self.run(name, ["ip", "link", "set", "dev", "lo", "up"])
+
+    def _no_offload(self, host: str, dev: str) -> None:
+        self.run(host, ["ethtool", "-K", dev, "tx", "off", "sg", "off", "tso", "off", "gso", "off"])
+
+    def _build(self) -> None:
+        self.log(f"creating namespaces {self.prefix}-{{sw,cgn,sub1,sub2,ext1,ext2}}")
+        for name in ("sw", "cgn", *HOSTS):
+            self._ns_add(name)
+        sw, cgn = self.ns("sw"), self.ns("cgn")
+        for br in ("br-in", "br-out"):
+            self.run("sw", ["ip", "link", "add", "name", br, "type", "bridge",
+                            "stp_state", "0", "forward_delay", "0"])
+            self.run("sw", ["ip", "link", "set", "dev", br, "up"])
+        # cgnd's ports: in0/out0, no addresses
+        for dev, peer, br in (("in0", "cgn-in", "br-in"), ("out0", "cgn-out", "br-out")):
+            self.run(None, ["ip", "-n", cgn, "link", "add", "name", dev, "type", "veth",
+                            "peer", "name", peer, "netns", sw])
+            self._no_offload("cgn", dev)
+            self._no_offload("sw", peer)
+            self.run("sw", ["ip", "link", "set", "dev", peer, "master", br])
+            self.run("sw", ["ip", "link", "set", "dev", peer, "up"])
+            # The port belongs to cgnd: the namespace's kernel must not speak on it (an
+            # address-less interface would still send IGMP reports from 0.0.0.0).
+            self.run("cgn", ["ip", "link", "set", "dev", dev, "multicast", "off"])
+            self.run("cgn", ["ip", "link", "set", "dev", dev, "up"])
+        for h in HOSTS.values():
+            br = "br-in" if h.side == "in" else "br-out"
+            port = f"p-{h.name}"
+            self.run(None, ["ip", "-n", self.ns(h.name), "link", "add", "name", "eth0", "type",
+                            "veth", "peer", "name", port, "netns", sw])
+            self._no_offload(h.name, "eth0")
+            self._no_offload("sw", port)
+            self.run("sw", ["ip", "link", "set", "dev", port, "master", br])
+            self.run("sw", ["ip", "link", "set", "dev", port, "up"])
+            self.run(h.name, ["ip", "addr", "add", h.address, "dev", "eth0"])
+            self.run(h.name, ["ip", "link", "set", "dev", "eth0", "up"])
+            for dst, gw in h.routes:
+                self.run(h.name, ["ip", "route", "add", dst, "via", gw, "dev", "eth0"])
+        self.log("topology up: sub1 100.64.0.11, sub2 100.64.0.12 | cgnd 100.64.0.1 / 192.0.2.1 "
+                 f"pool {POOL} | ext1 192.0.2.10, ext2 192.0.2.20")
+
+    def mac(self, host: str, dev: str = "eth0") -> str:
+        return self.run(host, ["cat", f"/sys/class/net/{dev}/address"]).stdout.strip()
+
+    def flush_neigh(self) -> None:
+        """Forget learned neighbours on the hosts (e.g. between cgnd restarts)."""
+        for h in HOSTS:
+            self.run(h, ["ip", "neigh", "flush", "dev", "eth0"], check=False)
+
+    # cgnd -----------------------------------------------------------------------------
+    def start_cgnd(self, *, filtering=None, extra=(), pool=(str(POOL),), binary=None,
+                   max_sessions=65536, ready_timeout: float = 20.0, wait: bool = True) -> Cgnd:
+        binary = Path(binary or cgnd_path())
+        if not binary.exists():
+            raise TopologyError(f"cgnd not found at {binary} (build it, or set CGND=/path/to/cgnd)")
+        argv = cgnd_argv(binary, pool=pool, filtering=filtering, max_sessions=max_sessions,
+                         eal=eal_args(self.prefix), extra=extra)
+        proc = self.spawn("cgn", argv, stdin=subprocess.DEVNULL)
+        c = Cgnd(proc, self._cmd("cgn", argv), log=self.log)
+        self.cgnds.append(c)
+        if wait:
+            try:
+                c.wait_ready(ready_timeout)
+            except BaseException:
+                c.stop(timeout=3)
+                raise
+        return c
+
+    # teardown -------------------------------------------------------------------------
+    def destroy(self) -> None:
+        if self._destroyed:
+            return
+        with _SignalsDeferred():
+            self._destroyed = True
+            for c in self.cgnds:
+                if c.alive():
+                    c.stop(timeout=5)
+            for p in list(self.procs):
+                kill_proc(p, term_timeout=1.0)
+            self.procs.clear()
+            for ns in reversed(self.created):
+                remove_netns(ns)
+            rt = DPDK_RUNTIME_DIR / self.prefix   # EAL's --file-prefix directory (ours)
+            if self.cgnds and rt.is_dir():
+                import shutil
+                shutil.rmtree(rt, ignore_errors=True)
+            left = [ns for ns in self.created if ns in list_netns()]
+            self.created = left
+            with _live_lock:
+                if self in _live_topologies:
+                    _live_topologies.remove(self)
+            if left:
+                self.log(f"WARNING: could not delete namespaces {left}")
+            else:
+                self.log(f"removed namespaces {self.prefix}-*")
+
+    def __enter__(self) -> "Topology":
+        return self.create()
+
+    def __exit__(self, *exc) -> bool:
+        self.destroy()
+        return False
+
+
+def cleanup_prefix(prefix: str) -> list[str]:
+    """Remove namespaces named exactly <prefix>-{sw,cgn,sub1,sub2,ext1,ext2}."""
+    names = [f"{prefix}-{h}" for h in ("sw", "cgn", *HOSTS)]
+    gone = []
+    for ns in names:
+        if ns in list_netns():
+            remove_netns(ns)
+            gone.append(ns)
+    return gone
+
+
+def main(argv=None) -> int:
+    import argparse
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    up = sub.add_parser("up", help="build the topology and keep it until Ctrl-C")
+    up.add_argument("--prefix", default=None)
+    cl = sub.add_parser("cleanup", help="remove the namespaces of a killed run")
+    cl.add_argument("prefix")
+    a = ap.parse_args(argv)
+    if a.cmd == "cleanup":
+        gone = cleanup_prefix(a.prefix)
+        print("removed: " + (" ".join(gone) if gone else "nothing"))
+        return 0
+    install_signal_handlers()
+    try:
+        with Topology(a.prefix, log=print) as t:
+            print("namespaces: " + " ".join(t.namespaces))
+            print(f"e.g.: ip netns exec {t.ns('sub1')} ping 192.0.2.10")
+            print("Ctrl-C removes everything")
+            while True:
+                time.sleep(3600)
+    except KeyboardInterrupt:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
