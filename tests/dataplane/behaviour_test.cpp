@@ -262,6 +262,30 @@ TEST_F(Behaviour, ExternalPortsStayInConfiguredRange) {
     EXPECT_EQ(h.counter(Counter::drop_ports_exhausted), 6u);
 }
 
+TEST_F(Behaviour, ExpiredMappingsGiveTheirPortsBack) {
+    h.settings().nat.port_range = {5000, 5063};
+    h.settings().nat.pool = {*common::Ipv4Prefix::parse("198.51.100.1/32")};
+    h.settings().nat.timeouts.udp_s = 10;
+    start();
+    for (uint16_t i = 0; i < 64; ++i) {
+        h.inside().inject(in_udp(static_cast<uint16_t>(100 + i), t().server1, 53));
+        h.poll();
+    }
+    EXPECT_EQ(h.outside().drain().size(), 64u);
+    h.inside().inject(in_udp(300, t().server1, 53));
+    h.poll();
+    EXPECT_EQ(h.counter(Counter::drop_ports_exhausted), 1u);
+    h.clock().advance_ms(10'000);
+    h.poll(2);
+    EXPECT_EQ(h.counter(Counter::mappings_removed), 64u);
+    for (uint16_t i = 0; i < 64; ++i) {
+        h.inside().inject(in_udp(static_cast<uint16_t>(400 + i), t().server1, 53));
+        h.poll();
+    }
+    EXPECT_EQ(h.outside().drain().size(), 64u);
+    EXPECT_EQ(h.counter(Counter::drop_ports_exhausted), 1u);
+}
+
 TEST_F(Behaviour, DefaultRangeNeverUsesPortsBelow1024EvenForLowSourcePorts) {
     start();
     for (uint16_t sport = 1; sport <= 64; ++sport) {
