@@ -371,12 +371,19 @@ def counter_delta(before: dict, after: dict, name: str) -> int:
     return after.get(name, 0) - before.get(name, 0)
 
 
+# The DPDK drivers cgnd can attach to the veths with: AF_PACKET sockets, or AF_XDP sockets
+# (generic XDP on a veth).
+PMDS = ("net_af_packet", "net_af_xdp")
+
+
 def cgnd_argv(binary=None, *, pool=(str(POOL),), filtering=None, max_sessions=65536,
-              eal=None, extra=()) -> list[str]:
+              eal=None, extra=(), pmd="net_af_packet") -> list[str]:
+    if pmd not in PMDS:
+        raise ValueError(f"pmd must be one of {PMDS}, not {pmd!r}")
     argv = [str(binary or cgnd_path()),
             "--eal-args", eal or eal_args(f"cgn{os.getpid()}"),
-            "--inside-port", "net_af_packet0,iface=in0",
-            "--outside-port", "net_af_packet1,iface=out0",
+            "--inside-port", f"{pmd}0,iface=in0",
+            "--outside-port", f"{pmd}1,iface=out0",
             "--inside-address", f"{CGN_INSIDE}/10",
             "--outside-address", f"{CGN_OUTSIDE}/24"]
     for p in pool:
@@ -639,12 +646,13 @@ class Topology:
 
     # cgnd -----------------------------------------------------------------------------
     def start_cgnd(self, *, filtering=None, extra=(), pool=(str(POOL),), binary=None,
-                   max_sessions=65536, ready_timeout: float = 20.0, wait: bool = True) -> Cgnd:
+                   max_sessions=65536, ready_timeout: float = 20.0, wait: bool = True,
+                   pmd: str = "net_af_packet") -> Cgnd:
         binary = Path(binary or cgnd_path())
         if not binary.exists():
             raise TopologyError(f"cgnd not found at {binary} (build it, or set CGND=/path/to/cgnd)")
         argv = cgnd_argv(binary, pool=pool, filtering=filtering, max_sessions=max_sessions,
-                         eal=eal_args(self.prefix), extra=extra)
+                         eal=eal_args(self.prefix), extra=extra, pmd=pmd)
         proc = self.spawn("cgn", argv, stdin=subprocess.DEVNULL)
         c = Cgnd(proc, self._cmd("cgn", argv), log=self.log)
         self.cgnds.append(c)

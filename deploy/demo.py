@@ -13,6 +13,7 @@ Uses the traffic helper tests/e2e/peer.py (override with CGN_PEER=...).
 import argparse
 import os
 import re
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -139,10 +140,12 @@ class Demo:
             v = getattr(self.args, opt)
             if v is not None:
                 extra += ["--" + opt.replace("_", "-"), str(v)]
-        self.say("$ " + " ".join(["cgnd"] + ct.cgnd_argv(binary, filtering=self.args.filtering,
-                                                         eal=ct.eal_args(t.prefix), extra=extra)[1:]))
+        self.say("$ " + shlex.join(["cgnd"] + ct.cgnd_argv(binary, filtering=self.args.filtering,
+                                                         eal=ct.eal_args(t.prefix), extra=extra,
+                                                         pmd=self.args.pmd)[1:]))
         t0 = time.monotonic()
-        c = t.start_cgnd(binary=binary, filtering=self.args.filtering, extra=extra)
+        c = t.start_cgnd(binary=binary, filtering=self.args.filtering, extra=extra,
+                         pmd=self.args.pmd)
         for line in c.lines:
             self.say(line)
         self.say(f"(ready after {time.monotonic() - t0:.1f} s)")
@@ -265,6 +268,8 @@ def main() -> int:
     ap.add_argument("--cgnd", help=f"cgnd binary (default $CGND or {ct.DEFAULT_CGND})")
     ap.add_argument("--filtering", choices=["endpoint-independent", "address-dependent",
                                             "address-and-port-dependent"])
+    ap.add_argument("--pmd", choices=ct.PMDS, default="net_af_packet",
+                    help="DPDK driver attaching cgnd to the veths (default net_af_packet)")
     ap.add_argument("--timeout-udp", type=int)
     ap.add_argument("--timeout-icmp", type=int)
     ap.add_argument("--prefix", help="namespace name prefix (default cgndemo<pid>)")

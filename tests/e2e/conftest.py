@@ -96,9 +96,9 @@ class Net:
         request.node._cgnds = []
 
     # cgnd
-    def start_cgnd(self, filtering=None, extra=()) -> ct.Cgnd:
+    def start_cgnd(self, filtering=None, extra=(), pmd="net_af_packet") -> ct.Cgnd:
         self.topo.flush_neigh()
-        c = self.topo.start_cgnd(filtering=filtering, extra=list(extra))
+        c = self.topo.start_cgnd(filtering=filtering, extra=list(extra), pmd=pmd)
         self.request.node._cgnds.append(c)
         return c
 

@@ -1,5 +1,7 @@
 """TCP and UDP through cgnd; what the outside sees."""
 
+import pytest
+
 import cgn_topology as ct
 from conftest import assert_pool, read_json_line
 
@@ -22,8 +24,9 @@ def tcp_round(net, port, clients, nbytes=MIB, reply=MIB):
     return sent, seen
 
 
-def test_tcp_transfer(net):
-    c = net.start_cgnd()
+@pytest.mark.parametrize("pmd", ct.PMDS)
+def test_tcp_transfer(net, pmd):
+    c = net.start_cgnd(pmd=pmd)
     before = c.counters()
     sent, seen = tcp_round(net, 5001, ["sub1", "sub2"])
     by_hash = {s.get("recv_sha256"): s for s in seen}
