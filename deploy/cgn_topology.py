@@ -647,12 +647,14 @@ class Topology:
     # cgnd -----------------------------------------------------------------------------
     def start_cgnd(self, *, filtering=None, extra=(), pool=(str(POOL),), binary=None,
                    max_sessions=65536, ready_timeout: float = 20.0, wait: bool = True,
-                   pmd: str = "net_af_packet") -> Cgnd:
+                   pmd: str = "net_af_packet", argv: list[str] | None = None) -> Cgnd:
+        """Starts cgnd in the cgn namespace; `argv`, when given, is used as it is."""
         binary = Path(binary or cgnd_path())
         if not binary.exists():
             raise TopologyError(f"cgnd not found at {binary} (build it, or set CGND=/path/to/cgnd)")
-        argv = cgnd_argv(binary, pool=pool, filtering=filtering, max_sessions=max_sessions,
-                         eal=eal_args(self.prefix), extra=extra, pmd=pmd)
+        if argv is None:
+            argv = cgnd_argv(binary, pool=pool, filtering=filtering, max_sessions=max_sessions,
+                             eal=eal_args(self.prefix), extra=extra, pmd=pmd)
         proc = self.spawn("cgn", argv, stdin=subprocess.DEVNULL)
         c = Cgnd(proc, self._cmd("cgn", argv), log=self.log)
         self.cgnds.append(c)

@@ -96,9 +96,9 @@ class Net:
         request.node._cgnds = []
 
     # cgnd
-    def start_cgnd(self, filtering=None, extra=(), pmd="net_af_packet") -> ct.Cgnd:
+    def start_cgnd(self, filtering=None, extra=(), pmd="net_af_packet", argv=None) -> ct.Cgnd:
         self.topo.flush_neigh()
-        c = self.topo.start_cgnd(filtering=filtering, extra=list(extra), pmd=pmd)
+        c = self.topo.start_cgnd(filtering=filtering, extra=list(extra), pmd=pmd, argv=argv)
         self.request.node._cgnds.append(c)
         return c
 

@@ -73,3 +73,21 @@ def test_clean_stop(net, sig):
     assert not missing, f"final counters lack {missing}"
     assert final["rx_inside"] >= 2 and final["in2out_translated"] >= 2, final
     assert elapsed < 5
+
+
+def test_config_file_with_command_line_override(net, tmp_path):
+    """Every option from a config file; an option on the command line wins over the file."""
+    argv = ct.cgnd_argv(ct.cgnd_path(), eal=ct.eal_args(net.topo.prefix),
+                        extra=["--filtering", "endpoint-independent", "--timeout-udp", "123"])
+    lines = ["# written by test_config_file_with_command_line_override"]
+    it = iter(argv[1:])
+    for opt, value in zip(it, it):
+        lines.append(f"{opt[2:]} = {value}")
+    conf = tmp_path / "cgnd.conf"
+    conf.write_text("\n".join(lines) + "\n")
+    c = net.start_cgnd(argv=[str(ct.cgnd_path()), "--config", str(conf),
+                             "--filtering", "address-and-port-dependent"])
+    startup = "\n".join(c.lines)
+    assert "filtering address-and-port-dependent" in startup, startup
+    r = net.ping("sub1", EXT1, count=2)
+    assert r.returncode == 0, f"ping through a cgnd configured by file failed:\n{r.stdout}"
