@@ -152,6 +152,12 @@ bool Worker::classify(SideIndex side, rte_mbuf* m, Ipv4Packet& p) {
         drop(m, Counter::drop_hairpin);
         return true;
     }
+    // Inside hosts reach each other directly; sent to us, such a packet would leave through
+    // the outside port with a private destination.
+    if (side == kInside && itf.address.subnet.contains(common::Ipv4Address{p.dst})) {
+        drop(m, Counter::drop_ipv4_martian);
+        return true;
+    }
     if (side == kOutside && !nat_.is_pool_address(p.dst)) {
         drop(m, Counter::drop_ipv4_martian);
         return true;

@@ -271,7 +271,7 @@ TEST_F(Translation, MalformedIpv4DroppedWithItsReason) {
     Frame gre = PacketBuilder()
                     .ethernet(t().subscriber1_mac, h.inside().mac())
                     .ipv4(t().subscriber1, t().server1)
-                    .payload("xxxx")
+                    .payload("gre!")
                     .build();
     gre[common::eth::kHeaderLength + common::ipv4::kProtocol] = 47;
     // Fix the header checksum after changing the protocol so only the protocol is "wrong".
@@ -306,10 +306,13 @@ TEST_F(Translation, HairpinAndForeignFramesCounted) {
     other[0] = 0x02;
     other[5] = 0x99;
     h.inside().inject(other);
+    // To another inside host: never forwarded to the outside.
+    h.inside().inject(udp_in(t().subscriber1, 40000, t().subscriber2, 53));
     h.poll();
     EXPECT_TRUE(h.outside().drain().empty());
     EXPECT_EQ(h.counter(Counter::drop_hairpin), 1u);
     EXPECT_EQ(h.counter(Counter::drop_not_for_us_l2), 1u);
+    EXPECT_EQ(h.counter(Counter::drop_ipv4_martian), 1u);
 }
 
 TEST_F(Translation, CountersAddUpOverAMixedBurst) {
