@@ -81,7 +81,7 @@ constexpr uint64_t kMaxPackets = 80'000 * kPacketsPerMs;
 constexpr uint64_t kCheckEvery = 16;
 
 class Failure : public std::runtime_error {
-  public:
+public:
     using std::runtime_error::runtime_error;
 };
 
@@ -258,7 +258,7 @@ std::vector<uint8_t> payload() {
 
 // Frames of n flows, back to back, kFrameLength bytes each.
 class FrameSet {
-  public:
+public:
     explicit FrameSet(size_t n) : bytes_(n * kFrameLength) {}
     size_t size() const { return bytes_.size() / kFrameLength; }
     const uint8_t* at(size_t i) const { return bytes_.data() + i * kFrameLength; }
@@ -267,7 +267,7 @@ class FrameSet {
         std::memcpy(bytes_.data() + i * kFrameLength, frame.data(), kFrameLength);
     }
 
-  private:
+private:
     std::vector<uint8_t> bytes_;
 };
 
@@ -291,7 +291,7 @@ FrameSet in2out_frames(const Topology& t, MacAddress inside_mac, uint32_t n) {
 
 // The mbuf pool, the two ring ports and the fixed set of mbufs that carry every round's batch.
 class Rig {
-  public:
+public:
     explicit Rig(unsigned batch) : batch_(batch) {
         const unsigned ring_size = std::max(4096u, rte_align32pow2(2 * batch));
         pool_ = rte_pktmbuf_pool_create("bench_mbufs", batch + 8192, 0, 0,
@@ -346,7 +346,7 @@ class Rig {
     }
     rte_mbuf* const* output() const { return out_.data(); }
 
-  private:
+private:
     unsigned batch_;
     rte_mempool* pool_ = nullptr;
     std::unique_ptr<dp::RingPort> inside_;
@@ -359,7 +359,7 @@ class Rig {
 // A real worker on the rig's ports, configured like the dataplane test harness (test topology,
 // pool 198.51.100.0/24), with its own clock and counters.
 class WorkerUnderTest {
-  public:
+public:
     WorkerUnderTest(Rig& rig, const Topology& t, unsigned id, uint32_t max_sessions,
                     uint32_t neighbor_capacity, uint64_t seed)
         : rig_(rig), counters_(std::make_unique<common::WorkerCounters>()) {
@@ -402,7 +402,7 @@ class WorkerUnderTest {
         }
     }
 
-  private:
+private:
     Rig& rig_;
     common::ManualClock clock_;
     uint64_t unclocked_ = 0;

@@ -8,13 +8,13 @@
 namespace cgn::common {
 
 class Clock {
-  public:
+public:
     virtual ~Clock() = default;
     virtual uint64_t now_ms() const = 0;
 };
 
 class SteadyClock final : public Clock {
-  public:
+public:
     uint64_t now_ms() const override {
         return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
                                          std::chrono::steady_clock::now().time_since_epoch())
@@ -24,13 +24,13 @@ class SteadyClock final : public Clock {
 
 // A clock that moves only when told: for tests.
 class ManualClock final : public Clock {
-  public:
+public:
     explicit ManualClock(uint64_t start_ms = 1'000'000) : now_(start_ms) {}
     uint64_t now_ms() const override { return now_; }
     void advance_ms(uint64_t ms) { now_ += ms; }
     void set_ms(uint64_t ms) { now_ = ms; }
 
-  private:
+private:
     uint64_t now_;
 };
 

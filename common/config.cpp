@@ -127,13 +127,15 @@ po::options_description describe() {
     po::options_description dpdk("DPDK", kWidth);
     dpdk.add_options()(
         "eal-args", po::value<std::string>()->value_name("ARGS")->default_value(""),
-        "extra EAL arguments, space separated, e.g. \"--no-huge --no-pci -m 512 --no-shconf\" (no hugepages). "
+        "extra EAL arguments, space separated, e.g. \"--no-huge --no-pci -m 512 --no-shconf\" (no "
+        "hugepages). "
         "cgnd adds the lcore list (unless ARGS has -l/--lcores/-c) and one device argument per "
         "port (-a for PCI, --vdev for virtual devices)")(
         "main-lcore", po::value<unsigned>()->value_name("ID")->default_value(0),
         "lcore of the control thread")(
         "worker-lcores", po::value<std::string>()->value_name("LIST")->default_value("1"),
-        "lcores that run packet workers, comma separated (one worker in this version)")(
+        "lcores that run packet workers, comma separated: one worker each. Each port gets one RX "
+        "and one TX queue per worker (for net_af_packet give qpairs=N in the device string)")(
         "mbufs", po::value<std::string>()->value_name("N")->default_value("16383"),
         "packet buffers in the pool shared by the ports");
 
@@ -206,13 +208,20 @@ Config build(const po::variables_map& vm) {
     c.eal_args = split_spaces(vm["eal-args"].as<std::string>());
     c.main_lcore = vm["main-lcore"].as<unsigned>();
     c.worker_lcores = parse_lcore_list(vm["worker-lcores"].as<std::string>());
-    if (c.worker_lcores.size() != 1)
+    constexpr size_t kMaxWorkers = 64;
+    if (c.worker_lcores.size() > kMaxWorkers)
         bad_value("worker-lcores", vm["worker-lcores"].as<std::string>(),
-                  "exactly one lcore: this version runs one worker");
-    for (unsigned l : c.worker_lcores)
+                  "at most " + std::to_string(kMaxWorkers) + " lcores");
+    for (size_t i = 0; i < c.worker_lcores.size(); ++i) {
+        const unsigned l = c.worker_lcores[i];
         if (l == c.main_lcore)
             bad_value("worker-lcores", vm["worker-lcores"].as<std::string>(),
                       "lcores other than --main-lcore " + std::to_string(c.main_lcore));
+        for (size_t j = 0; j < i; ++j)
+            if (c.worker_lcores[j] == l)
+                bad_value("worker-lcores", vm["worker-lcores"].as<std::string>(),
+                          "each lcore once (" + std::to_string(l) + " repeats)");
+    }
     c.mbufs = parse_number("mbufs", vm["mbufs"].as<std::string>(), 1023, 1u << 24);
 
     c.inside_port = check_device("inside-port", required<std::string>(vm, "inside-port"));

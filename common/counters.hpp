@@ -35,6 +35,8 @@ namespace cgn::common {
     X(icmp_echo_answered, "ICMP echo requests to our own addresses answered")               \
     X(icmp_time_exceeded_sent, "ICMP time exceeded messages sent")                          \
     X(neighbor_packets_queued, "packets held while their next hop was resolved")            \
+    X(packets_handed_off, "packets handed to the worker that owns them")                    \
+    X(packets_received_by_handoff, "packets received from another worker's queue")          \
     X(drop_runt, "dropped: frame shorter than its headers")                                 \
     X(drop_ethertype, "dropped: ethertype not handled (not IPv4 or ARP)")                   \
     X(drop_not_for_us_l2, "dropped: unicast frame for another MAC address")                 \
@@ -62,7 +64,8 @@ namespace cgn::common {
     X(drop_ports_exhausted, "dropped: no free port on the subscriber's external address")   \
     X(drop_pool_exhausted, "dropped: no pool address with free ports for a new subscriber") \
     X(drop_icmp_rate_limited, "dropped: ICMP error suppressed by the rate limit")           \
-    X(drop_tx_full, "dropped: transmit queue full")
+    X(drop_tx_full, "dropped: transmit queue full")                                         \
+    X(drop_handoff_full, "dropped: handoff ring to the owning worker full")
 
 enum class Counter : uint16_t {
 #define CGN_COUNTER_ENUM(name, help) name,

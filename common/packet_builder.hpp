@@ -14,7 +14,7 @@
 namespace cgn::common {
 
 class PacketBuilder {
-  public:
+public:
     PacketBuilder& ethernet(MacAddress src, MacAddress dst);
     PacketBuilder& arp(uint16_t operation, MacAddress sender_mac, Ipv4Address sender_ip,
                        MacAddress target_mac, Ipv4Address target_ip);
@@ -32,7 +32,7 @@ class PacketBuilder {
 
     std::vector<uint8_t> build() const;
 
-  private:
+private:
     enum class L4 { none, udp, tcp, icmp };
     std::optional<std::pair<MacAddress, MacAddress>> eth_;
     std::vector<uint8_t> arp_;

@@ -8,7 +8,7 @@
 namespace cgn::common {
 
 class Random {
-  public:
+public:
     explicit Random(uint64_t seed) {
         for (auto& s : state_) {
             seed += 0x9e3779b97f4a7c15ull;
@@ -36,7 +36,7 @@ class Random {
         return static_cast<uint32_t>(((next() >> 32) * uint64_t{bound}) >> 32);
     }
 
-  private:
+private:
     static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
     uint64_t state_[4];
 };

@@ -18,6 +18,7 @@
 
 #include "common/config.hpp"
 #include "common/counters.hpp"
+#include "dataplane/io/handoff.hpp"
 #include "dataplane/io/port.hpp"
 #include "dataplane/io/tsc_clock.hpp"
 #include "dataplane/io/worker.hpp"
@@ -59,33 +60,41 @@ int worker_main(void* arg) {
     return 0;
 }
 
-void print_counters(const common::WorkerCounters& counters) {
-    std::string text = common::format_counters(common::sum_counters({&counters}));
+void print_counters(const std::vector<std::unique_ptr<common::WorkerCounters>>& counters) {
+    std::vector<const common::WorkerCounters*> all;
+    for (const auto& c : counters) all.push_back(c.get());
+    std::string text = common::format_counters(common::sum_counters(all));
     std::fwrite(text.data(), 1, text.size(), stdout);
     std::fflush(stdout);
 }
 
 int run(const common::Config& config) {
-    const unsigned worker_lcore = config.worker_lcores.front();
-    if (!rte_lcore_is_enabled(worker_lcore))
-        throw std::runtime_error("--worker-lcores: lcore " + std::to_string(worker_lcore) +
-                                 " is not enabled in the EAL lcore list");
+    const auto workers = static_cast<unsigned>(config.worker_lcores.size());
+    for (unsigned lcore : config.worker_lcores)
+        if (!rte_lcore_is_enabled(lcore))
+            throw std::runtime_error("--worker-lcores: lcore " + std::to_string(lcore) +
+                                     " is not enabled in the EAL lcore list");
 
     const uint16_t inside = dp::find_port(config.inside_port, "inside-port");
     const uint16_t outside = dp::find_port(config.outside_port, "outside-port");
-    const int socket = static_cast<int>(rte_lcore_to_socket_id(worker_lcore));
+    const int socket = static_cast<int>(rte_lcore_to_socket_id(config.worker_lcores.front()));
     rte_mempool* pool = rte_pktmbuf_pool_create("cgn_mbufs", config.mbufs, 256, 0,
                                                 RTE_MBUF_DEFAULT_BUF_SIZE, socket);
     if (pool == nullptr)
         throw std::runtime_error(std::string("cannot create the mbuf pool (--mbufs ") +
                                  std::to_string(config.mbufs) + "): " + rte_strerror(rte_errno));
-    dp::start_port(inside, 1, 1, pool, "inside-port");
-    dp::start_port(outside, 1, 1, pool, "outside-port");
+    const auto queues = static_cast<uint16_t>(workers);
+    const dp::PortSteering rss = dp::start_port(inside, queues, queues, pool, "inside-port", true);
+    dp::start_port(outside, queues, queues, pool, "outside-port");
+    std::unique_ptr<dp::HandoffRings> handoff;
+    if (workers > 1)
+        handoff = std::make_unique<dp::HandoffRings>("cgn_handoff", workers, 1024, socket);
 
     dp::WorkerSettings ws;
-    ws.worker_id = 0;
     ws.socket_id = socket;
-    ws.seed = rte_rdtsc();
+    ws.workers = workers;
+    ws.handoff = handoff.get();
+    if (rss.rss_on_source) ws.reta_size = rss.reta_size;
     ws.inside = {inside, 0, 0, dp::port_mac(inside), config.inside_address, config.inside_gateway};
     ws.outside = {
         outside, 0, 0, dp::port_mac(outside), config.outside_address, config.outside_gateway};
@@ -94,11 +103,21 @@ int run(const common::Config& config) {
     ws.nat.filtering = config.filtering;
     ws.nat.timeouts = config.timeouts;
     ws.nat.max_sessions = config.max_sessions;
+    ws.nat.workers = workers;
     ws.icmp_error_rate = config.icmp_error_rate;
 
-    auto counters = std::make_unique<common::WorkerCounters>();
     dp::TscClock clock;
-    auto worker = std::make_unique<dp::Worker>(ws, pool, *counters, clock);
+    std::vector<std::unique_ptr<common::WorkerCounters>> counters;
+    std::vector<std::unique_ptr<dp::Worker>> worker_list;
+    for (unsigned w = 0; w < workers; ++w) {
+        dp::WorkerSettings mine = ws;
+        mine.worker_id = mine.worker_index = mine.nat.worker_index = w;
+        mine.seed = rte_rdtsc() + w;
+        mine.inside.rx_queue = mine.inside.tx_queue = static_cast<uint16_t>(w);
+        mine.outside.rx_queue = mine.outside.tx_queue = static_cast<uint16_t>(w);
+        counters.push_back(std::make_unique<common::WorkerCounters>());
+        worker_list.push_back(std::make_unique<dp::Worker>(mine, pool, *counters.back(), clock));
+    }
 
     std::printf("cgnd: inside  port %u (%s) mac %s address %s\n", inside,
                 config.inside_port.c_str(), ws.inside.mac.to_string().c_str(),
@@ -108,34 +127,52 @@ int run(const common::Config& config) {
                 config.outside_address.to_string().c_str());
     std::string pools;
     for (const auto& p : config.pool) pools += " " + p.to_string();
-    std::printf("cgnd: pool%s ports %u-%u filtering %s, 1 worker on lcore %u\n", pools.c_str(),
-                config.port_range.first, config.port_range.last,
-                std::string(common::to_string(config.filtering)).c_str(), worker_lcore);
+    std::string lcores;
+    for (unsigned l : config.worker_lcores)
+        lcores += (lcores.empty() ? "" : ",") + std::to_string(l);
+    std::printf(
+        "cgnd: pool%s ports %u-%u filtering %s, %u worker%s on lcore%s %s, inside steering "
+        "%s\n",
+        pools.c_str(), config.port_range.first, config.port_range.last,
+        std::string(common::to_string(config.filtering)).c_str(), workers, workers == 1 ? "" : "s",
+        workers == 1 ? "" : "s", lcores.c_str(),
+        workers == 1        ? "not needed"
+        : rss.rss_on_source ? "by NIC RSS"
+                            : "by handoff");
 
     install_signal_handlers();
     std::atomic<bool> stop{false};
-    WorkerLaunch launch{worker.get(), &stop};
-    if (int rc = rte_eal_remote_launch(worker_main, &launch, worker_lcore); rc != 0)
-        throw std::runtime_error("cannot launch the worker on lcore " +
-                                 std::to_string(worker_lcore));
+    std::vector<WorkerLaunch> launches;
+    launches.reserve(workers);
+    for (unsigned w = 0; w < workers; ++w) {
+        launches.push_back({worker_list[w].get(), &stop});
+        if (int rc = rte_eal_remote_launch(worker_main, &launches.back(), config.worker_lcores[w]);
+            rc != 0) {
+            stop.store(true, std::memory_order_release);
+            rte_eal_mp_wait_lcore();
+            throw std::runtime_error("cannot launch a worker on lcore " +
+                                     std::to_string(config.worker_lcores[w]));
+        }
+    }
     std::printf("cgnd: ready\n");
     std::fflush(stdout);
 
     while (!g_stop_requested.load()) {
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
-        if (g_print_requested.exchange(false)) print_counters(*counters);
+        if (g_print_requested.exchange(false)) print_counters(counters);
     }
     std::printf("cgnd: stopping\n");
     stop.store(true, std::memory_order_release);
-    rte_eal_wait_lcore(worker_lcore);
-    worker.reset();
+    rte_eal_mp_wait_lcore();
+    worker_list.clear();
+    handoff.reset();
     int rc_in = dp::stop_port(inside);
     int rc_out = dp::stop_port(outside);
     if (rc_in != 0 || rc_out != 0)
         std::fprintf(stderr, "cgnd: warning: stopping ports: %s\n",
                      rte_strerror(-(rc_in != 0 ? rc_in : rc_out)));
     rte_mempool_free(pool);
-    print_counters(*counters);
+    print_counters(counters);
     std::printf("cgnd: stopped\n");
     return 0;
 }

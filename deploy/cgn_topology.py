@@ -376,14 +376,35 @@ def counter_delta(before: dict, after: dict, name: str) -> int:
 PMDS = ("net_af_packet", "net_af_xdp")
 
 
+# cgnd's ports get this many queues (veth queues for net_af_xdp), enough for any worker count
+# the tests use.
+PORT_QUEUES = 4
+
+
+def default_workers() -> int:
+    """Workers cgnd runs with: CGN_WORKERS (the test command runs the suite with 1 and 2)."""
+    return int(os.environ.get("CGN_WORKERS", "1"))
+
+
 def cgnd_argv(binary=None, *, pool=(str(POOL),), filtering=None, max_sessions=65536,
-              eal=None, extra=(), pmd="net_af_packet") -> list[str]:
+              eal=None, extra=(), pmd="net_af_packet", workers=None) -> list[str]:
     if pmd not in PMDS:
         raise ValueError(f"pmd must be one of {PMDS}, not {pmd!r}")
+    workers = workers or default_workers()
+    if not 1 <= workers <= PORT_QUEUES:
+        raise ValueError(f"workers must be 1 to {PORT_QUEUES}, not {workers}")
+    eal = eal or eal_args(f"cgn{os.getpid()}")
+    queues = ""
+    if workers > 1:
+        # One queue per worker on each port; the workers' lcores share this machine's CPUs.
+        cpus = os.cpu_count() or 1
+        eal += " --lcores " + ",".join(f"{l}@{l % cpus}" for l in range(workers + 1))
+        queues = f",qpairs={workers}" if pmd == "net_af_packet" else f",queue_count={workers}"
     argv = [str(binary or cgnd_path()),
-            "--eal-args", eal or eal_args(f"cgn{os.getpid()}"),
-            "--inside-port", f"{pmd}0,iface=in0",
-            "--outside-port", f"{pmd}1,iface=out0",
+            "--eal-args", eal,
+            "--inside-port", f"{pmd}0,iface=in0{queues}",
+            "--outside-port", f"{pmd}1,iface=out0{queues}",
+            "--worker-lcores", ",".join(str(l) for l in range(1, workers + 1)),
             "--inside-address", f"{CGN_INSIDE}/10",
             "--outside-address", f"{CGN_OUTSIDE}/24"]
     for p in pool:
@@ -610,8 +631,9 @@ class Topology:
             self.run("sw", ["ip", "link", "set", "dev", br, "up"])
         # cgnd's ports: in0/out0, no addresses
         for dev, peer, br in (("in0", "cgn-in", "br-in"), ("out0", "cgn-out", "br-out")):
-            self.run(None, ["ip", "-n", cgn, "link", "add", "name", dev, "type", "veth",
-                            "peer", "name", peer, "netns", sw])
+            self.run(None, ["ip", "-n", cgn, "link", "add", "name", dev,
+                            "numtxqueues", str(PORT_QUEUES), "numrxqueues", str(PORT_QUEUES),
+                            "type", "veth", "peer", "name", peer, "netns", sw])
             self._no_offload("cgn", dev)
             self._no_offload("sw", peer)
             self.run("sw", ["ip", "link", "set", "dev", peer, "master", br])

@@ -4,7 +4,8 @@
 #   dataplane tests (EAL --no-huge, real frames through the worker on ring ports),
 #   both also built with AddressSanitizer + UndefinedBehaviorSanitizer,
 #   the benchmark smoke run, and
-#   end-to-end tests (network namespaces, real Linux TCP/UDP/ICMP through cgnd; needs root).
+#   end-to-end tests (network namespaces, real Linux TCP/UDP/ICMP through cgnd; needs root),
+#   with one worker and with two.
 # Ends with one line "N passed, M failed" over all test cases; exit status 0 only if none failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -53,16 +54,21 @@ if [ -x ./build/bench/cgn-pipeline-bench ]; then
   fi
 fi
 
-echo "=== e2e"
-CGND=$PWD/build/dataplane/cgnd /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/e2e \
-  > "$logdir/e2e.log" 2>&1
-e2e_rc=$?
-cat "$logdir/e2e.log" | tail -n 80
-p=$(grep -Eo '[0-9]+ passed' "$logdir/e2e.log" | tail -n 1 | cut -d' ' -f1)
-f=$(grep -Eo '[0-9]+ (failed|error)' "$logdir/e2e.log" | awk '{s+=$1} END {print s+0}')
-p=${p:-0}; f=${f:-0}
-if [ "$e2e_rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
-passed=$((passed + p)); failed=$((failed + f))
+# The end-to-end suite runs twice: cgnd with one worker, then with two (one queue per worker
+# on each port, packets handed between the workers).
+for workers in 1 2; do
+  echo "=== e2e, $workers worker(s)"
+  log="$logdir/e2e-$workers.log"
+  CGN_WORKERS=$workers CGND=$PWD/build/dataplane/cgnd \
+    /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/e2e > "$log" 2>&1
+  e2e_rc=$?
+  tail -n 80 "$log"
+  p=$(grep -Eo '[0-9]+ passed' "$log" | tail -n 1 | cut -d' ' -f1)
+  f=$(grep -Eo '[0-9]+ (failed|error)' "$log" | awk '{s+=$1} END {print s+0}')
+  p=${p:-0}; f=${f:-0}
+  if [ "$e2e_rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+  passed=$((passed + p)); failed=$((failed + f))
+done
 
 if ip netns list | grep -q '^cgnt'; then
   echo "error: the tests left network namespaces behind: $(ip netns list | tr '\n' ' ')"

@@ -55,7 +55,7 @@ common::MacAddress mac_at(const uint8_t* p) {
 
 }  // namespace
 
-void Worker::handle_arp(SideIndex side, rte_mbuf* m, uint8_t* a, uint32_t length) {
+void Worker::handle_arp(SideIndex side, rte_mbuf* m, uint8_t* a, uint32_t length, bool answer) {
     const Interface& itf = interfaces_[side];
     if (length < arp::kLength || load_be16(a + arp::kHardwareType) != arp::kHardwareEthernet ||
         load_be16(a + arp::kProtocolType) != eth::kTypeIpv4 || a[arp::kHardwareLength] != 6 ||
@@ -89,6 +89,11 @@ void Worker::handle_arp(SideIndex side, rte_mbuf* m, uint8_t* a, uint32_t length
         }
     }
 
+    if (!answer) {
+        // A copy from the worker that received it: it answers and counts; we only learn.
+        rte_pktmbuf_free(m);
+        return;
+    }
     if (op == arp::kOpRequest && for_us) {
         // Answer in place: the request's buffer becomes the reply.
         uint8_t* frame = rte_pktmbuf_mtod(m, uint8_t*);

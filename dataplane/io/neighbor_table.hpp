@@ -21,7 +21,7 @@
 namespace cgn::dp {
 
 class NeighborTable {
-  public:
+public:
     static constexpr unsigned kQueueLength = 4;
     static constexpr uint64_t kRetransmitMs = 1000;
     static constexpr unsigned kMaxRequests = 3;
@@ -83,7 +83,7 @@ class NeighborTable {
 
     uint32_t size() const { return table_.size(); }
 
-  private:
+private:
     HashTable table_;  // ip -> slot
     std::vector<Entry> entries_;
     std::vector<uint32_t> free_;

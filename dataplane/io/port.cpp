@@ -3,7 +3,11 @@
 #include <rte_errno.h>
 #include <rte_ethdev.h>
 
+#include <algorithm>
+#include <vector>
+
 #include "common/config.hpp"
+#include "dataplane/nat/steering.hpp"
 
 namespace cgn::dp {
 
@@ -28,8 +32,8 @@ uint16_t find_port(const std::string& device, const std::string& option) {
     return port_id;
 }
 
-void start_port(uint16_t port_id, uint16_t rx_queues, uint16_t tx_queues, rte_mempool* pool,
-                const std::string& option) {
+PortSteering start_port(uint16_t port_id, uint16_t rx_queues, uint16_t tx_queues, rte_mempool* pool,
+                        const std::string& option, bool rss_on_source) {
     rte_eth_dev_info info{};
     if (int rc = rte_eth_dev_info_get(port_id, &info); rc != 0)
         fail(option, port_id, "cannot read device info", rc);
@@ -37,8 +41,26 @@ void start_port(uint16_t port_id, uint16_t rx_queues, uint16_t tx_queues, rte_me
         throw PortError("--" + option + ": the device supports " +
                         std::to_string(info.max_rx_queues) + " RX / " +
                         std::to_string(info.max_tx_queues) + " TX queues, " +
-                        std::to_string(rx_queues) + " needed");
+                        std::to_string(rx_queues) +
+                        " needed (one per worker; net_af_packet: add qpairs=N to the device, "
+                        "net_af_xdp: queue_count=N on an interface with N queues)");
     rte_eth_conf conf{};
+    // RSS on the source address only, so that the NIC's choice of queue can equal the owner
+    // cgnd computes (the same Toeplitz key and indirection table).
+    constexpr uint64_t kSourceHash = RTE_ETH_RSS_IPV4 | RTE_ETH_RSS_L3_SRC_ONLY;
+    PortSteering steering;
+    uint8_t key[sizeof kRssKey];
+    std::copy(std::begin(kRssKey), std::end(kRssKey), key);
+    if (rss_on_source && rx_queues > 1 && info.reta_size > 0 &&
+        (info.flow_type_rss_offloads & RTE_ETH_RSS_IPV4) && info.hash_key_size == sizeof kRssKey) {
+        conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
+        conf.rx_adv_conf.rss_conf.rss_key = key;
+        conf.rx_adv_conf.rss_conf.rss_key_len = sizeof key;
+        conf.rx_adv_conf.rss_conf.rss_hf =
+            kSourceHash & (info.flow_type_rss_offloads | RTE_ETH_RSS_L3_SRC_ONLY);
+        steering.rss_on_source = true;
+        steering.reta_size = info.reta_size;
+    }
     if (int rc = rte_eth_dev_configure(port_id, rx_queues, tx_queues, &conf); rc != 0)
         fail(option, port_id, "cannot configure", rc);
     uint16_t rx_desc = kRxDescriptors, tx_desc = kTxDescriptors;
@@ -53,6 +75,28 @@ void start_port(uint16_t port_id, uint16_t rx_queues, uint16_t tx_queues, rte_me
         if (int rc = rte_eth_tx_queue_setup(port_id, q, tx_desc, socket_id, nullptr); rc != 0)
             fail(option, port_id, "cannot set up TX queue", rc);
     if (int rc = rte_eth_dev_start(port_id); rc != 0) fail(option, port_id, "cannot start", rc);
+    if (steering.rss_on_source) {
+        // Indirection table: entry i -> queue i % queues, as Steering::subscriber_owner assumes.
+        std::vector<rte_eth_rss_reta_entry64> reta((info.reta_size + RTE_ETH_RETA_GROUP_SIZE - 1) /
+                                                   RTE_ETH_RETA_GROUP_SIZE);
+        for (uint32_t i = 0; i < info.reta_size; ++i) {
+            auto& group = reta[i / RTE_ETH_RETA_GROUP_SIZE];
+            group.mask |= uint64_t{1} << (i % RTE_ETH_RETA_GROUP_SIZE);
+            group.reta[i % RTE_ETH_RETA_GROUP_SIZE] = static_cast<uint16_t>(i % rx_queues);
+        }
+        rte_eth_rss_conf applied{};
+        uint8_t applied_key[sizeof kRssKey];
+        applied.rss_key = applied_key;
+        applied.rss_key_len = sizeof applied_key;
+        // Keep RSS only if the device took the table and hashes the source alone; otherwise
+        // the handoff rings put things right and this is only load spreading.
+        if (rte_eth_dev_rss_reta_update(port_id, reta.data(), info.reta_size) != 0 ||
+            rte_eth_dev_rss_hash_conf_get(port_id, &applied) != 0 ||
+            (applied.rss_hf & RTE_ETH_RSS_L3_SRC_ONLY) == 0 ||
+            !std::equal(std::begin(kRssKey), std::end(kRssKey), applied_key))
+            steering = PortSteering{};
+    }
+    return steering;
 }
 
 common::MacAddress port_mac(uint16_t port_id) {

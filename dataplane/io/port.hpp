@@ -14,7 +14,7 @@
 namespace cgn::dp {
 
 class PortError : public std::runtime_error {
-  public:
+public:
     using std::runtime_error::runtime_error;
 };
 
@@ -22,9 +22,20 @@ class PortError : public std::runtime_error {
 // names the config option for the error message.
 uint16_t find_port(const std::string& device, const std::string& option);
 
+// What start_port could set up for steering.
+struct PortSteering {
+    // True when the NIC spreads received packets over the queues by the Toeplitz hash of the
+    // IPv4 source address with cgnd's key and indirection table (queue = i % queues): then
+    // inside packets arrive at their owner (Steering::subscriber_owner) and are not handed off.
+    bool rss_on_source = false;
+    uint32_t reta_size = 0;  // the indirection table size that hash is reduced by
+};
+
 // Configures `rx_queues` RX and `tx_queues` TX queues drawing from `pool` and starts the port.
-void start_port(uint16_t port_id, uint16_t rx_queues, uint16_t tx_queues, rte_mempool* pool,
-                const std::string& option);
+// With `rss_on_source` and several RX queues, RSS on the IPv4 source address is set up where
+// the device can do it.
+PortSteering start_port(uint16_t port_id, uint16_t rx_queues, uint16_t tx_queues, rte_mempool* pool,
+                        const std::string& option, bool rss_on_source = false);
 
 common::MacAddress port_mac(uint16_t port_id);
 

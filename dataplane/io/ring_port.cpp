@@ -11,41 +11,58 @@
 
 namespace cgn::dp {
 
-RingPort::RingPort(const std::string& name, rte_mempool* pool, unsigned ring_size) : pool_(pool) {
-    rx_ = rte_ring_create((name + "_rx").c_str(), ring_size, SOCKET_ID_ANY,
-                          RING_F_SP_ENQ | RING_F_SC_DEQ);
-    tx_ = rte_ring_create((name + "_tx").c_str(), ring_size, SOCKET_ID_ANY,
-                          RING_F_SP_ENQ | RING_F_SC_DEQ);
-    if (rx_ == nullptr || tx_ == nullptr) throw std::runtime_error("cannot create rings " + name);
-    const int port = rte_eth_from_rings(name.c_str(), &rx_, 1, &tx_, 1, SOCKET_ID_ANY);
+RingPort::RingPort(const std::string& name, rte_mempool* pool, unsigned ring_size, uint16_t queues)
+    : pool_(pool) {
+    for (uint16_t q = 0; q < queues; ++q) {
+        const std::string suffix = "_" + std::to_string(q);
+        rx_.push_back(rte_ring_create((name + "_rx" + suffix).c_str(), ring_size, SOCKET_ID_ANY,
+                                      RING_F_SP_ENQ | RING_F_SC_DEQ));
+        tx_.push_back(rte_ring_create((name + "_tx" + suffix).c_str(), ring_size, SOCKET_ID_ANY,
+                                      RING_F_SP_ENQ | RING_F_SC_DEQ));
+        if (rx_.back() == nullptr || tx_.back() == nullptr)
+            throw std::runtime_error("cannot create rings for " + name);
+    }
+    const int port =
+        rte_eth_from_rings(name.c_str(), rx_.data(), queues, tx_.data(), queues, SOCKET_ID_ANY);
     if (port < 0) throw std::runtime_error("cannot create ring port " + name);
     port_id_ = static_cast<uint16_t>(port);
-    start_port(port_id_, 1, 1, pool, name);
+    start_port(port_id_, queues, queues, pool, name);
     mac_ = port_mac(port_id_);
 }
 
 RingPort::~RingPort() {
-    for (const auto& f : drain()) (void)f;
+    drain();
     stop_port(port_id_);
-    void* m = nullptr;
-    while (rte_ring_dequeue(rx_, &m) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(m));
-    rte_ring_free(rx_);
-    rte_ring_free(tx_);
+    for (rte_ring* r : rx_) {
+        void* m = nullptr;
+        while (rte_ring_dequeue(r, &m) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(m));
+        rte_ring_free(r);
+    }
+    for (rte_ring* r : tx_) rte_ring_free(r);
 }
 
-void RingPort::inject(const std::vector<uint8_t>& frame) {
+void RingPort::inject(const std::vector<uint8_t>& frame, uint16_t queue) {
     rte_mbuf* m = rte_pktmbuf_alloc(pool_);
     if (m == nullptr) throw std::runtime_error("mbuf pool empty");
     char* data = rte_pktmbuf_append(m, static_cast<uint16_t>(frame.size()));
     if (data == nullptr) throw std::runtime_error("frame too large");
     std::memcpy(rte_pktmbuf_mtod(m, uint8_t*), frame.data(), frame.size());
-    if (rte_ring_enqueue(rx_, m) != 0) throw std::runtime_error("RX ring full");
+    if (rte_ring_enqueue(rx_.at(queue), m) != 0) throw std::runtime_error("RX ring full");
 }
 
 std::vector<std::vector<uint8_t>> RingPort::drain() {
     std::vector<std::vector<uint8_t>> out;
+    for (uint16_t q = 0; q < tx_.size(); ++q) {
+        auto frames = drain(q);
+        out.insert(out.end(), frames.begin(), frames.end());
+    }
+    return out;
+}
+
+std::vector<std::vector<uint8_t>> RingPort::drain(uint16_t queue) {
+    std::vector<std::vector<uint8_t>> out;
     void* obj = nullptr;
-    while (rte_ring_dequeue(tx_, &obj) == 0) {
+    while (rte_ring_dequeue(tx_.at(queue), &obj) == 0) {
         auto* m = static_cast<rte_mbuf*>(obj);
         const auto* p = rte_pktmbuf_mtod(m, const uint8_t*);
         out.emplace_back(p, p + rte_pktmbuf_data_len(m));

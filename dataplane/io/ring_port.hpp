@@ -15,23 +15,31 @@
 namespace cgn::dp {
 
 class RingPort {
-  public:
-    // `ring_size`: a power of two; the rings hold one less.
-    RingPort(const std::string& name, rte_mempool* pool, unsigned ring_size = 4096);
+public:
+    // `ring_size`: a power of two; the rings hold one less. `queues`: RX and TX queue pairs,
+    // each on its own pair of rings.
+    RingPort(const std::string& name, rte_mempool* pool, unsigned ring_size = 4096,
+             uint16_t queues = 1);
     ~RingPort();
+    RingPort(const RingPort&) = delete;
+    RingPort& operator=(const RingPort&) = delete;
+
     uint16_t port_id() const { return port_id_; }
     common::MacAddress mac() const { return mac_; }
-    rte_ring* rx_ring() { return rx_; }
-    rte_ring* tx_ring() { return tx_; }
-    // Queues a copy of a frame for the worker to receive.
-    void inject(const std::vector<uint8_t>& frame);
-    // Copies of everything the worker transmitted since the last call, in order (freed).
+    uint16_t queues() const { return static_cast<uint16_t>(rx_.size()); }
+    rte_ring* rx_ring(uint16_t queue = 0) { return rx_.at(queue); }
+    rte_ring* tx_ring(uint16_t queue = 0) { return tx_.at(queue); }
+    // Queues a copy of a frame to be received on RX queue `queue`.
+    void inject(const std::vector<uint8_t>& frame, uint16_t queue = 0);
+    // Copies of everything transmitted since the last call (freed): on every queue, queue by
+    // queue, or on one queue.
     std::vector<std::vector<uint8_t>> drain();
+    std::vector<std::vector<uint8_t>> drain(uint16_t queue);
 
-  private:
+private:
     rte_mempool* pool_;
-    rte_ring* rx_;
-    rte_ring* tx_;
+    std::vector<rte_ring*> rx_;
+    std::vector<rte_ring*> tx_;
     uint16_t port_id_;
     common::MacAddress mac_;
 };

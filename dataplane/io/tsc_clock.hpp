@@ -8,11 +8,11 @@
 namespace cgn::dp {
 
 class TscClock final : public common::Clock {
-  public:
+public:
     TscClock() : cycles_per_ms_(rte_get_tsc_hz() / 1000) {}
     uint64_t now_ms() const override { return rte_get_tsc_cycles() / cycles_per_ms_; }
 
-  private:
+private:
     uint64_t cycles_per_ms_;
 };
 

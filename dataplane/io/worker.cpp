@@ -33,6 +33,11 @@ bool is_martian(uint32_t addr) {
 Worker::Worker(const WorkerSettings& settings, rte_mempool* pool, common::WorkerCounters& counters,
                const common::Clock& clock)
     : interfaces_{settings.inside, settings.outside},
+      index_(settings.worker_index),
+      workers_(settings.workers),
+      handoff_(settings.handoff),
+      steering_(settings.workers, settings.nat.port_range, settings.reta_size),
+      handoff_out_(settings.workers),
       pool_(pool),
       counters_(counters),
       clock_(clock),
@@ -45,6 +50,7 @@ Worker::Worker(const WorkerSettings& settings, rte_mempool* pool, common::Worker
 
 Worker::~Worker() {
     for (auto& q : tx_) rte_pktmbuf_free_bulk(q.mbufs, q.count);
+    for (auto& q : handoff_out_) rte_pktmbuf_free_bulk(q.mbufs, q.count);
 }
 
 void Worker::run(const std::atomic<bool>& stop) {
@@ -59,8 +65,12 @@ void Worker::poll_once() {
         const uint16_t n = rte_eth_rx_burst(itf.port_id, itf.rx_queue, mbufs, kBurst);
         if (n == 0) continue;
         counters_.add(side == kInside ? Counter::rx_inside : Counter::rx_outside, n);
-        process_burst(side, mbufs, n);
+        if (workers_ == 1)
+            process_burst(side, mbufs, n, false);
+        else
+            steer(side, mbufs, n);
     }
+    if (workers_ > 1) receive_handoff();
     for (SideIndex side : {kInside, kOutside}) {
         neighbors(side).tick(
             now_ms_, kNeighborTickBudget,
@@ -77,18 +87,125 @@ void Worker::poll_once() {
             });
     }
     nat_.expire(now_ms_, kExpiryBudget);
+    for (unsigned w = 0; w < workers_; ++w) flush_handoff(w);
     flush_tx(kInside);
     flush_tx(kOutside);
 }
 
-void Worker::process_burst(SideIndex side, rte_mbuf** mbufs, uint16_t n) {
+unsigned Worker::owner_of(SideIndex side, const rte_mbuf* m) const {
+    namespace ipv4 = common::ipv4;
+    const uint8_t* frame = rte_pktmbuf_mtod(m, const uint8_t*);
+    const uint32_t length = rte_pktmbuf_data_len(m);
+    if (length < eth::kHeaderLength) return index_;
+    const uint16_t type = load_be16(frame + eth::kType);
+    if (type == eth::kTypeArp) return kEveryWorker;
+    if (type != eth::kTypeIpv4 || length < eth::kHeaderLength + ipv4::kMinHeaderLength)
+        return index_;  // dropped here, whoever drops it
+    const uint8_t* ip = frame + eth::kHeaderLength;
+    if (side == kInside) return steering_.subscriber_owner(common::load_be32(ip + ipv4::kSrc));
+    // Outside: the owner of the destination's external port (ICMP: the query identifier).
+    const auto pool_index = nat_.pool_index(common::load_be32(ip + ipv4::kDst));
+    if (!pool_index) return index_;
+    const uint32_t ihl = (ip[ipv4::kVersionIhl] & 0x0f) * 4u;
+    if ((load_be16(ip + ipv4::kFragment) & ipv4::kFragmentOffsetMask) != 0 ||
+        length < eth::kHeaderLength + ihl + 8)
+        return index_;
+    const uint8_t* l4 = ip + ihl;
+    uint16_t port = 0;
+    switch (ip[ipv4::kProtocol]) {
+        case ipv4::kProtoTcp:
+        case ipv4::kProtoUdp:
+            port = load_be16(l4 + common::udp::kDstPort);
+            break;
+        case ipv4::kProtoIcmp:
+            port = load_be16(l4 + common::icmp::kIdentifier);
+            break;
+        default:
+            return index_;
+    }
+    return steering_.external_owner(*pool_index, port).value_or(index_);
+}
+
+void Worker::steer(SideIndex side, rte_mbuf** mbufs, uint16_t n) {
+    rte_mbuf* own[kBurst];
+    uint16_t count = 0;
+    for (uint16_t i = 0; i < n; ++i) {
+        rte_mbuf* m = mbufs[i];
+        const unsigned owner = owner_of(side, m);
+        if (owner == index_) {
+            own[count++] = m;
+            continue;
+        }
+        // The receiver needs the input side; not every PMD records the port in the mbuf.
+        m->port = interfaces_[side].port_id;
+        if (owner != kEveryWorker) {
+            hand_off(owner, m);
+            continue;
+        }
+        // ARP: every worker learns neighbours from it; only this one answers.
+        for (unsigned w = 0; w < workers_; ++w) {
+            if (w == index_) continue;
+            rte_mbuf* copy = rte_pktmbuf_copy(m, pool_, 0, UINT32_MAX);
+            if (copy == nullptr) {
+                counters_.add(Counter::drop_handoff_full);
+                continue;
+            }
+            copy->port = m->port;
+            hand_off(w, copy);
+        }
+        own[count++] = m;
+    }
+    process_burst(side, own, count, false);
+}
+
+void Worker::hand_off(unsigned worker, rte_mbuf* m) {
+    HandoffQueue& q = handoff_out_[worker];
+    if (q.count == kHandoffBatch) flush_handoff(worker);
+    q.mbufs[q.count++] = m;
+    counters_.add(Counter::packets_handed_off);
+}
+
+void Worker::flush_handoff(unsigned worker) {
+    HandoffQueue& q = handoff_out_[worker];
+    if (q.count == 0) return;
+    const unsigned sent = rte_ring_sp_enqueue_burst(
+        handoff_->ring(index_, worker), reinterpret_cast<void* const*>(q.mbufs), q.count, nullptr);
+    if (sent < q.count) {
+        counters_.add(Counter::drop_handoff_full, q.count - sent);
+        rte_pktmbuf_free_bulk(q.mbufs + sent, q.count - sent);
+    }
+    q.count = 0;
+}
+
+void Worker::receive_handoff() {
+    const uint16_t inside_port = interfaces_[kInside].port_id;
+    for (unsigned from = 0; from < workers_; ++from) {
+        if (from == index_) continue;
+        rte_mbuf* mbufs[kBurst];
+        const unsigned n = rte_ring_sc_dequeue_burst(
+            handoff_->ring(from, index_), reinterpret_cast<void**>(mbufs), kBurst, nullptr);
+        if (n == 0) continue;
+        counters_.add(Counter::packets_received_by_handoff, n);
+        // The PMD recorded the input port in each mbuf: split by side.
+        rte_mbuf* by_side[2][kBurst];
+        uint16_t count[2] = {0, 0};
+        for (unsigned i = 0; i < n; ++i) {
+            const SideIndex side = mbufs[i]->port == inside_port ? kInside : kOutside;
+            by_side[side][count[side]++] = mbufs[i];
+        }
+        process_burst(kInside, by_side[kInside], count[kInside], true);
+        process_burst(kOutside, by_side[kOutside], count[kOutside], true);
+    }
+}
+
+void Worker::process_burst(SideIndex side, rte_mbuf** mbufs, uint16_t n, bool from_handoff) {
     Ipv4Packet parsed[kBurst];
     Ipv4Packet* to_translate[kBurst];
     rte_mbuf* translate_mbufs[kBurst];
     unsigned count = 0;
     for (uint16_t i = 0; i < n; ++i) {
         if (i + 1 < n) rte_prefetch0(rte_pktmbuf_mtod(mbufs[i + 1], void*));
-        if (!classify(side, mbufs[i], parsed[count])) {
+        if (!classify(side, mbufs[i], parsed[count], from_handoff)) {
             to_translate[count] = &parsed[count];
             translate_mbufs[count] = mbufs[i];
             ++count;
@@ -111,7 +228,7 @@ void Worker::process_burst(SideIndex side, rte_mbuf** mbufs, uint16_t n) {
     }
 }
 
-bool Worker::classify(SideIndex side, rte_mbuf* m, Ipv4Packet& p) {
+bool Worker::classify(SideIndex side, rte_mbuf* m, Ipv4Packet& p, bool from_handoff) {
     const Interface& itf = interfaces_[side];
     uint8_t* frame = rte_pktmbuf_mtod(m, uint8_t*);
     const uint32_t length = rte_pktmbuf_data_len(m);
@@ -127,7 +244,7 @@ bool Worker::classify(SideIndex side, rte_mbuf* m, Ipv4Packet& p) {
     }
     const uint16_t type = load_be16(frame + eth::kType);
     if (type == eth::kTypeArp) {
-        handle_arp(side, m, frame + eth::kHeaderLength, length - eth::kHeaderLength);
+        handle_arp(side, m, frame + eth::kHeaderLength, length - eth::kHeaderLength, !from_handoff);
         return true;
     }
     if (type != eth::kTypeIpv4 || broadcast) {

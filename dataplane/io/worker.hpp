@@ -13,10 +13,12 @@
 #include <atomic>
 #include <cstdint>
 #include <optional>
+#include <vector>
 
 #include "common/address.hpp"
 #include "common/clock.hpp"
 #include "common/counters.hpp"
+#include "dataplane/io/handoff.hpp"
 #include "dataplane/io/neighbor_table.hpp"
 #include "dataplane/nat/ipv4_packet.hpp"
 #include "dataplane/nat/nat_engine.hpp"
@@ -34,7 +36,15 @@ struct Interface {
 };
 
 struct WorkerSettings {
-    unsigned worker_id = 0;
+    unsigned worker_id = 0;  // unique in the process: names the worker's tables
+    // This worker's place among the workers (also nat.worker_index / nat.workers), and the
+    // rings to hand packets to the others (null with one worker).
+    unsigned worker_index = 0;
+    unsigned workers = 1;
+    HandoffRings* handoff = nullptr;
+    // The RSS indirection table size the inside port hashes with (see PortSteering), so that
+    // this worker computes the same owner as the NIC.
+    uint32_t reta_size = kDefaultRetaSize;
     int socket_id = 0;
     uint64_t seed = 1;
     Interface inside;
@@ -45,11 +55,12 @@ struct WorkerSettings {
 };
 
 class Worker {
-  public:
+public:
     static constexpr uint16_t kBurst = 32;
     static constexpr uint32_t kExpiryBudget = 64;  // sessions expired per loop, at most
     static constexpr unsigned kNeighborTickBudget = 8;
     static constexpr uint16_t kTxCapacity = 4 * kBurst;
+    static constexpr uint16_t kHandoffBatch = 2 * kBurst;
 
     Worker(const WorkerSettings& settings, rte_mempool* pool, common::WorkerCounters& counters,
            const common::Clock& clock);
@@ -65,7 +76,7 @@ class Worker {
     NatEngine& nat() { return nat_; }
     const NatEngine& nat() const { return nat_; }
 
-  private:
+private:
     enum SideIndex : uint8_t { kInside = 0, kOutside = 1 };
 
     struct TxQueue {
@@ -73,11 +84,21 @@ class Worker {
         uint16_t count = 0;
     };
 
-    void process_burst(SideIndex side, rte_mbuf** mbufs, uint16_t n);
+    // Sorts received frames by owner: ours are processed, the others' handed off; ARP is
+    // processed here and a copy goes to every other worker (each keeps its own neighbours).
+    void steer(SideIndex side, rte_mbuf** mbufs, uint16_t n);
+    static constexpr unsigned kEveryWorker = ~0u;
+    unsigned owner_of(SideIndex side, const rte_mbuf* m) const;
+    void hand_off(unsigned worker, rte_mbuf* m);
+    void flush_handoff(unsigned worker);
+    void receive_handoff();
+    // `from_handoff`: the frames come from another worker (an ARP copy is learned from, not
+    // answered).
+    void process_burst(SideIndex side, rte_mbuf** mbufs, uint16_t n, bool from_handoff);
     // Returns true when the frame was consumed (forwarded, answered or dropped with a counter)
     // and false when it is an IPv4 packet to translate, with `parsed` filled.
-    bool classify(SideIndex side, rte_mbuf* m, Ipv4Packet& parsed);
-    void handle_arp(SideIndex side, rte_mbuf* m, uint8_t* arp, uint32_t length);
+    bool classify(SideIndex side, rte_mbuf* m, Ipv4Packet& parsed, bool from_handoff);
+    void handle_arp(SideIndex side, rte_mbuf* m, uint8_t* arp, uint32_t length, bool answer);
     void handle_local(SideIndex side, rte_mbuf* m, Ipv4Packet& p);
     void send_time_exceeded(SideIndex side, rte_mbuf* m, const Ipv4Packet& p);
     void send_arp_request(SideIndex side, uint32_t target);
@@ -90,6 +111,16 @@ class Worker {
     void drop(rte_mbuf* m, common::Counter c);
 
     Interface interfaces_[2];
+    unsigned index_;
+    unsigned workers_;
+    HandoffRings* handoff_;
+    Steering steering_;
+    // Frames waiting to be handed to each worker (flushed when full and at the end of a loop).
+    struct HandoffQueue {
+        rte_mbuf* mbufs[kHandoffBatch];
+        uint16_t count = 0;
+    };
+    std::vector<HandoffQueue> handoff_out_;
     rte_mempool* pool_;
     common::WorkerCounters& counters_;
     const common::Clock& clock_;

@@ -22,7 +22,7 @@ enum class TimeoutClass : uint8_t { udp, tcp_established, tcp_transitory, icmp }
 inline constexpr size_t kTimeoutClassCount = 4;
 
 class ExpiryLists {
-  public:
+public:
     static constexpr uint32_t kNone = std::numeric_limits<uint32_t>::max();
 
     ExpiryLists(uint32_t capacity, uint64_t refresh_granularity_ms);
@@ -73,7 +73,7 @@ class ExpiryLists {
         return done;
     }
 
-  private:
+private:
     static constexpr uint8_t kUntracked = 0xff;
     static size_t index(TimeoutClass c) { return static_cast<size_t>(c); }
     void link_tail(uint32_t id, size_t c);

@@ -38,10 +38,14 @@ struct NatSettings {
     common::FilteringMode filtering = common::FilteringMode::endpoint_independent;
     common::Timeouts timeouts;
     uint32_t max_sessions = 1u << 16;
+    // This engine is worker `worker_index` of `workers`: it hands out ports only from the
+    // blocks Steering gives it.
+    unsigned workers = 1;
+    unsigned worker_index = 0;
 };
 
 class NatEngine {
-  public:
+public:
     NatEngine(const NatSettings& settings, unsigned worker_id, int socket_id,
               common::WorkerCounters& counters, uint64_t seed);
 
@@ -54,6 +58,7 @@ class NatEngine {
     uint32_t expire(uint64_t now_ms, uint32_t budget);
 
     bool is_pool_address(uint32_t addr) const { return pool_.contains(addr); }
+    std::optional<uint32_t> pool_index(uint32_t addr) const { return pool_.index_of(addr); }
     uint32_t session_count() const { return expiry_.size(); }
     uint32_t mapping_count() const { return mapping_count_; }
     uint32_t subscriber_count() const { return subscriber_count_; }
@@ -61,7 +66,7 @@ class NatEngine {
     std::optional<std::pair<uint32_t, uint16_t>> find_mapping(uint8_t protocol, uint32_t addr,
                                                               uint16_t port) const;
 
-  private:
+private:
     // Both endpoints are copied from the mapping so that translating a packet reads only the
     // session (one cache line), never the mapping.
     struct Session {
@@ -92,12 +97,12 @@ class NatEngine {
 
     // A fixed set of slots with a free list: indices are stable and double as table values.
     class SlotPool {
-      public:
+    public:
         explicit SlotPool(uint32_t capacity);
         std::optional<uint32_t> take();
         void give_back(uint32_t slot) { free_.push_back(slot); }
 
-      private:
+    private:
         std::vector<uint32_t> free_;
     };
 

@@ -6,14 +6,22 @@
 
 namespace cgn::dp {
 
-PortSet::PortSet(common::PortRange range) : range_(range), bits_((range.size() + 63) / 64, 0) {
-    // Bits past the end of the range are marked taken so the search never returns them.
+PortSet::PortSet(common::PortRange range, PortOwnership ownership)
+    : range_(range), ownership_(ownership), bits_((range.size() + 63) / 64, 0) {
+    // Ports past the end of the range and ports of other workers' blocks are marked taken so
+    // the search never returns them.
     const uint32_t tail = range.size() % 64;
     if (tail != 0) bits_.back() = ~uint64_t{0} << tail;
+    for (uint32_t offset = 0; offset < range.size(); ++offset) {
+        if (ownership_.owns_block(offset / ownership_.block_size))
+            ++capacity_;
+        else
+            bits_[offset / 64] |= uint64_t{1} << (offset % 64);
+    }
 }
 
 std::optional<uint16_t> PortSet::allocate(common::Random& random) {
-    if (used_ == range_.size()) return std::nullopt;
+    if (used_ == capacity_) return std::nullopt;
     const uint32_t start = random.below(range_.size());
     const size_t words = bits_.size();
     size_t w = start / 64;
@@ -34,7 +42,7 @@ std::optional<uint16_t> PortSet::allocate(common::Random& random) {
 }
 
 bool PortSet::reserve(uint16_t port) {
-    if (port < range_.first || port > range_.last || in_use(port)) return false;
+    if (!owned(port) || in_use(port)) return false;
     const uint32_t offset = port - range_.first;
     bits_[offset / 64] |= uint64_t{1} << (offset % 64);
     ++used_;
@@ -42,14 +50,14 @@ bool PortSet::reserve(uint16_t port) {
 }
 
 void PortSet::release(uint16_t port) {
-    if (port < range_.first || port > range_.last || !in_use(port)) return;
+    if (!owned(port) || !in_use(port)) return;
     const uint32_t offset = port - range_.first;
     bits_[offset / 64] &= ~(uint64_t{1} << (offset % 64));
     --used_;
 }
 
 bool PortSet::in_use(uint16_t port) const {
-    if (port < range_.first || port > range_.last) return false;
+    if (!owned(port)) return false;
     const uint32_t offset = port - range_.first;
     return (bits_[offset / 64] >> (offset % 64)) & 1;
 }
@@ -67,12 +75,14 @@ std::optional<ProtocolIndex> protocol_index(uint8_t ip_protocol) {
     }
 }
 
-AddressPool::AddressPool(const std::vector<common::Ipv4Prefix>& prefixes, common::PortRange range)
+AddressPool::AddressPool(const std::vector<common::Ipv4Prefix>& prefixes, common::PortRange range,
+                         const Steering& steering, unsigned worker)
     : prefixes_(prefixes) {
     for (const auto& prefix : prefixes) {
         for (uint64_t i = 0; i < prefix.size(); ++i) {
+            const auto index = static_cast<uint32_t>(addresses_.size());
             Entry e{static_cast<uint32_t>(prefix.address.value + i), 0, {}};
-            e.ports.assign(kProtocolCount, PortSet(range));
+            e.ports.assign(kProtocolCount, PortSet(range, steering.ownership(worker, index)));
             addresses_.push_back(std::move(e));
         }
     }

@@ -11,26 +11,34 @@
 #include "common/address.hpp"
 #include "common/config.hpp"
 #include "common/random.hpp"
+#include "dataplane/nat/steering.hpp"
 
 namespace cgn::dp {
 
 class PortSet {
-  public:
-    explicit PortSet(common::PortRange range);
+public:
+    // All ports of `range`, or only those in the blocks `ownership` gives this worker.
+    explicit PortSet(common::PortRange range, PortOwnership ownership = {});
 
     // A free port, chosen unpredictably: the search starts at a random port of the range
     // (RFC 6056 §3.3.1 spirit, RFC 4787 REQ-1 needs only that it is free). Nothing when full.
     std::optional<uint16_t> allocate(common::Random& random);
-    // Takes a given port; false when it is outside the range or already taken.
+    // Takes a given port; false when it is outside the range, not ours or already taken.
     bool reserve(uint16_t port);
     void release(uint16_t port);
     bool in_use(uint16_t port) const;
+    bool owned(uint16_t port) const {
+        return port >= range_.first && port <= range_.last &&
+               ownership_.owns_block((port - range_.first) / ownership_.block_size);
+    }
     uint32_t used() const { return used_; }
-    uint32_t capacity() const { return range_.size(); }
+    uint32_t capacity() const { return capacity_; }
 
-  private:
+private:
     common::PortRange range_;
-    std::vector<uint64_t> bits_;  // bit (port - first) set when taken
+    PortOwnership ownership_;
+    std::vector<uint64_t> bits_;  // bit (port - first) set when taken or not ours
+    uint32_t capacity_ = 0;
     uint32_t used_ = 0;
 };
 
@@ -40,8 +48,10 @@ inline constexpr size_t kProtocolCount = 3;
 std::optional<ProtocolIndex> protocol_index(uint8_t ip_protocol);
 
 class AddressPool {
-  public:
-    AddressPool(const std::vector<common::Ipv4Prefix>& prefixes, common::PortRange range);
+public:
+    // The pool as worker `worker` sees it: every address, with the ports of its own blocks.
+    AddressPool(const std::vector<common::Ipv4Prefix>& prefixes, common::PortRange range,
+                const Steering& steering = Steering(1, {}), unsigned worker = 0);
 
     size_t size() const { return addresses_.size(); }
     uint32_t address(uint32_t index) const { return addresses_[index].addr; }
@@ -68,7 +78,7 @@ class AddressPool {
         return addresses_[index].ports[static_cast<size_t>(p)];
     }
 
-  private:
+private:
     struct Entry {
         uint32_t addr;
         uint32_t subscribers = 0;

@@ -14,7 +14,7 @@ struct rte_hash;
 namespace cgn::dp {
 
 class HashTable {
-  public:
+public:
     // The largest number of keys one lookup_bulk call takes.
     static constexpr unsigned kMaxBulk = 64;
 
@@ -33,7 +33,7 @@ class HashTable {
     uint32_t size() const;
     uint32_t capacity() const { return capacity_; }
 
-  private:
+private:
     rte_hash* hash_;
     uint32_t capacity_;
 };

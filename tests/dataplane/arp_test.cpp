@@ -14,7 +14,7 @@ using common::PacketBuilder;
 namespace arp = common::arp;
 
 class Arp : public ::testing::Test {
-  protected:
+protected:
     void SetUp() override { h.start(); }
     const Topology& t() { return h.topo(); }
     Frame udp_from_subscriber(uint16_t sport) {

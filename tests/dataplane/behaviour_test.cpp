@@ -20,7 +20,7 @@ namespace tcp = common::tcp;
 namespace ipv4 = common::ipv4;
 
 class Behaviour : public ::testing::Test {
-  protected:
+protected:
     void start() {
         h.start();
         h.resolve_neighbors();

@@ -20,36 +20,70 @@ namespace {
 unsigned g_instance = 0;  // unique names for rings, ports, pools and tables
 }
 
-DataplaneHarness::DataplaneHarness() : counters_(std::make_unique<common::WorkerCounters>()) {
+DataplaneHarness::DataplaneHarness(unsigned workers) : workers_(workers) {
     const unsigned id = ++g_instance;
     pool_ = rte_pktmbuf_pool_create(("tmb" + std::to_string(id)).c_str(), 8191, 0, 0,
                                     RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
     if (pool_ == nullptr) throw std::runtime_error("cannot create mbuf pool");
-    inside_ = std::make_unique<dp::RingPort>("tin" + std::to_string(id), pool_);
-    outside_ = std::make_unique<dp::RingPort>("tout" + std::to_string(id), pool_);
-    settings_.worker_id = 1000 + id;
+    const auto queues = static_cast<uint16_t>(workers);
+    inside_ = std::make_unique<dp::RingPort>("tin" + std::to_string(id), pool_, 4096, queues);
+    outside_ = std::make_unique<dp::RingPort>("tout" + std::to_string(id), pool_, 4096, queues);
+    if (workers > 1)
+        handoff_ = std::make_unique<dp::HandoffRings>("tho" + std::to_string(id), workers, 1024,
+                                                      SOCKET_ID_ANY);
+    for (unsigned w = 0; w < workers; ++w)
+        counters_.push_back(std::make_unique<common::WorkerCounters>());
+    settings_.worker_id = 1000 + id * 16;
+    settings_.workers = workers;
+    settings_.handoff = handoff_.get();
     settings_.socket_id = SOCKET_ID_ANY;
     settings_.seed = 42 + id;
     settings_.inside = {inside_->port_id(), 0, 0, inside_->mac(), topo_.inside, std::nullopt};
     settings_.outside = {outside_->port_id(), 0, 0, outside_->mac(), topo_.outside, topo_.gateway};
     settings_.nat.pool = {topo_.pool};
     settings_.nat.max_sessions = 1024;
+    settings_.nat.workers = workers;
     settings_.neighbor_capacity = 64;
 }
 
 DataplaneHarness::~DataplaneHarness() {
-    worker_.reset();
+    workers_list_.clear();
+    handoff_.reset();
     inside_.reset();
     outside_.reset();
     rte_mempool_free(pool_);
 }
 
 void DataplaneHarness::start() {
-    worker_ = std::make_unique<dp::Worker>(settings_, pool_, *counters_, clock_);
+    for (unsigned w = 0; w < workers_; ++w) {
+        dp::WorkerSettings ws = settings_;
+        ws.worker_id = settings_.worker_id + w;
+        ws.worker_index = w;
+        ws.nat.worker_index = w;
+        ws.seed = settings_.seed + w;
+        ws.inside.rx_queue = ws.inside.tx_queue = static_cast<uint16_t>(w);
+        ws.outside.rx_queue = ws.outside.tx_queue = static_cast<uint16_t>(w);
+        workers_list_.push_back(std::make_unique<dp::Worker>(ws, pool_, *counters_[w], clock_));
+    }
+}
+
+uint64_t DataplaneHarness::counter(common::Counter c) const {
+    uint64_t sum = 0;
+    for (const auto& w : counters_) sum += w->get(c);
+    return sum;
+}
+
+std::optional<std::pair<uint32_t, uint16_t>> DataplaneHarness::find_mapping(uint8_t protocol,
+                                                                            uint32_t addr,
+                                                                            uint16_t port) const {
+    for (const auto& w : workers_list_)
+        if (auto m = w->nat().find_mapping(protocol, addr, port)) return m;
+    return std::nullopt;
 }
 
 void DataplaneHarness::poll(int iterations) {
-    for (int i = 0; i < iterations; ++i) worker_->poll_once();
+    for (int i = 0; i < iterations; ++i)
+        for (auto& w : workers_list_) w->poll_once();
 }
 
 void DataplaneHarness::resolve_neighbors() {
@@ -58,7 +92,7 @@ void DataplaneHarness::resolve_neighbors() {
     inside().inject(arp_request(topo_.subscriber2_mac, topo_.subscriber2, topo_.inside.address));
     // The outside gateway announces itself the same way.
     outside().inject(arp_request(topo_.gateway_mac, topo_.gateway, topo_.outside.address));
-    poll();
+    poll(2);  // the receiving worker answers and passes copies to the others
     inside().drain();
     outside().drain();
 }

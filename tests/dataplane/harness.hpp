@@ -14,6 +14,7 @@
 #include "common/address.hpp"
 #include "common/clock.hpp"
 #include "common/counters.hpp"
+#include "dataplane/io/handoff.hpp"
 #include "dataplane/io/ring_port.hpp"
 #include "dataplane/io/worker.hpp"
 
@@ -42,10 +43,11 @@ struct Topology {
 using dp::RingPort;
 
 class DataplaneHarness {
-  public:
+public:
     // Settings start from the defaults of a production config with the test topology; tweak
-    // `settings()` before start().
-    DataplaneHarness();
+    // `settings()` before start(). With several workers, both ports get one queue per worker
+    // and the workers are polled in turn from the test's thread (deterministic).
+    explicit DataplaneHarness(unsigned workers = 1);
     ~DataplaneHarness();
 
     dp::WorkerSettings& settings() { return settings_; }
@@ -54,28 +56,40 @@ class DataplaneHarness {
     RingPort& inside() { return *inside_; }
     RingPort& outside() { return *outside_; }
     common::ManualClock& clock() { return clock_; }
-    dp::Worker& worker() { return *worker_; }
-    uint64_t counter(common::Counter c) const { return counters_->get(c); }
+    unsigned workers() const { return workers_; }
+    dp::Worker& worker(unsigned index = 0) { return *workers_list_.at(index); }
+    // Summed over the workers, or of one worker.
+    uint64_t counter(common::Counter c) const;
+    uint64_t counter(common::Counter c, unsigned worker) const {
+        return counters_.at(worker)->get(c);
+    }
     const Topology& topo() const { return topo_; }
+    // The external endpoint of an internal one, on whichever worker holds it.
+    std::optional<std::pair<uint32_t, uint16_t>> find_mapping(uint8_t protocol, uint32_t addr,
+                                                              uint16_t port) const;
 
+    // Each iteration polls every worker once, in order.
     void poll(int iterations = 1);
-    // Teaches the worker the MAC of the outside gateway and of both subscribers (answers the
-    // ARP requests it sends), so later tests see translated frames right away.
+    // Teaches the workers the MAC of the outside gateway and of both subscribers (answers the
+    // ARP requests they send), so later tests see translated frames right away.
     void resolve_neighbors();
-    // Zeroes the counters (the worker is idle between polls), so a test counts only its own.
+    // Zeroes the counters (the workers are idle between polls), so a test counts only its own.
     void reset_counters() {
-        for (auto& v : counters_->values) v.store(0, std::memory_order_relaxed);
+        for (auto& c : counters_)
+            for (auto& v : c->values) v.store(0, std::memory_order_relaxed);
     }
 
-  private:
+private:
+    unsigned workers_;
     Topology topo_;
     common::ManualClock clock_;
-    std::unique_ptr<common::WorkerCounters> counters_;
+    std::vector<std::unique_ptr<common::WorkerCounters>> counters_;
     rte_mempool* pool_;
     std::unique_ptr<dp::RingPort> inside_;
     std::unique_ptr<dp::RingPort> outside_;
+    std::unique_ptr<dp::HandoffRings> handoff_;
     dp::WorkerSettings settings_;
-    std::unique_ptr<dp::Worker> worker_;
+    std::vector<std::unique_ptr<dp::Worker>> workers_list_;
 };
 
 // Builders for frames of the test topology.

@@ -53,7 +53,7 @@ namespace tcp = common::tcp;
 namespace icmp = common::icmp;
 
 class NoAllocation : public ::testing::Test {
-  protected:
+protected:
     void SetUp() override {
 #if defined(__SANITIZE_ADDRESS__)
         GTEST_SKIP() << "operator new belongs to AddressSanitizer in this build";

@@ -17,7 +17,7 @@ namespace tcp = common::tcp;
 namespace icmp = common::icmp;
 
 class Translation : public ::testing::Test {
-  protected:
+protected:
     void SetUp() override {
         h.start();
         h.resolve_neighbors();

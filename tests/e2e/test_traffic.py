@@ -26,6 +26,10 @@ def tcp_round(net, port, clients, nbytes=MIB, reply=MIB):
 
 @pytest.mark.parametrize("pmd", ct.PMDS)
 def test_tcp_transfer(net, pmd):
+    if pmd == "net_af_xdp" and ct.default_workers() > 1:
+        # The AF_XDP PMD sizes its queues by the interface's "combined" channels, and a veth
+        # has none (only rx/tx channels): one queue per veth, so one worker.
+        pytest.skip("net_af_xdp on a veth gives one queue: no room for several workers")
     c = net.start_cgnd(pmd=pmd)
     before = c.counters()
     sent, seen = tcp_round(net, 5001, ["sub1", "sub2"])

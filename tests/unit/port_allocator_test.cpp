@@ -322,3 +322,39 @@ TEST(AddressPool, UnpairNeverGoesBelowZero) {
 
 }  // namespace
 }  // namespace cgn::dp
+
+namespace cgn::dp {
+namespace {
+
+// With N workers each worker allocates only from its own blocks, and Steering names that
+// worker as the owner of every port it can hand out: replies find their way back.
+TEST(PortOwnership, WorkersSplitEveryAddressAndSteeringAgrees) {
+    const common::PortRange range{1024, 65535};
+    for (unsigned workers : {1u, 2u, 3u, 4u}) {
+        const Steering steering(workers, range);
+        for (uint32_t pool_index = 0; pool_index < 5; ++pool_index) {
+            uint32_t total = 0;
+            for (unsigned w = 0; w < workers; ++w) {
+                PortSet ports(range, steering.ownership(w, pool_index));
+                total += ports.capacity();
+                common::Random random(w * 31 + pool_index);
+                for (int i = 0; i < 2000; ++i) {
+                    auto port = ports.allocate(random);
+                    ASSERT_TRUE(port.has_value());
+                    EXPECT_EQ(steering.external_owner(pool_index, *port), w);
+                }
+                // Ports of another worker's block are never ours.
+                for (uint32_t port = range.first; port <= range.last; port += kPortBlockSize) {
+                    if (steering.external_owner(pool_index, static_cast<uint16_t>(port)) != w) {
+                        EXPECT_FALSE(ports.reserve(static_cast<uint16_t>(port))) << port;
+                    }
+                }
+            }
+            EXPECT_EQ(total, range.size()) << "the workers' blocks cover the range exactly";
+        }
+    }
+    EXPECT_FALSE(Steering(2, range).external_owner(0, 80).has_value());
+}
+
+}  // namespace
+}  // namespace cgn::dp

@@ -81,7 +81,7 @@ void parse_into(Parsed& out) {
 // ---- Random packets: every rewrite keeps every checksum equal to a full recomputation ---------
 
 class RandomPackets {
-  public:
+public:
     explicit RandomPackets(uint64_t seed) : rng_(seed) {}
 
     uint32_t below(uint32_t n) { return static_cast<uint32_t>(rng_() % n); }
@@ -132,7 +132,7 @@ class RandomPackets {
         return s;
     }
 
-  private:
+private:
     std::mt19937_64 rng_;
 };
 
