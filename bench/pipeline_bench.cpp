@@ -14,6 +14,11 @@
 //   in2out established    UDP, every packet hits an existing session (1K sessions, then 1M)
 //   out2in established    the replies of the same flows (1K, 1M)
 //   new sessions          every packet creates a mapping and a session (fills the 1M table)
+//   handoff               in2out established, 1K sessions, on two workers polled in turn from
+//                         this one thread (as the dataplane tests do): every packet on its
+//                         owner's queue, then every packet on the other worker's queue (handed
+//                         off once through the SP/SC ring). The rounds of the two alternate, so
+//                         both see the same machine; the difference is the cost of a handoff.
 //
 // Every scenario checks itself: the frames that come out are translated correctly (checked
 // byte by byte on a sample of rounds), as many come out as went in, and the worker's counters
@@ -27,6 +32,7 @@
 #include <rte_ring.h>
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -35,6 +41,7 @@
 #include <memory>
 #include <numeric>
 #include <optional>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -49,8 +56,10 @@
 #include "common/headers.hpp"
 #include "common/packet_builder.hpp"
 #include "common/random.hpp"
+#include "dataplane/io/handoff.hpp"
 #include "dataplane/io/ring_port.hpp"
 #include "dataplane/io/worker.hpp"
+#include "dataplane/nat/steering.hpp"
 
 namespace {
 
@@ -79,6 +88,11 @@ constexpr uint64_t kPacketsPerMs = 1024;
 constexpr uint64_t kMaxPackets = 80'000 * kPacketsPerMs;
 // Rounds whose output is checked byte by byte: the first and then every kCheckEvery-th.
 constexpr uint64_t kCheckEvery = 16;
+// RX/TX queue pairs of each port: one per worker of the handoff scenarios (the single-worker
+// scenarios use queue 0 only).
+constexpr uint16_t kQueues = 2;
+// The handoff rings' size, as cgnd creates them.
+constexpr unsigned kHandoffRingSize = 1024;
 
 class Failure : public std::runtime_error {
 public:
@@ -101,10 +115,12 @@ struct Options {
     unsigned memory_mb = 0;  // 0: derived from large_flows
     bool out2in = true;
     uint64_t seed = 1;
-    // Groups of scenarios to run: plain forward, the small table, the large table.
+    // Groups of scenarios to run: plain forward, the small table, the large table, the
+    // handoff between two workers (small table).
     bool plain = true;
     bool small = true;
     bool large = true;
+    bool handoff = true;
 };
 
 void usage(FILE* out) {
@@ -119,7 +135,8 @@ void usage(FILE* out) {
                  "  --memory MB         EAL memory, --no-huge (default: from --sessions)\n"
                  "  --no-out2in         skip the out2in scenarios\n"
                  "  --only LIST         run only these groups, comma-separated: plain, small,\n"
-                 "                      large (default: all; the ratio column needs plain)\n"
+                 "                      large, handoff (default: all; the ratio column needs\n"
+                 "                      plain)\n"
                  "  --seed N            flow order and choice (default 1)\n");
 }
 
@@ -171,7 +188,7 @@ std::optional<Options> parse_options(int argc, char** argv) {
         } else if (a == "--only") {
             const char* v = value();
             ok = v != nullptr;
-            o.plain = o.small = o.large = false;
+            o.plain = o.small = o.large = o.handoff = false;
             for (std::string_view rest = ok ? v : ""; ok && !rest.empty();) {
                 const size_t comma = rest.find(',');
                 const std::string_view item = rest.substr(0, comma);
@@ -182,6 +199,8 @@ std::optional<Options> parse_options(int argc, char** argv) {
                     o.small = true;
                 } else if (item == "large") {
                     o.large = true;
+                } else if (item == "handoff") {
+                    o.handoff = true;
                 } else {
                     std::fprintf(stderr, "--only: unknown group %.*s\n",
                                  static_cast<int>(item.size()), item.data());
@@ -289,7 +308,14 @@ FrameSet in2out_frames(const Topology& t, MacAddress inside_mac, uint32_t n) {
 
 // ---- ports, mbufs and workers --------------------------------------------------------------
 
-// The mbuf pool, the two ring ports and the fixed set of mbufs that carry every round's batch.
+// A part of a round's batch: `count` consecutive frames put on, or expected from, `ring`.
+struct Segment {
+    rte_ring* ring;
+    unsigned count;
+};
+
+// The mbuf pool, the two ring ports (kQueues queues each) and the fixed set of mbufs that carry
+// every round's batch.
 class Rig {
 public:
     explicit Rig(unsigned batch) : batch_(batch) {
@@ -297,8 +323,8 @@ public:
         pool_ = rte_pktmbuf_pool_create("bench_mbufs", batch + 8192, 0, 0,
                                         RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
         if (pool_ == nullptr) throw std::runtime_error("cannot create the mbuf pool");
-        inside_ = std::make_unique<dp::RingPort>("bench_in", pool_, ring_size);
-        outside_ = std::make_unique<dp::RingPort>("bench_out", pool_, ring_size);
+        inside_ = std::make_unique<dp::RingPort>("bench_in", pool_, ring_size, kQueues);
+        outside_ = std::make_unique<dp::RingPort>("bench_out", pool_, ring_size, kQueues);
         mbufs_.resize(batch);
         if (rte_pktmbuf_alloc_bulk(pool_, mbufs_.data(), batch) != 0)
             throw std::runtime_error("cannot allocate the batch mbufs");
@@ -328,15 +354,42 @@ public:
     template <class Poll>
     uint64_t round(const FrameSet& frames, const uint32_t* flows, unsigned n, rte_ring* rx,
                    rte_ring* tx, Poll&& poll) {
-        for (unsigned i = 0; i < n; ++i)
-            std::memcpy(rte_pktmbuf_mtod(mbufs_[i], uint8_t*), frames.at(flows[i]), kFrameLength);
-        if (rte_ring_enqueue_burst(rx, reinterpret_cast<void**>(mbufs_.data()), n, nullptr) != n)
-            fail("RX ring full");
+        const Segment in[] = {{rx, n}};
+        const Segment out[] = {{tx, n}};
+        return round(frames, flows, in, out, poll, [rx] { return rte_ring_count(rx) != 0; });
+    }
+    // The same on several rings: the frames of flows[0..) go, in order, `in[0].count` to
+    // in[0].ring, the next in[1].count to in[1].ring, ...; poll() is called while busy() (at
+    // least once), and exactly out[k].count frames must then be on each out[k].ring. Output
+    // frames are numbered in the order of `out`, ring after ring (see output()).
+    template <class Poll, class Busy>
+    uint64_t round(const FrameSet& frames, const uint32_t* flows, std::span<const Segment> in,
+                   std::span<const Segment> out, Poll&& poll, Busy&& busy) {
+        unsigned n = 0;
+        for (const Segment& s : in) {
+            for (unsigned i = n; i < n + s.count; ++i)
+                std::memcpy(rte_pktmbuf_mtod(mbufs_[i], uint8_t*), frames.at(flows[i]),
+                            kFrameLength);
+            if (rte_ring_enqueue_burst(s.ring, reinterpret_cast<void**>(mbufs_.data() + n), s.count,
+                                       nullptr) != s.count)
+                fail("RX ring full");
+            n += s.count;
+        }
         const uint64_t start = rte_rdtsc_precise();
-        while (rte_ring_count(rx) != 0) poll();
+        do {
+            poll();
+        } while (busy());
         const uint64_t cycles = rte_rdtsc_precise() - start;
-        out_count_ = rte_ring_dequeue_burst(tx, reinterpret_cast<void**>(out_.data()),
-                                            static_cast<unsigned>(out_.size()), nullptr);
+        out_count_ = 0;
+        for (const Segment& s : out) {
+            const unsigned got =
+                rte_ring_dequeue_burst(s.ring, reinterpret_cast<void**>(out_.data() + out_count_),
+                                       static_cast<unsigned>(out_.size() - out_count_), nullptr);
+            if (got != s.count)
+                fail("expected " + std::to_string(s.count) + " frames on a TX ring, " +
+                     std::to_string(got) + " came out");
+            out_count_ += got;
+        }
         if (out_count_ != n)
             fail("sent " + std::to_string(n) + " frames, " + std::to_string(out_count_) +
                  " came out");
@@ -356,47 +409,87 @@ private:
     unsigned out_count_ = 0;
 };
 
-// A real worker on the rig's ports, configured like the dataplane test harness (test topology,
-// pool 198.51.100.0/24), with its own clock and counters.
+// Real workers on the rig's ports, configured like the dataplane test harness (test topology,
+// pool 198.51.100.0/24), sharing a clock, each with its own counters. With several workers,
+// worker w polls queue w of both ports and they hand packets to each other through handoff
+// rings; poll() polls them in turn, from this thread, as the dataplane tests do.
 class WorkerUnderTest {
 public:
-    WorkerUnderTest(Rig& rig, const Topology& t, unsigned id, uint32_t max_sessions,
-                    uint32_t neighbor_capacity, uint64_t seed)
-        : rig_(rig), counters_(std::make_unique<common::WorkerCounters>()) {
+    WorkerUnderTest(Rig& rig, const Topology& t, unsigned first_id, uint32_t max_sessions,
+                    uint32_t neighbor_capacity, uint64_t seed, unsigned workers = 1)
+        : rig_(rig), steering_(workers, common::PortRange{}) {
+        if (workers > kQueues) throw std::runtime_error("more workers than queues");
+        if (workers > 1)
+            handoff_ = std::make_unique<dp::HandoffRings>("bench_ho" + std::to_string(first_id),
+                                                          workers, kHandoffRingSize, SOCKET_ID_ANY);
         dp::WorkerSettings s;
-        s.worker_id = id;
+        s.workers = workers;
+        s.handoff = handoff_.get();
         s.socket_id = SOCKET_ID_ANY;
-        s.seed = seed;
-        s.inside = {rig.inside().port_id(), 0, 0, rig.inside().mac(), t.inside, std::nullopt};
-        s.outside = {rig.outside().port_id(), 0, 0, rig.outside().mac(), t.outside, t.gateway};
         s.nat.pool = {t.pool};
         s.nat.max_sessions = max_sessions;
+        s.nat.workers = workers;
         s.neighbor_capacity = neighbor_capacity;
-        worker_ = std::make_unique<dp::Worker>(s, rig.pool(), *counters_, clock_);
+        steering_ = dp::Steering(workers, s.nat.port_range, s.reta_size);
+        for (unsigned w = 0; w < workers; ++w) {
+            const auto q = static_cast<uint16_t>(w);
+            s.worker_id = first_id + w;
+            s.worker_index = s.nat.worker_index = w;
+            s.seed = seed + w;
+            s.inside = {rig.inside().port_id(), q, q, rig.inside().mac(), t.inside, std::nullopt};
+            s.outside = {rig.outside().port_id(), q, q, rig.outside().mac(), t.outside, t.gateway};
+            counters_.push_back(std::make_unique<common::WorkerCounters>());
+            workers_.push_back(std::make_unique<dp::Worker>(s, rig.pool(), *counters_[w], clock_));
+        }
     }
+    ~WorkerUnderTest() {
+        workers_.clear();  // before the rings they may hold packets for
+        handoff_.reset();
+    }
+    WorkerUnderTest(const WorkerUnderTest&) = delete;
+    WorkerUnderTest& operator=(const WorkerUnderTest&) = delete;
 
-    dp::Worker& worker() { return *worker_; }
-    // Moves the worker's clock for n more packets (kPacketsPerMs).
+    unsigned size() const { return static_cast<unsigned>(workers_.size()); }
+    dp::Worker& worker(unsigned w = 0) { return *workers_.at(w); }
+    const dp::Steering& steering() const { return steering_; }
+    // One poll_once() of every worker, in order.
+    void poll() {
+        for (auto& w : workers_) w->poll_once();
+    }
+    // Whether a handoff ring still holds packets (its owner has not polled since).
+    bool handoff_pending() const {
+        if (!handoff_) return false;
+        for (unsigned from = 0; from < size(); ++from)
+            for (unsigned to = 0; to < size(); ++to)
+                if (from != to && rte_ring_count(handoff_->ring(from, to)) != 0) return true;
+        return false;
+    }
+    // Moves the workers' clock for n more packets (kPacketsPerMs).
     void count_packets(uint64_t n) {
         unclocked_ += n;
         clock_.advance_ms(unclocked_ / kPacketsPerMs);
         unclocked_ %= kPacketsPerMs;
     }
-    common::CounterSnapshot counters() const {
+    common::CounterSnapshot counters(unsigned w = 0) const {
         common::CounterSnapshot v{};
         for (size_t i = 0; i < v.size(); ++i)
-            v[i] = counters_->values[i].load(std::memory_order_relaxed);
+            v[i] = counters_.at(w)->values[i].load(std::memory_order_relaxed);
         return v;
     }
+    uint64_t sessions() const {
+        uint64_t n = 0;
+        for (const auto& w : workers_) n += w->nat().session_count();
+        return n;
+    }
 
-    // Frames the worker receives outside the timed rounds (ARP): injected in chunks, polled
-    // until consumed; whatever it sends in answer is freed.
+    // Frames the workers receive outside the timed rounds (ARP), on queue 0: injected in
+    // chunks, polled until consumed; whatever they send in answer is freed.
     void exchange(dp::RingPort& port, const std::vector<std::vector<uint8_t>>& frames) {
         for (size_t base = 0; base < frames.size(); base += rig_.batch()) {
             const size_t end = std::min(frames.size(), base + rig_.batch());
             for (size_t i = base; i < end; ++i) port.inject(frames[i]);
-            while (rte_ring_count(port.rx_ring()) != 0) worker_->poll_once();
-            worker_->poll_once();
+            while (rte_ring_count(port.rx_ring()) != 0 || handoff_pending()) poll();
+            poll();
             rig_.inside().drain();
             rig_.outside().drain();
         }
@@ -406,8 +499,10 @@ private:
     Rig& rig_;
     common::ManualClock clock_;
     uint64_t unclocked_ = 0;
-    std::unique_ptr<common::WorkerCounters> counters_;
-    std::unique_ptr<dp::Worker> worker_;
+    std::unique_ptr<dp::HandoffRings> handoff_;
+    dp::Steering steering_;
+    std::vector<std::unique_ptr<common::WorkerCounters>> counters_;
+    std::vector<std::unique_ptr<dp::Worker>> workers_;
 };
 
 std::vector<uint8_t> arp_request(MacAddress sender_mac, Ipv4Address sender_ip,
@@ -419,7 +514,8 @@ std::vector<uint8_t> arp_request(MacAddress sender_mac, Ipv4Address sender_ip,
 }
 
 // The outside gateway, and the subscribers of the first `flows` flows when out2in is measured,
-// announce themselves with an ARP request for our address (the worker learns them, RFC 826).
+// announce themselves with an ARP request for our address (every worker learns them, RFC 826:
+// the one that receives a request passes a copy to the others).
 void resolve_neighbors(WorkerUnderTest& w, Rig& rig, const Topology& t, uint32_t flows,
                        bool subscribers) {
     w.exchange(rig.outside(), {arp_request(t.gateway_mac, t.gateway, t.outside.address)});
@@ -430,11 +526,13 @@ void resolve_neighbors(WorkerUnderTest& w, Rig& rig, const Topology& t, uint32_t
                                            t.inside.address));
         w.exchange(rig.inside(), requests);
     }
-    const auto c = w.counters();
     const uint64_t expected = 1 + (subscribers ? subscriber_count(flows) : 0);
-    if (c[static_cast<size_t>(Counter::arp_entries_learned)] != expected)
-        fail("ARP: " + std::to_string(c[static_cast<size_t>(Counter::arp_entries_learned)]) +
-             " neighbours learned, expected " + std::to_string(expected));
+    for (unsigned i = 0; i < w.size(); ++i) {
+        const uint64_t learned = w.counters(i)[static_cast<size_t>(Counter::arp_entries_learned)];
+        if (learned != expected)
+            fail("ARP: worker " + std::to_string(i) + " learned " + std::to_string(learned) +
+                 " neighbours, expected " + std::to_string(expected));
+    }
 }
 
 // What the servers answer: flow i's reply, to the external endpoint the worker mapped it to.
@@ -515,17 +613,28 @@ struct CounterChange {
     uint64_t delta;
 };
 
-void check_counters(const common::CounterSnapshot& before, const common::CounterSnapshot& after,
-                    std::initializer_list<CounterChange> expected, const char* scenario) {
-    for (size_t i = 0; i < before.size(); ++i) {
+void check_deltas(const common::CounterSnapshot& moved,
+                  std::initializer_list<CounterChange> expected, const std::string& scenario) {
+    for (size_t i = 0; i < moved.size(); ++i) {
         uint64_t want = 0;
         for (const auto& e : expected)
             if (static_cast<size_t>(e.counter) == i) want = e.delta;
-        const uint64_t got = after[i] - before[i];
-        if (got != want)
-            fail(std::string(scenario) + ": counter " + std::string(common::kCounterNames[i]) +
-                 " moved by " + std::to_string(got) + ", expected " + std::to_string(want));
+        if (moved[i] != want)
+            fail(scenario + ": counter " + std::string(common::kCounterNames[i]) + " moved by " +
+                 std::to_string(moved[i]) + ", expected " + std::to_string(want));
     }
+}
+
+common::CounterSnapshot difference(const common::CounterSnapshot& before,
+                                   const common::CounterSnapshot& after) {
+    common::CounterSnapshot d{};
+    for (size_t i = 0; i < d.size(); ++i) d[i] = after[i] - before[i];
+    return d;
+}
+
+void check_counters(const common::CounterSnapshot& before, const common::CounterSnapshot& after,
+                    std::initializer_list<CounterChange> expected, const char* scenario) {
+    check_deltas(difference(before, after), expected, scenario);
 }
 
 // ---- measurement ---------------------------------------------------------------------------
@@ -551,6 +660,40 @@ double mpps(const Result& r) {
     return r.cycles == 0 ? 0 : static_cast<double>(r.packets) / seconds_of(r.cycles) / 1e6;
 }
 
+// The rounds of one scenario as they run; finish() adds the slices.
+class Recorder {
+public:
+    explicit Recorder(std::string name) { r_.name = std::move(name); }
+    void add(unsigned packets, uint64_t cycles) {
+        rounds_.emplace_back(packets, cycles);
+        r_.cycles += cycles;
+        r_.packets += packets;
+        ++r_.rounds;
+    }
+    const Result& so_far() const { return r_; }
+    Result finish() const {
+        if (rounds_.empty()) fail(r_.name + ": no round ran");
+        Result r = r_;
+        const size_t slices = std::min<size_t>(kSlices, rounds_.size());
+        for (size_t k = 0; k < slices; ++k) {
+            uint64_t packets = 0, cycles = 0;
+            for (size_t i = rounds_.size() * k / slices; i < rounds_.size() * (k + 1) / slices;
+                 ++i) {
+                packets += rounds_[i].first;
+                cycles += rounds_[i].second;
+            }
+            const double rate = static_cast<double>(packets) / seconds_of(cycles) / 1e6;
+            r.slowest_mpps = k == 0 ? rate : std::min(r.slowest_mpps, rate);
+            r.fastest_mpps = k == 0 ? rate : std::max(r.fastest_mpps, rate);
+        }
+        return r;
+    }
+
+private:
+    Result r_;
+    std::vector<std::pair<unsigned, uint64_t>> rounds_;  // packets, cycles
+};
+
 // Runs rounds until `max_rounds` or until `min_cycles` were spent in poll (when non-zero).
 // choose(round, flows) fills the round's flow indices and returns how many (0: stop);
 // check(round, flows, n) verifies the output of the rounds it is asked about.
@@ -558,34 +701,16 @@ template <class Choose, class Poll, class Check>
 Result measure(Rig& rig, const std::string& name, const FrameSet& frames, rte_ring* rx,
                rte_ring* tx, uint64_t max_rounds, uint64_t min_cycles, Choose&& choose, Poll&& poll,
                Check&& check) {
-    Result r;
-    r.name = name;
+    Recorder rec(name);
     std::vector<uint32_t> flows(rig.batch());
-    std::vector<std::pair<unsigned, uint64_t>> rounds;  // packets, cycles
-    for (uint64_t round = 0; round < max_rounds && (min_cycles == 0 || r.cycles < min_cycles);
-         ++round) {
+    for (uint64_t round = 0;
+         round < max_rounds && (min_cycles == 0 || rec.so_far().cycles < min_cycles); ++round) {
         const unsigned n = choose(round, flows.data());
         if (n == 0) break;
-        const uint64_t cycles = rig.round(frames, flows.data(), n, rx, tx, poll);
-        rounds.emplace_back(n, cycles);
-        r.cycles += cycles;
-        r.packets += n;
-        ++r.rounds;
+        rec.add(n, rig.round(frames, flows.data(), n, rx, tx, poll));
         if (round % kCheckEvery == 0) check(round, flows.data(), n);
     }
-    if (rounds.empty()) fail(name + ": no round ran");
-    const size_t slices = std::min<size_t>(kSlices, rounds.size());
-    for (size_t k = 0; k < slices; ++k) {
-        uint64_t packets = 0, cycles = 0;
-        for (size_t i = rounds.size() * k / slices; i < rounds.size() * (k + 1) / slices; ++i) {
-            packets += rounds[i].first;
-            cycles += rounds[i].second;
-        }
-        const double rate = static_cast<double>(packets) / seconds_of(cycles) / 1e6;
-        r.slowest_mpps = k == 0 ? rate : std::min(r.slowest_mpps, rate);
-        r.fastest_mpps = k == 0 ? rate : std::max(r.fastest_mpps, rate);
-    }
-    return r;
+    return rec.finish();
 }
 
 void print_header(const Options& o, const Topology& t) {
@@ -609,12 +734,12 @@ void print_header(const Options& o, const Topology& t) {
 }
 
 void print_results(const std::vector<Result>& results, std::optional<double> plain_mpps) {
-    std::printf("\n%-36s %10s %7s %7s %7s %8s  %s\n", "scenario", "packets", "Mpps", "ns/pkt",
+    std::printf("\n%-38s %10s %7s %7s %7s %8s  %s\n", "scenario", "packets", "Mpps", "ns/pkt",
                 "cyc/pkt", "vs plain", "Mpps of 5 slices: min-max");
     for (const Result& r : results) {
         const double ns = seconds_of(r.cycles) * 1e9 / static_cast<double>(r.packets);
         const double cyc = static_cast<double>(r.cycles) / static_cast<double>(r.packets);
-        std::printf("%-36s %10llu %7.2f %7.1f %7.1f", r.name.c_str(),
+        std::printf("%-38s %10llu %7.2f %7.1f %7.1f", r.name.c_str(),
                     static_cast<unsigned long long>(r.packets), mpps(r), ns, cyc);
         if (plain_mpps)
             std::printf(" %8.3f", mpps(r) / *plain_mpps);
@@ -624,6 +749,23 @@ void print_results(const std::vector<Result>& results, std::optional<double> pla
         if (r.creates_sessions) std::printf("  (%.2f M sessions/s)", mpps(r));
         std::printf("\n");
     }
+    std::fflush(stdout);
+}
+
+// What handing every packet off once adds, per packet: the difference of the two scenarios.
+void print_handoff_cost(const Result& own, const Result& handed) {
+    auto ns = [](const Result& r) {
+        return seconds_of(r.cycles) * 1e9 / static_cast<double>(r.packets);
+    };
+    auto cyc = [](const Result& r) {
+        return static_cast<double>(r.cycles) / static_cast<double>(r.packets);
+    };
+    std::printf(
+        "\nhandoff cost: %+.1f ns (%+.1f cycles) per packet handed off once, %+.0f %% "
+        "(%.1f ns on the owner's queue, %.1f ns handed off; one core, no cross-core "
+        "transfer)\n",
+        ns(handed) - ns(own), cyc(handed) - cyc(own), (ns(handed) / ns(own) - 1) * 100, ns(own),
+        ns(handed));
     std::fflush(stdout);
 }
 
@@ -764,6 +906,176 @@ Result established(Rig& rig, const Topology& t, WorkerUnderTest& w, const FrameS
     return r;
 }
 
+// ---- handoff between workers ---------------------------------------------------------------
+
+// Flow indices [0, n_flows) by owner: the worker their subscriber (source address) hashes to.
+std::vector<std::vector<uint32_t>> flows_by_owner(const Topology& t, const WorkerUnderTest& w,
+                                                  uint32_t n_flows) {
+    std::vector<std::vector<uint32_t>> owned(w.size());
+    for (uint32_t i = 0; i < n_flows; ++i)
+        owned.at(w.steering().subscriber_owner(flow(t, i).src.value)).push_back(i);
+    for (unsigned o = 0; o < w.size(); ++o)
+        if (owned[o].empty())
+            fail("handoff: no flow of the " + std::to_string(n_flows) + " belongs to worker " +
+                 std::to_string(o) + " (use more --small-sessions)");
+    return owned;
+}
+
+using PerWorker = std::array<unsigned, kQueues>;
+
+// One round on the workers: flows[0..counts[0]) belong to worker 0, the next counts[1] to
+// worker 1, ...; the frames of owner o's flows are put on inside RX queue (o + shift) mod N
+// and must come out translated on outside TX queue o (the owner transmits). shift 0: every
+// packet arrives on its owner's queue; otherwise every packet arrives on another worker's
+// queue and is handed off once. poll() polls every worker in turn until all RX queues and
+// handoff rings are empty; only that is timed.
+uint64_t owner_round(Rig& rig, WorkerUnderTest& w, const FrameSet& frames, const uint32_t* flows,
+                     const PerWorker& counts, unsigned shift) {
+    const unsigned n = w.size();
+    std::array<Segment, kQueues> in{};
+    std::array<Segment, kQueues> out{};
+    for (unsigned o = 0; o < n; ++o) {
+        in[o] = {rig.inside().rx_ring(static_cast<uint16_t>((o + shift) % n)), counts[o]};
+        out[o] = {rig.outside().tx_ring(static_cast<uint16_t>(o)), counts[o]};
+    }
+    std::array<rte_ring*, kQueues> rx{};
+    for (unsigned q = 0; q < n; ++q) rx[q] = rig.inside().rx_ring(static_cast<uint16_t>(q));
+    auto busy = [&] {
+        for (unsigned q = 0; q < n; ++q)
+            if (rte_ring_count(rx[q]) != 0) return true;
+        return w.handoff_pending();
+    };
+    return rig.round(
+        frames, flows, std::span<const Segment>(in.data(), n),
+        std::span<const Segment>(out.data(), n), [&w] { w.poll(); }, busy);
+}
+
+// Untimed: creates the sessions of every flow, on its owner's queue, and checks the frames and
+// the counters of each worker.
+void create_owned_sessions(Rig& rig, const Topology& t, WorkerUnderTest& w, const FrameSet& frames,
+                           const std::vector<std::vector<uint32_t>>& owned,
+                           const std::string& name) {
+    std::vector<common::CounterSnapshot> before;
+    for (unsigned o = 0; o < w.size(); ++o) before.push_back(w.counters(o));
+    const MacAddress outside_mac = rig.outside().mac();
+    for (unsigned o = 0; o < w.size(); ++o) {
+        for (size_t base = 0; base < owned[o].size(); base += rig.batch()) {
+            const auto n =
+                static_cast<unsigned>(std::min<size_t>(rig.batch(), owned[o].size() - base));
+            PerWorker counts{};
+            counts[o] = n;
+            w.count_packets(n);
+            (void)owner_round(rig, w, frames, owned[o].data() + base, counts, 0);
+            check_output(
+                rig, owned[o].data() + base, n,
+                [&](uint32_t i) { return expected_in2out(t, w.worker(o), outside_mac, i); },
+                name.c_str());
+        }
+    }
+    for (unsigned o = 0; o < w.size(); ++o) {
+        const uint64_t f = owned[o].size();
+        const auto subscribers =
+            static_cast<uint64_t>(std::count_if(owned[o].begin(), owned[o].end(), [](uint32_t i) {
+                return i % kFlowsPerSubscriber == 0;
+            }));
+        const std::string who = name + ", worker " + std::to_string(o);
+        check_counters(before[o], w.counters(o),
+                       {{Counter::rx_inside, f},
+                        {Counter::tx_outside, f},
+                        {Counter::in2out_translated, f},
+                        {Counter::sessions_created, f},
+                        {Counter::mappings_created, f},
+                        {Counter::subscribers_paired, subscribers}},
+                       who.c_str());
+        if (w.worker(o).nat().session_count() != f)
+            fail(who + ": " + std::to_string(w.worker(o).nat().session_count()) +
+                 " sessions in the table, expected " + std::to_string(f));
+    }
+}
+
+// Established in2out flows on the workers of `w`, two scenarios in alternating rounds (so both
+// run under the same conditions): every packet on its owner's queue, and every packet on the
+// next worker's queue (handed off once). Each round, an equal share of the batch for each
+// owner, random flows among its own. Returns {own queue, handed off}.
+std::pair<Result, Result> handoff_pair(Rig& rig, const Topology& t, WorkerUnderTest& w,
+                                       const FrameSet& frames,
+                                       const std::vector<std::vector<uint32_t>>& owned,
+                                       uint64_t min_cycles, uint64_t seed,
+                                       const std::string& label) {
+    const unsigned n = w.size();
+    struct Scenario {
+        Recorder recorder;
+        unsigned shift;
+        std::vector<common::CounterSnapshot> moved;  // per worker, summed over its rounds
+    };
+    Scenario scenarios[] = {
+        {Recorder(label + ", " + std::to_string(n) + " workers, own queue"), 0, {}},
+        {Recorder(label + ", " + std::to_string(n) + " workers, handed off"), 1, {}}};
+    for (Scenario& s : scenarios) s.moved.assign(n, common::CounterSnapshot{});
+    const unsigned batch = rig.batch();
+    PerWorker counts{};
+    for (unsigned o = 0; o < n; ++o) counts[o] = batch * (o + 1) / n - batch * o / n;
+    const uint64_t sessions = w.sessions();
+    const MacAddress outside_mac = rig.outside().mac();
+    common::Random random(seed);
+    std::vector<uint32_t> flows(batch);
+    // Each scenario sends at most kMaxPackets, as the single-worker ones (2 x 80 s of virtual
+    // time: nothing expires).
+    const uint64_t max_rounds = (kMaxPackets + batch - 1) / batch;
+    for (uint64_t round = 0;
+         round < max_rounds && (scenarios[0].recorder.so_far().cycles < min_cycles ||
+                                scenarios[1].recorder.so_far().cycles < min_cycles);
+         ++round) {
+        for (Scenario& s : scenarios) {
+            unsigned k = 0;
+            for (unsigned o = 0; o < n; ++o)
+                for (unsigned j = 0; j < counts[o]; ++j)
+                    flows[k++] = owned[o][random.below(static_cast<uint32_t>(owned[o].size()))];
+            w.count_packets(batch);
+            std::vector<common::CounterSnapshot> before;
+            for (unsigned o = 0; o < n; ++o) before.push_back(w.counters(o));
+            s.recorder.add(batch, owner_round(rig, w, frames, flows.data(), counts, s.shift));
+            for (unsigned o = 0; o < n; ++o) {
+                const auto d = difference(before[o], w.counters(o));
+                for (size_t c = 0; c < d.size(); ++c) s.moved[o][c] += d[c];
+            }
+            if (round % kCheckEvery == 0)
+                check_output(
+                    rig, flows.data(), batch,
+                    [&](uint32_t i) {
+                        const unsigned owner = w.steering().subscriber_owner(flow(t, i).src.value);
+                        return expected_in2out(t, w.worker(owner), outside_mac, i);
+                    },
+                    s.recorder.so_far().name.c_str());
+        }
+    }
+    for (const Scenario& s : scenarios) {
+        const std::string& name = s.recorder.so_far().name;
+        const uint64_t rounds = s.recorder.so_far().rounds;
+        uint64_t handed_off = 0;
+        for (unsigned r = 0; r < n; ++r) {
+            // Worker r owns counts[r] packets a round and receives those of owner r - shift.
+            const uint64_t owns = rounds * counts[r];
+            const uint64_t receives = rounds * counts[(r + n - s.shift) % n];
+            const uint64_t hands = s.shift == 0 ? 0 : receives;
+            check_deltas(s.moved[r],
+                         {{Counter::rx_inside, receives},
+                          {Counter::packets_handed_off, hands},
+                          {Counter::packets_received_by_handoff, s.shift == 0 ? 0 : owns},
+                          {Counter::in2out_translated, owns},
+                          {Counter::tx_outside, owns}},
+                         name + ", worker " + std::to_string(r));
+            handed_off += s.moved[r][static_cast<size_t>(Counter::packets_handed_off)];
+        }
+        const uint64_t want = s.shift == 0 ? 0 : s.recorder.so_far().packets;
+        if (handed_off != want)
+            fail(name + ": " + std::to_string(handed_off) + " packets handed off, expected " +
+                 std::to_string(want));
+    }
+    if (w.sessions() != sessions) fail(label + ": session count changed");
+    return {scenarios[0].recorder.finish(), scenarios[1].recorder.finish()};
+}
+
 std::string count_label(uint32_t n) {
     if (n % (1u << 20) == 0) return std::to_string(n >> 20) + "M";
     if (n % 1024 == 0) return std::to_string(n >> 10) + "K";
@@ -784,6 +1096,7 @@ int run(const Options& o) {
     Rig rig(o.batch);
     std::vector<Result> results;
     std::optional<double> plain_mpps;
+    std::optional<std::pair<Result, Result>> handoff;
 
     const FrameSet small = in2out_frames(t, rig.inside().mac(), o.small_flows);
     if (o.plain) {
@@ -807,6 +1120,19 @@ int run(const Options& o) {
                                           "out2in UDP established, " + label + " sess"));
         }
     }
+    if (o.handoff) {
+        const std::string label = count_label(o.small_flows);
+        std::fprintf(stderr, "%s sessions on %u workers, handoff...\n", label.c_str(), kQueues);
+        WorkerUnderTest w(rig, t, 3, table_for(o.small_flows),
+                          2 * subscriber_count(o.small_flows) + 64, o.seed + 20, kQueues);
+        resolve_neighbors(w, rig, t, o.small_flows, false);
+        const auto owned = flows_by_owner(t, w, o.small_flows);
+        create_owned_sessions(rig, t, w, small, owned, "create " + label + ", handoff group");
+        handoff = handoff_pair(rig, t, w, small, owned, min_cycles, o.seed + 21,
+                               "in2out " + label + " sess");
+        results.push_back(handoff->first);
+        results.push_back(handoff->second);
+    }
     if (o.large) {
         const std::string label = count_label(o.large_flows);
         std::fprintf(stderr, "building %s flows...\n", label.c_str());
@@ -828,6 +1154,7 @@ int run(const Options& o) {
         results.push_back(std::move(created));
     }
     print_results(results, plain_mpps);
+    if (handoff) print_handoff_cost(handoff->first, handoff->second);
     return 0;
 }
 

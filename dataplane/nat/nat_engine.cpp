@@ -113,6 +113,7 @@ std::optional<uint32_t> NatEngine::SlotPool::take() {
 NatEngine::NatEngine(const NatSettings& settings, unsigned worker_id, int socket_id,
                      common::WorkerCounters& counters, uint64_t seed)
     : filtering_(settings.filtering),
+      explicit_(settings.explicit_mappings),
       counters_(counters),
       random_(seed),
       pool_(settings.pool, settings.port_range, Steering(settings.workers, settings.port_range),
@@ -128,13 +129,16 @@ NatEngine::NatEngine(const NatSettings& settings, unsigned worker_id, int socket
                      sizeof(SessionKey), socket_id),
       mapping_table_(table_name("mappings", worker_id), 2 * settings.max_sessions,
                      sizeof(EndpointKey), socket_id),
-      track_remote_addresses_(settings.filtering == FilteringMode::address_dependent),
-      filter_table_(table_name("filter", worker_id),
-                    track_remote_addresses_ ? settings.max_sessions : 8, sizeof(FilterKey),
+      filter_table_(table_name("filter", worker_id), settings.max_sessions, sizeof(FilterKey),
                     socket_id),
       subscriber_table_(table_name("subscribers", worker_id), settings.max_sessions,
                         sizeof(uint32_t), socket_id) {
-    const auto& t = settings.timeouts;
+    set_timeouts(settings.timeouts);
+}
+
+void NatEngine::set_timeouts(const common::Timeouts& t) {
+    // Every session of a class shares the class's timeout, so a change applies to the sessions
+    // already there as well: the expiry lists stay ordered.
     expiry_.set_timeout(TimeoutClass::udp, uint64_t{t.udp_s} * 1000);
     expiry_.set_timeout(TimeoutClass::tcp_established, uint64_t{t.tcp_established_s} * 1000);
     expiry_.set_timeout(TimeoutClass::tcp_transitory, uint64_t{t.tcp_transitory_s} * 1000);
@@ -238,7 +242,14 @@ bool NatEngine::slow_in2out(Ipv4Packet& p, uint64_t now_ms) {
     const EndpointKey ek = endpoint_key(p.protocol, p.src, p.src_port, Side::inside);
     uint64_t mapping = 0;
     if (!mapping_table_.lookup(&ek, mapping)) {
-        auto created = create_mapping(p);
+        // An explicit (static) mapping of this internal endpoint fixes its external one.
+        std::optional<uint32_t> created;
+        if (auto external = explicit_lookups()
+                                ? explicit_->external_of(p.protocol, {p.src, p.src_port})
+                                : std::nullopt)
+            created = create_explicit_mapping(p.protocol, {p.src, p.src_port}, *external);
+        else
+            created = create_mapping(p);
         if (!created) return false;
         mapping = *created;
     }
@@ -263,8 +274,17 @@ bool NatEngine::slow_out2in(Ipv4Packet& p, uint64_t now_ms) {
     const EndpointKey ek = endpoint_key(p.protocol, p.dst, p.dst_port, Side::outside);
     uint64_t mapping = 0;
     if (!mapping_table_.lookup(&ek, mapping)) {
-        drop(Counter::drop_out2in_no_mapping);
-        return false;
+        // A static mapping accepts inbound traffic before its subscriber has sent anything.
+        auto internal = explicit_lookups() ? explicit_->internal_of(p.protocol, {p.dst, p.dst_port})
+                                           : std::nullopt;
+        auto created = internal
+                           ? create_explicit_mapping(p.protocol, *internal, {p.dst, p.dst_port})
+                           : std::nullopt;
+        if (!created) {
+            if (!internal) drop(Counter::drop_out2in_no_mapping);
+            return false;
+        }
+        mapping = *created;
     }
     if (!inbound_allowed(mappings_[mapping], p.src)) {
         drop(Counter::drop_out2in_filtered);
@@ -279,6 +299,9 @@ bool NatEngine::slow_out2in(Ipv4Packet& p, uint64_t now_ms) {
 }
 
 bool NatEngine::inbound_allowed(const Mapping& m, uint32_t remote_addr) const {
+    // An explicit mapping is there to be reached from outside: no filtering (RFC 6887 §11.3
+    // gives a MAP mapping endpoint-independent filtering; a static mapping is the same).
+    if (m.subscriber == kNoSlot) return true;
     switch (filtering_) {
         case FilteringMode::endpoint_independent:
             return true;
@@ -330,28 +353,50 @@ std::optional<uint32_t> NatEngine::create_mapping(const Ipv4Packet& p) {
     if (!sub) return std::nullopt;
     Subscriber& subscriber = subscribers_[*sub];
     // Paired pooling: the subscriber's address only, even if another has free ports.
-    auto port = pool_.ports(subscriber.pool_index, *proto).allocate(random_);
-    auto slot = port ? free_mappings_.take() : std::nullopt;
-    const uint32_t ext_addr = pool_.address(subscriber.pool_index);
-    const EndpointKey in_key = endpoint_key(p.protocol, p.src, p.src_port, Side::inside);
-    const EndpointKey out_key = endpoint_key(p.protocol, ext_addr, port.value_or(0), Side::outside);
-    if (!port || !slot || !mapping_table_.insert(&in_key, *slot)) {
-        if (slot) free_mappings_.give_back(*slot);
-        if (port) pool_.ports(subscriber.pool_index, *proto).release(*port);
-        drop(port ? Counter::drop_session_table_full : Counter::drop_ports_exhausted);
+    PortSet& ports = pool_.ports(subscriber.pool_index, *proto);
+    auto port = ports.allocate(random_);
+    // A port a static mapping uses is never drawn here: the control thread reserved it in this
+    // set (reserve_external_port) before publishing the mapping.
+    std::optional<uint32_t> slot;
+    if (!port) {
+        drop(Counter::drop_ports_exhausted);
+    } else {
+        slot = insert_mapping(p.protocol, {p.src, p.src_port},
+                              {pool_.address(subscriber.pool_index), *port}, *sub);
+        if (!slot) ports.release(*port);
+    }
+    if (!slot) {
         if (subscriber.mappings == 0) release_subscriber(*sub);
         return std::nullopt;
     }
-    if (!mapping_table_.insert(&out_key, *slot)) {
-        mapping_table_.erase(&in_key);
-        free_mappings_.give_back(*slot);
-        pool_.ports(subscriber.pool_index, *proto).release(*port);
-        drop(Counter::drop_session_table_full);
-        if (subscriber.mappings == 0) release_subscriber(*sub);
-        return std::nullopt;
-    }
-    mappings_[*slot] = Mapping{p.src, ext_addr, p.src_port, *port, 0, *sub, p.protocol};
     ++subscriber.mappings;
+    return slot;
+}
+
+std::optional<uint32_t> NatEngine::create_explicit_mapping(uint8_t protocol, Endpoint internal,
+                                                           Endpoint external) {
+    // The external port was reserved for it by the control thread (on whichever worker owns
+    // its block) when the static mapping was added.
+    return insert_mapping(protocol, internal, external, kNoSlot);
+}
+
+std::optional<uint32_t> NatEngine::insert_mapping(uint8_t protocol, Endpoint internal,
+                                                  Endpoint external, uint32_t subscriber) {
+    auto slot = free_mappings_.take();
+    const EndpointKey in_key = endpoint_key(protocol, internal.addr, internal.port, Side::inside);
+    const EndpointKey out_key = endpoint_key(protocol, external.addr, external.port, Side::outside);
+    bool ok = slot && mapping_table_.insert(&in_key, *slot);
+    if (ok && !mapping_table_.insert(&out_key, *slot)) {
+        mapping_table_.erase(&in_key);
+        ok = false;
+    }
+    if (!ok) {
+        if (slot) free_mappings_.give_back(*slot);
+        drop(Counter::drop_session_table_full);
+        return std::nullopt;
+    }
+    mappings_[*slot] = Mapping{internal.addr, external.addr, internal.port, external.port, 0,
+                               subscriber,    protocol,      kNoSlot};
     ++mapping_count_;
     counters_.add(Counter::mappings_created);
     return *slot;
@@ -364,14 +409,14 @@ std::optional<uint32_t> NatEngine::create_session(uint32_t mapping, uint32_t rem
     const auto [in_key, out_key] = session_keys(m, remote_addr, remote_port);
     const FilterKey fk = filter_key(m.protocol, m.ext_addr, m.ext_port, remote_addr);
     uint64_t filter_count = 0;
-    if (track_remote_addresses_) filter_table_.lookup(&fk, filter_count);
+    filter_table_.lookup(&fk, filter_count);
 
     bool ok = slot && session_table_.insert(&in_key, *slot);
     if (ok && !session_table_.insert(&out_key, *slot)) {
         session_table_.erase(&in_key);
         ok = false;
     }
-    if (ok && track_remote_addresses_ && !filter_table_.insert(&fk, filter_count + 1)) {
+    if (ok && !filter_table_.insert(&fk, filter_count + 1)) {
         session_table_.erase(&in_key);
         session_table_.erase(&out_key);
         ok = false;
@@ -382,8 +427,11 @@ std::optional<uint32_t> NatEngine::create_session(uint32_t mapping, uint32_t rem
         if (m.sessions == 0) release_mapping(mapping);
         return std::nullopt;
     }
-    sessions_[*slot] = Session{m.int_addr,  m.ext_addr, remote_addr, m.int_port, m.ext_port,
-                               remote_port, m.protocol, 0,           mapping};
+    sessions_[*slot] =
+        Session{m.int_addr, m.ext_addr, remote_addr, m.int_port,      m.ext_port, remote_port,
+                m.protocol, 0,          mapping,     m.first_session, kNoSlot};
+    if (m.first_session != kNoSlot) sessions_[m.first_session].prev_in_mapping = *slot;
+    m.first_session = *slot;
     ++m.sessions;
     ++created_in_burst_;
     expiry_.insert(*slot, initial_class(m.protocol), now_ms);
@@ -409,12 +457,18 @@ void NatEngine::release_session(uint32_t session) {
 
     const FilterKey fk = filter_key(m.protocol, m.ext_addr, m.ext_port, s.remote_addr);
     uint64_t filter_count = 0;
-    if (track_remote_addresses_ && filter_table_.lookup(&fk, filter_count)) {
+    if (filter_table_.lookup(&fk, filter_count)) {
         if (filter_count <= 1)
             filter_table_.erase(&fk);
         else
             filter_table_.insert(&fk, filter_count - 1);
     }
+    if (s.prev_in_mapping != kNoSlot)
+        sessions_[s.prev_in_mapping].next_in_mapping = s.next_in_mapping;
+    else
+        m.first_session = s.next_in_mapping;
+    if (s.next_in_mapping != kNoSlot)
+        sessions_[s.next_in_mapping].prev_in_mapping = s.prev_in_mapping;
     expiry_.remove(session);
     free_sessions_.give_back(session);
     if (--m.sessions == 0) release_mapping(s.mapping);
@@ -426,12 +480,36 @@ void NatEngine::release_mapping(uint32_t mapping) {
     const EndpointKey out_key = endpoint_key(m.protocol, m.ext_addr, m.ext_port, Side::outside);
     mapping_table_.erase(&in_key);
     mapping_table_.erase(&out_key);
-    Subscriber& sub = subscribers_[m.subscriber];
-    pool_.ports(sub.pool_index, *protocol_index(m.protocol)).release(m.ext_port);
     free_mappings_.give_back(mapping);
     --mapping_count_;
     counters_.add(Counter::mappings_removed);
+    // An explicit mapping's port stays reserved for it while the static mapping exists.
+    if (m.subscriber == kNoSlot) return;
+    Subscriber& sub = subscribers_[m.subscriber];
+    pool_.ports(sub.pool_index, *protocol_index(m.protocol)).release(m.ext_port);
     if (--sub.mappings == 0) release_subscriber(m.subscriber);
+}
+
+uint32_t NatEngine::drop_mapping(uint8_t protocol, uint32_t addr, uint16_t port) {
+    const EndpointKey k = endpoint_key(protocol, addr, port, Side::inside);
+    uint64_t slot = 0;
+    if (!mapping_table_.lookup(&k, slot)) return 0;
+    // Releasing the last session releases the mapping: count first, then walk.
+    const uint32_t n = mappings_[slot].sessions;
+    for (uint32_t i = 0; i < n; ++i) release_session(mappings_[slot].first_session);
+    return n;
+}
+
+bool NatEngine::reserve_external_port(uint8_t protocol, uint32_t addr, uint16_t port) {
+    const auto index = pool_.index_of(addr);
+    const auto proto = protocol_index(protocol);
+    return index && proto && pool_.ports(*index, *proto).reserve(port);
+}
+
+void NatEngine::release_external_port(uint8_t protocol, uint32_t addr, uint16_t port) {
+    const auto index = pool_.index_of(addr);
+    const auto proto = protocol_index(protocol);
+    if (index && proto) pool_.ports(*index, *proto).release(port);
 }
 
 void NatEngine::release_subscriber(uint32_t subscriber) {

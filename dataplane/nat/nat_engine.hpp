@@ -28,6 +28,7 @@
 #include "dataplane/nat/flow_key.hpp"
 #include "dataplane/nat/ipv4_packet.hpp"
 #include "dataplane/nat/port_allocator.hpp"
+#include "dataplane/table/explicit_mappings.hpp"
 #include "dataplane/table/hash_table.hpp"
 
 namespace cgn::dp {
@@ -42,6 +43,9 @@ struct NatSettings {
     // blocks Steering gives it.
     unsigned workers = 1;
     unsigned worker_index = 0;
+    // Static (and later PCP) mappings, written by the control thread; null when there are none
+    // to consult (tests of dynamic NAT only).
+    const ExplicitMappingTable* explicit_mappings = nullptr;
 };
 
 class NatEngine {
@@ -56,6 +60,22 @@ public:
 
     // Removes up to `budget` sessions whose idle timeout has passed. Returns how many.
     uint32_t expire(uint64_t now_ms, uint32_t budget);
+
+    // Live changes, applied by the owning worker between bursts (from the settings the control
+    // thread published, or a command it sent).
+    void set_filtering(common::FilteringMode mode) { filtering_ = mode; }
+    void set_timeouts(const common::Timeouts& t);
+    // Adds pool addresses whose port sets the control thread built (no allocation here).
+    void extend_pool(AddressPool::Extension&& extension) { pool_.extend(std::move(extension)); }
+    // Whether the explicit-mapping table may hold entries (skips its lookups when empty).
+    void set_explicit_mappings_present(bool present) { explicit_present_ = present; }
+    // Takes (or gives back) an external port of this worker's blocks for an explicit mapping:
+    // false when it is in use by a dynamic mapping.
+    bool reserve_external_port(uint8_t protocol, uint32_t addr, uint16_t port);
+    void release_external_port(uint8_t protocol, uint32_t addr, uint16_t port);
+    // Removes the mapping of an internal endpoint with all its sessions (an explicit mapping
+    // replaced or withdrawn). Returns how many sessions went.
+    uint32_t drop_mapping(uint8_t protocol, uint32_t addr, uint16_t port);
 
     bool is_pool_address(uint32_t addr) const { return pool_.contains(addr); }
     std::optional<uint32_t> pool_index(uint32_t addr) const { return pool_.index_of(addr); }
@@ -79,6 +99,8 @@ private:
         uint8_t protocol;
         uint8_t tcp;  // tcp_state flags
         uint32_t mapping;
+        uint32_t next_in_mapping;  // the mapping's sessions, a doubly linked list
+        uint32_t prev_in_mapping;
     };
     struct Mapping {
         uint32_t int_addr;
@@ -86,9 +108,11 @@ private:
         uint16_t int_port;
         uint16_t ext_port;
         uint32_t sessions;
-        uint32_t subscriber;
+        uint32_t subscriber;  // kNoSlot for an explicit mapping (no pairing, no pool port)
         uint8_t protocol;
+        uint32_t first_session;
     };
+    static constexpr uint32_t kNoSlot = ~uint32_t{0};
     struct Subscriber {
         uint32_t addr;
         uint32_t pool_index;
@@ -114,6 +138,11 @@ private:
     bool slow_in2out(Ipv4Packet& p, uint64_t now_ms);
     bool slow_out2in(Ipv4Packet& p, uint64_t now_ms);
     std::optional<uint32_t> create_mapping(const Ipv4Packet& p);
+    // A mapping whose external endpoint an explicit mapping names.
+    std::optional<uint32_t> create_explicit_mapping(uint8_t protocol, Endpoint internal,
+                                                    Endpoint external);
+    std::optional<uint32_t> insert_mapping(uint8_t protocol, Endpoint internal, Endpoint external,
+                                           uint32_t subscriber);
     std::optional<uint32_t> pair_subscriber(uint32_t addr);
     std::optional<uint32_t> create_session(uint32_t mapping, uint32_t remote_addr,
                                            uint16_t remote_port, uint64_t now_ms);
@@ -121,9 +150,12 @@ private:
     void release_mapping(uint32_t mapping);
     void release_subscriber(uint32_t subscriber);
     bool inbound_allowed(const Mapping& m, uint32_t remote_addr) const;
+    bool explicit_lookups() const { return explicit_present_ && explicit_ != nullptr; }
     void drop(common::Counter c) { counters_.add(c); }
 
     common::FilteringMode filtering_;
+    const ExplicitMappingTable* explicit_;
+    bool explicit_present_ = false;
     common::WorkerCounters& counters_;
     common::Random random_;
     AddressPool pool_;
@@ -143,9 +175,8 @@ private:
 
     HashTable session_table_;  // SessionKey (both sides) -> session slot
     HashTable mapping_table_;  // EndpointKey (both sides) -> mapping slot
-    // FilterKey -> number of sessions; kept only in address-dependent mode, the one mode that
-    // reads it.
-    bool track_remote_addresses_;
+    // FilterKey -> number of sessions. Only address-dependent filtering reads it, but it is
+    // kept in every mode so the mode can change while sessions exist.
     HashTable filter_table_;
     HashTable subscriber_table_;  // internal address -> subscriber slot
 };

@@ -76,16 +76,35 @@ std::optional<ProtocolIndex> protocol_index(uint8_t ip_protocol) {
 }
 
 AddressPool::AddressPool(const std::vector<common::Ipv4Prefix>& prefixes, common::PortRange range,
-                         const Steering& steering, unsigned worker)
-    : prefixes_(prefixes) {
+                         const Steering& steering, unsigned worker) {
+    prefixes_.reserve(kMaxPrefixes);
+    addresses_.reserve(kMaxAddresses);
+    extend(build_extension(prefixes, range, steering, worker, 0));
+}
+
+AddressPool::Extension AddressPool::build_extension(
+    const std::vector<common::Ipv4Prefix>& prefixes, common::PortRange range,
+    const Steering& steering, unsigned worker, uint32_t first_index) {
+    Extension ext;
+    ext.prefixes = prefixes;
     for (const auto& prefix : prefixes) {
         for (uint64_t i = 0; i < prefix.size(); ++i) {
-            const auto index = static_cast<uint32_t>(addresses_.size());
+            const auto index = static_cast<uint32_t>(first_index + ext.entries.size());
             Entry e{static_cast<uint32_t>(prefix.address.value + i), 0, {}};
             e.ports.assign(kProtocolCount, PortSet(range, steering.ownership(worker, index)));
-            addresses_.push_back(std::move(e));
+            ext.entries.push_back(std::move(e));
         }
     }
+    return ext;
+}
+
+bool AddressPool::extend(Extension&& extension) {
+    if (prefixes_.size() + extension.prefixes.size() > prefixes_.capacity() ||
+        addresses_.size() + extension.entries.size() > addresses_.capacity())
+        return false;
+    for (auto& prefix : extension.prefixes) prefixes_.push_back(prefix);
+    for (auto& entry : extension.entries) addresses_.push_back(std::move(entry));
+    return true;
 }
 
 std::optional<uint32_t> AddressPool::pair_subscriber() {

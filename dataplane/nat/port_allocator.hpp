@@ -78,12 +78,29 @@ public:
         return addresses_[index].ports[static_cast<size_t>(p)];
     }
 
-private:
+    // Pool addresses added at run time: built by the control thread (which allocates), adopted
+    // by the worker (which must not). The pool reserves room for kMaxAddresses addresses and
+    // kMaxPrefixes prefixes at construction, so adopting never reallocates.
+    struct Entry;
+    struct Extension {
+        std::vector<common::Ipv4Prefix> prefixes;
+        std::vector<Entry> entries;
+    };
+    static Extension build_extension(const std::vector<common::Ipv4Prefix>& prefixes,
+                                     common::PortRange range, const Steering& steering,
+                                     unsigned worker, uint32_t first_index);
+    // False (nothing adopted) when the extension would exceed the reserved room.
+    bool extend(Extension&& extension);
+    static constexpr size_t kMaxAddresses = 4096;
+    static constexpr size_t kMaxPrefixes = 256;
+
     struct Entry {
         uint32_t addr;
         uint32_t subscribers = 0;
         std::vector<PortSet> ports;
     };
+
+private:
     std::vector<common::Ipv4Prefix> prefixes_;
     std::vector<Entry> addresses_;
     uint32_t next_ = 0;

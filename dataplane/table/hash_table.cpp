@@ -8,7 +8,8 @@
 
 namespace cgn::dp {
 
-HashTable::HashTable(const std::string& name, uint32_t capacity, uint32_t key_length, int socket_id)
+HashTable::HashTable(const std::string& name, uint32_t capacity, uint32_t key_length,
+                     int socket_id, Sharing sharing)
     : capacity_(capacity) {
     rte_hash_parameters params{};
     params.name = name.c_str();
@@ -19,6 +20,8 @@ HashTable::HashTable(const std::string& name, uint32_t capacity, uint32_t key_le
     params.hash_func_init_val = 0;
     params.socket_id = socket_id;
     params.extra_flag = RTE_HASH_EXTRA_FLAGS_EXT_TABLE;
+    if (sharing == Sharing::one_writer_lock_free_readers)
+        params.extra_flag |= RTE_HASH_EXTRA_FLAGS_RW_CONCURRENCY_LF;
     hash_ = rte_hash_create(&params);
     if (hash_ == nullptr)
         throw std::runtime_error("cannot create hash table " + name + " for " +
@@ -53,6 +56,17 @@ bool HashTable::insert(const void* key, uint64_t value) {
 
 bool HashTable::erase(const void* key) {
     return rte_hash_del_key(hash_, key) >= 0;
+}
+
+void HashTable::attach_rcu(rte_rcu_qsbr* qsbr) {
+    rte_hash_rcu_config config{};
+    config.v = qsbr;
+    // Defer queue: erase() returns at once and the slot is reclaimed on a later update once
+    // the readers have moved on (the writer never blocks inside the table).
+    config.mode = RTE_HASH_QSBR_MODE_DQ;
+    if (rte_hash_rcu_qsbr_add(hash_, &config) != 0)
+        throw std::runtime_error(std::string("cannot attach RCU to a hash table: ") +
+                                 rte_strerror(rte_errno));
 }
 
 uint32_t HashTable::size() const {

@@ -1,0 +1,72 @@
+#include "dataplane/table/explicit_mappings.hpp"
+
+#include "dataplane/nat/flow_key.hpp"
+
+namespace cgn::dp {
+
+namespace {
+
+EndpointKey key(uint8_t protocol, Endpoint e, Side side) {
+    EndpointKey k;
+    k.addr = e.addr;
+    k.port = e.port;
+    k.protocol = protocol;
+    k.side = side;
+    return k;
+}
+
+uint64_t pack(Endpoint e) { return (uint64_t{e.addr} << 16) | e.port; }
+Endpoint unpack(uint64_t v) {
+    return Endpoint{static_cast<uint32_t>(v >> 16), static_cast<uint16_t>(v & 0xffff)};
+}
+
+}  // namespace
+
+ExplicitMappingTable::ExplicitMappingTable(const std::string& name, uint32_t capacity,
+                                           int socket_id, rte_rcu_qsbr* readers)
+    : table_(name, 2 * capacity, sizeof(EndpointKey), socket_id,
+             HashTable::Sharing::one_writer_lock_free_readers) {
+    table_.attach_rcu(readers);
+}
+
+std::optional<Endpoint> ExplicitMappingTable::external_of(uint8_t protocol,
+                                                          Endpoint internal) const {
+    const EndpointKey k = key(protocol, internal, Side::inside);
+    uint64_t v = 0;
+    if (!table_.lookup(&k, v)) return std::nullopt;
+    return unpack(v);
+}
+
+std::optional<Endpoint> ExplicitMappingTable::internal_of(uint8_t protocol,
+                                                          Endpoint external) const {
+    const EndpointKey k = key(protocol, external, Side::outside);
+    uint64_t v = 0;
+    if (!table_.lookup(&k, v)) return std::nullopt;
+    return unpack(v);
+}
+
+bool ExplicitMappingTable::insert(uint8_t protocol, Endpoint internal, Endpoint external) {
+    if (external_of(protocol, internal) || internal_of(protocol, external)) return false;
+    const EndpointKey in = key(protocol, internal, Side::inside);
+    const EndpointKey out = key(protocol, external, Side::outside);
+    // The outside key last: a worker that finds it (steering an inbound packet) then finds the
+    // inside key too.
+    if (!table_.insert(&in, pack(external))) return false;
+    if (!table_.insert(&out, pack(internal))) {
+        table_.erase(&in);
+        return false;
+    }
+    return true;
+}
+
+std::optional<Endpoint> ExplicitMappingTable::erase(uint8_t protocol, Endpoint internal) {
+    auto external = external_of(protocol, internal);
+    if (!external) return std::nullopt;
+    const EndpointKey in = key(protocol, internal, Side::inside);
+    const EndpointKey out = key(protocol, *external, Side::outside);
+    table_.erase(&out);
+    table_.erase(&in);
+    return external;
+}
+
+}  // namespace cgn::dp
