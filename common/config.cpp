@@ -24,10 +24,6 @@ std::string_view to_string(FilteringMode m) {
 
 namespace {
 
-// Pools are held as per-address port bitmaps (three protocols x 8 KiB), so their size is capped
-// until port blocks arrive.
-constexpr uint64_t kMaxPoolAddresses = 4096;
-
 [[noreturn]] void bad_value(const std::string& option, const std::string& value,
                             const std::string& expected) {
     throw ConfigError("invalid value '" + value + "' for --" + option + ": expected " + expected);
@@ -180,10 +176,25 @@ po::options_description describe() {
         "max-sessions", po::value<std::string>()->value_name("N")->default_value("1048576"),
         "sessions per worker (memory is reserved at start: about 200 bytes each)")(
         "icmp-error-rate", po::value<std::string>()->value_name("N")->default_value("1000"),
-        "ICMP errors (time exceeded) a worker sends per second at most");
+        "ICMP errors (time exceeded) a worker sends per second at most")(
+        "static-mapping", po::value<std::vector<std::string>>()->value_name("MAPPING"),
+        "static port mapping \"PROTO INTERNAL:PORT EXTERNAL:PORT\", e.g. \"tcp 100.64.0.11:80 "
+        "198.51.100.1:8080\": inbound traffic to the external endpoint reaches the internal one "
+        "(no filtering), and the internal endpoint's outbound traffic uses it; repeat for "
+        "several. An external port outside --port-range is never used dynamically");
+
+    po::options_description control("Control", kWidth);
+    control.add_options()(
+        "control-socket",
+        po::value<std::string>()->value_name("PATH")->default_value("/run/cgnd.sock"),
+        "unix socket for live commands (one per connection, answered with one reply): 'help', "
+        "'show counters', 'show config', 'set timeout udp|tcp-established|tcp-transitory|icmp "
+        "S', 'set filtering MODE', 'pool add PREFIX', 'static add PROTO INT:PORT EXT:PORT', "
+        "'static del PROTO INT:PORT', 'static list'. SIGHUP re-reads --config and applies what "
+        "changed the same way");
 
     po::options_description all("cgnd options", kWidth);
-    all.add(general).add(dpdk).add(net).add(nat);
+    all.add(general).add(dpdk).add(net).add(nat).add(control);
     return all;
 }
 
@@ -252,29 +263,13 @@ Config build(const po::variables_map& vm) {
     }
 
     if (!vm.count("pool")) throw ConfigError("missing required option --pool (see cgnd --help)");
-    uint64_t pool_addresses = 0;
     for (const auto& text : vm["pool"].as<std::vector<std::string>>()) {
         auto p = Ipv4Prefix::parse(text);
         if (!p || p->length < 8)
             bad_value("pool", text, "an IPv4 prefix with zero host bits, e.g. 198.51.100.0/28");
-        for (const auto& other : c.pool)
-            if (other.overlaps(*p))
-                bad_value("pool", text, "a prefix not overlapping pool " + other.to_string());
-        if (p->contains(c.outside_address.address) || p->contains(c.inside_address.address))
-            bad_value("pool", text, "a prefix not holding cgnd's own interface addresses");
-        // cgnd answers ARP for every pool address: a pool holding a router would steal it.
-        for (const auto& gw : {c.outside_gateway, c.inside_gateway})
-            if (gw && p->contains(*gw))
-                bad_value("pool", text, "a prefix not holding the gateway " + gw->to_string());
-        if (c.inside_address.subnet.overlaps(*p))
-            bad_value("pool", text,
-                      "a prefix outside the inside prefix " + c.inside_address.subnet.to_string());
-        pool_addresses += p->size();
+        check_pool_prefix(c, *p);
         c.pool.push_back(*p);
     }
-    if (pool_addresses > kMaxPoolAddresses)
-        bad_value("pool", std::to_string(pool_addresses) + " addresses",
-                  "at most " + std::to_string(kMaxPoolAddresses) + " addresses in all");
 
     c.port_range = parse_port_range(vm["port-range"].as<std::string>());
     c.filtering = parse_filtering(vm["filtering"].as<std::string>());
@@ -289,6 +284,20 @@ Config build(const po::variables_map& vm) {
         parse_number("max-sessions", vm["max-sessions"].as<std::string>(), 16, 1u << 26);
     c.icmp_error_rate =
         parse_number("icmp-error-rate", vm["icmp-error-rate"].as<std::string>(), 0, 1000000);
+    if (vm.count("static-mapping")) {
+        for (const auto& text : vm["static-mapping"].as<std::vector<std::string>>()) {
+            auto m = StaticMapping::parse(text);
+            if (!m)
+                bad_value("static-mapping", text,
+                          "\"tcp|udp INTERNAL-ADDRESS:PORT EXTERNAL-ADDRESS:PORT\", e.g. \"tcp "
+                          "100.64.0.11:80 198.51.100.1:8080\"");
+            check_static_mapping(c, *m);
+            c.static_mappings.push_back(*m);
+        }
+    }
+    c.control_socket = vm["control-socket"].as<std::string>();
+    if (c.control_socket.empty() || c.control_socket.size() > 100)
+        bad_value("control-socket", c.control_socket, "a path of 1 to 100 characters");
     return c;
 }
 
@@ -326,6 +335,86 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
         throw ConfigError(e.what());
     }
     return out;
+}
+
+void check_pool_prefix(const Config& c, const Ipv4Prefix& p) {
+    const std::string text = p.to_string();
+    uint64_t addresses = p.size();
+    for (const auto& other : c.pool) {
+        if (other.overlaps(p))
+            bad_value("pool", text, "a prefix not overlapping pool " + other.to_string());
+        addresses += other.size();
+    }
+    if (p.contains(c.outside_address.address) || p.contains(c.inside_address.address))
+        bad_value("pool", text, "a prefix not holding cgnd's own interface addresses");
+    // cgnd answers ARP for every pool address: a pool holding a router would steal it.
+    for (const auto& gw : {c.outside_gateway, c.inside_gateway})
+        if (gw && p.contains(*gw))
+            bad_value("pool", text, "a prefix not holding the gateway " + gw->to_string());
+    if (c.inside_address.subnet.overlaps(p))
+        bad_value("pool", text,
+                  "a prefix outside the inside prefix " + c.inside_address.subnet.to_string());
+    if (addresses > kMaxPoolAddresses)
+        bad_value("pool", text,
+                  "a pool of at most " + std::to_string(kMaxPoolAddresses) + " addresses in all");
+    if (c.pool.size() + 1 > kMaxPoolPrefixes)
+        bad_value("pool", text, "at most " + std::to_string(kMaxPoolPrefixes) + " prefixes");
+}
+
+void check_static_mapping(const Config& c, const StaticMapping& m) {
+    const std::string text = m.to_string();
+    bool in_pool = false;
+    for (const auto& p : c.pool) in_pool |= p.contains(m.external_addr);
+    if (!in_pool) bad_value("static-mapping", text, "an external address in the pool");
+    for (const auto& p : c.pool)
+        if (p.contains(m.internal_addr))
+            bad_value("static-mapping", text, "an internal address outside the pool");
+    for (const auto& other : c.static_mappings) {
+        if (other.protocol != m.protocol) continue;
+        if (other.internal_addr == m.internal_addr && other.internal_port == m.internal_port)
+            bad_value("static-mapping", text,
+                      "an internal endpoint not mapped already (by \"" + other.to_string() + "\")");
+        if (other.external_addr == m.external_addr && other.external_port == m.external_port)
+            bad_value("static-mapping", text,
+                      "an external endpoint not mapped already (by \"" + other.to_string() + "\")");
+    }
+}
+
+std::optional<StaticMapping> StaticMapping::parse(std::string_view text) {
+    std::istringstream in{std::string(text)};
+    std::string proto, internal, external, rest;
+    if (!(in >> proto >> internal >> external) || (in >> rest)) return std::nullopt;
+    StaticMapping m;
+    if (proto == "tcp")
+        m.protocol = 6;
+    else if (proto == "udp")
+        m.protocol = 17;
+    else
+        return std::nullopt;
+    auto endpoint = [](const std::string& s, Ipv4Address& addr, uint16_t& port) {
+        const size_t colon = s.rfind(':');
+        if (colon == std::string::npos) return false;
+        auto a = Ipv4Address::parse(std::string_view(s).substr(0, colon));
+        uint32_t p = 0;
+        const char* begin = s.data() + colon + 1;
+        auto [ptr, ec] = std::from_chars(begin, s.data() + s.size(), p);
+        if (!a || ec != std::errc() || ptr != s.data() + s.size() || begin == ptr || p == 0 ||
+            p > 65535)
+            return false;
+        addr = *a;
+        port = static_cast<uint16_t>(p);
+        return true;
+    };
+    if (!endpoint(internal, m.internal_addr, m.internal_port) ||
+        !endpoint(external, m.external_addr, m.external_port))
+        return std::nullopt;
+    return m;
+}
+
+std::string StaticMapping::to_string() const {
+    return std::string(protocol == 6 ? "tcp " : "udp ") + internal_addr.to_string() + ":" +
+           std::to_string(internal_port) + " " + external_addr.to_string() + ":" +
+           std::to_string(external_port);
 }
 
 std::string device_name(const std::string& device) {

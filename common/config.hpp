@@ -41,6 +41,21 @@ struct PortRange {
     uint32_t size() const { return uint32_t{last} - first + 1; }
 };
 
+// A static port mapping: an internal endpoint always translated to one external endpoint,
+// reachable from outside (port forwarding at CGN scale). TCP or UDP.
+struct StaticMapping {
+    uint8_t protocol = 0;  // 6 or 17
+    Ipv4Address internal_addr;
+    uint16_t internal_port = 0;
+    Ipv4Address external_addr;
+    uint16_t external_port = 0;
+
+    // "udp 100.64.0.11:5060 198.51.100.1:5060" (protocol, internal, external).
+    static std::optional<StaticMapping> parse(std::string_view text);
+    std::string to_string() const;
+    friend bool operator==(const StaticMapping&, const StaticMapping&) = default;
+};
+
 struct Config {
     std::string config_file;
     std::vector<std::string> eal_args;
@@ -62,6 +77,9 @@ struct Config {
     uint32_t max_sessions = 1u << 20;  // per worker
     uint32_t mbufs = 16383;
     uint32_t icmp_error_rate = 1000;  // ICMP errors sent per second per worker, at most
+
+    std::vector<StaticMapping> static_mappings;
+    std::string control_socket = "/run/cgnd.sock";
 };
 
 struct ParseOutcome {
@@ -74,6 +92,18 @@ struct ParseOutcome {
 // Parses argv (argv[0] is the program name). Throws ConfigError with a message naming the
 // option for anything missing, malformed or inconsistent.
 ParseOutcome parse_command_line(int argc, const char* const* argv);
+
+// Checks that `prefix` may join the pool of `config` (whose pool it is not yet in): no overlap
+// with the pool or the inside prefix, not holding cgnd's or a gateway's address, the pool's
+// size limits. Throws ConfigError naming --pool.
+void check_pool_prefix(const Config& config, const Ipv4Prefix& prefix);
+inline constexpr uint64_t kMaxPoolAddresses = 4096;
+inline constexpr size_t kMaxPoolPrefixes = 256;
+
+// Checks a static mapping against `config` (which must not hold it yet): the external address
+// in the pool, neither endpoint already used by another static mapping, the internal address
+// not in the pool. Throws ConfigError naming --static-mapping.
+void check_static_mapping(const Config& config, const StaticMapping& mapping);
 
 // The EAL argument vector cgnd passes to rte_eal_init: the user's EAL arguments, the lcore list
 // (unless the user gave one) and a device argument for each port.

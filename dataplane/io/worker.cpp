@@ -36,6 +36,7 @@ Worker::Worker(const WorkerSettings& settings, rte_mempool* pool, common::Worker
       index_(settings.worker_index),
       workers_(settings.workers),
       handoff_(settings.handoff),
+      control_(settings.control),
       steering_(settings.workers, settings.nat.port_range, settings.reta_size),
       handoff_out_(settings.workers),
       pool_(pool),
@@ -55,10 +56,44 @@ Worker::~Worker() {
 
 void Worker::run(const std::atomic<bool>& stop) {
     while (!stop.load(std::memory_order_acquire)) poll_once();
+    if (control_ != nullptr) control_->offline(index_);
+}
+
+void Worker::apply_control() {
+    const RuntimeSettings* settings = control_->settings();
+    if (settings->generation != applied_generation_) {
+        nat_.set_filtering(settings->filtering);
+        nat_.set_timeouts(settings->timeouts);
+        explicit_present_ = settings->explicit_mappings > 0;
+        nat_.set_explicit_mappings_present(explicit_present_);
+        if (index_ < settings->pool_additions.size())
+            nat_.extend_pool(std::move(settings->pool_additions[index_]));
+        applied_generation_ = settings->generation;
+    }
+    // A few commands per loop: they are rare, and each is a handful of table operations.
+    for (int i = 0; i < 4; ++i) {
+        WorkerCommand* command = control_->next_command(index_);
+        if (command == nullptr) break;
+        int result = 1;
+        switch (command->kind) {
+            case WorkerCommand::Kind::reserve_port:
+                result =
+                    nat_.reserve_external_port(command->protocol, command->addr, command->port);
+                break;
+            case WorkerCommand::Kind::release_port:
+                nat_.release_external_port(command->protocol, command->addr, command->port);
+                break;
+            case WorkerCommand::Kind::drop_mapping:
+                nat_.drop_mapping(command->protocol, command->addr, command->port);
+                break;
+        }
+        command->result.store(result, std::memory_order_release);
+    }
 }
 
 void Worker::poll_once() {
     now_ms_ = clock_.now_ms();
+    if (control_ != nullptr) apply_control();
     rte_mbuf* mbufs[kBurst];
     for (SideIndex side : {kInside, kOutside}) {
         const Interface& itf = interfaces_[side];
@@ -90,6 +125,8 @@ void Worker::poll_once() {
     for (unsigned w = 0; w < workers_; ++w) flush_handoff(w);
     flush_tx(kInside);
     flush_tx(kOutside);
+    // Nothing read from the control channel in this loop is used after this point.
+    if (control_ != nullptr) control_->quiescent(index_);
 }
 
 unsigned Worker::owner_of(SideIndex side, const rte_mbuf* m) const {
@@ -104,7 +141,8 @@ unsigned Worker::owner_of(SideIndex side, const rte_mbuf* m) const {
     const uint8_t* ip = frame + eth::kHeaderLength;
     if (side == kInside) return steering_.subscriber_owner(common::load_be32(ip + ipv4::kSrc));
     // Outside: the owner of the destination's external port (ICMP: the query identifier).
-    const auto pool_index = nat_.pool_index(common::load_be32(ip + ipv4::kDst));
+    const uint32_t dst = common::load_be32(ip + ipv4::kDst);
+    const auto pool_index = nat_.pool_index(dst);
     if (!pool_index) return index_;
     const uint32_t ihl = (ip[ipv4::kVersionIhl] & 0x0f) * 4u;
     if ((load_be16(ip + ipv4::kFragment) & ipv4::kFragmentOffsetMask) != 0 ||
@@ -122,6 +160,12 @@ unsigned Worker::owner_of(SideIndex side, const rte_mbuf* m) const {
             break;
         default:
             return index_;
+    }
+    // A static mapping belongs to its subscriber's worker, whichever block its port is in.
+    if (explicit_present_) {
+        if (auto internal =
+                control_->explicit_mappings().internal_of(ip[ipv4::kProtocol], {dst, port}))
+            return steering_.subscriber_owner(internal->addr);
     }
     return steering_.external_owner(*pool_index, port).value_or(index_);
 }

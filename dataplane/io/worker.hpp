@@ -18,6 +18,7 @@
 #include "common/address.hpp"
 #include "common/clock.hpp"
 #include "common/counters.hpp"
+#include "dataplane/io/control_channel.hpp"
 #include "dataplane/io/handoff.hpp"
 #include "dataplane/io/neighbor_table.hpp"
 #include "dataplane/nat/ipv4_packet.hpp"
@@ -42,6 +43,9 @@ struct WorkerSettings {
     unsigned worker_index = 0;
     unsigned workers = 1;
     HandoffRings* handoff = nullptr;
+    // Settings, explicit mappings and commands from the control thread (null: the settings
+    // given here stay as they are, and there are no explicit mappings).
+    ControlChannel* control = nullptr;
     // The RSS indirection table size the inside port hashes with (see PortSteering), so that
     // this worker computes the same owner as the NIC.
     uint32_t reta_size = kDefaultRetaSize;
@@ -84,6 +88,8 @@ private:
         uint16_t count = 0;
     };
 
+    // Applies a newer RuntimeSettings generation and runs pending control commands.
+    void apply_control();
     // Sorts received frames by owner: ours are processed, the others' handed off; ARP is
     // processed here and a copy goes to every other worker (each keeps its own neighbours).
     void steer(SideIndex side, rte_mbuf** mbufs, uint16_t n);
@@ -114,6 +120,9 @@ private:
     unsigned index_;
     unsigned workers_;
     HandoffRings* handoff_;
+    ControlChannel* control_;
+    uint64_t applied_generation_ = 0;
+    bool explicit_present_ = false;
     Steering steering_;
     // Frames waiting to be handed to each worker (flushed when full and at the end of a loop).
     struct HandoffQueue {
