@@ -18,6 +18,9 @@
 
 #include "common/config.hpp"
 #include "common/counters.hpp"
+#include "control/control_socket.hpp"
+#include "control/controller.hpp"
+#include "dataplane/io/control_channel.hpp"
 #include "dataplane/io/handoff.hpp"
 #include "dataplane/io/port.hpp"
 #include "dataplane/io/tsc_clock.hpp"
@@ -30,14 +33,12 @@ using namespace cgn;
 // Set by the signal handlers, read by the control loop (lock-free atomics are signal-safe).
 std::atomic<bool> g_stop_requested{false};
 std::atomic<bool> g_print_requested{false};
+std::atomic<bool> g_reload_requested{false};
 static_assert(std::atomic<bool>::is_always_lock_free);
 
-extern "C" void on_stop_signal(int) {
-    g_stop_requested.store(true);
-}
-extern "C" void on_print_signal(int) {
-    g_print_requested.store(true);
-}
+extern "C" void on_stop_signal(int) { g_stop_requested.store(true); }
+extern "C" void on_print_signal(int) { g_print_requested.store(true); }
+extern "C" void on_reload_signal(int) { g_reload_requested.store(true); }
 
 void install_signal_handlers() {
     struct sigaction sa {};
@@ -47,6 +48,8 @@ void install_signal_handlers() {
     sigaction(SIGTERM, &sa, nullptr);
     sa.sa_handler = on_print_signal;
     sigaction(SIGUSR1, &sa, nullptr);
+    sa.sa_handler = on_reload_signal;
+    sigaction(SIGHUP, &sa, nullptr);
 }
 
 struct WorkerLaunch {
@@ -60,15 +63,18 @@ int worker_main(void* arg) {
     return 0;
 }
 
-void print_counters(const std::vector<std::unique_ptr<common::WorkerCounters>>& counters) {
+std::string counters_text(const std::vector<std::unique_ptr<common::WorkerCounters>>& counters) {
     std::vector<const common::WorkerCounters*> all;
     for (const auto& c : counters) all.push_back(c.get());
-    std::string text = common::format_counters(common::sum_counters(all));
+    return common::format_counters(common::sum_counters(all));
+}
+
+void print(const std::string& text) {
     std::fwrite(text.data(), 1, text.size(), stdout);
     std::fflush(stdout);
 }
 
-int run(const common::Config& config) {
+int run(const common::Config& config, int argc, const char* const* argv) {
     const auto workers = static_cast<unsigned>(config.worker_lcores.size());
     for (unsigned lcore : config.worker_lcores)
         if (!rte_lcore_is_enabled(lcore))
@@ -90,8 +96,16 @@ int run(const common::Config& config) {
     if (workers > 1)
         handoff = std::make_unique<dp::HandoffRings>("cgn_handoff", workers, 1024, socket);
 
+    // The channel the control thread reconfigures the workers through (RCU, commands).
+    auto initial = std::make_unique<dp::RuntimeSettings>();
+    initial->filtering = config.filtering;
+    initial->timeouts = config.timeouts;
+    dp::ControlChannel channel(workers, socket, std::move(initial), 65536);
+
     dp::WorkerSettings ws;
     ws.socket_id = socket;
+    ws.control = &channel;
+    ws.nat.explicit_mappings = &channel.explicit_mappings();
     ws.workers = workers;
     ws.handoff = handoff.get();
     if (rss.rss_on_source) ws.reta_size = rss.reta_size;
@@ -140,26 +154,49 @@ int run(const common::Config& config) {
         : rss.rss_on_source ? "by NIC RSS"
                             : "by handoff");
 
+    // Opened before the workers start: a socket already in use stops cgnd here, cleanly.
+    ctl::ControlSocket control_socket(config.control_socket);
     install_signal_handlers();
     std::atomic<bool> stop{false};
+    // Whatever ends run() from here on (a return or an exception) stops the workers first,
+    // before the objects they use go.
+    struct StopWorkers {
+        std::atomic<bool>& stop;
+        ~StopWorkers() {
+            stop.store(true, std::memory_order_release);
+            rte_eal_mp_wait_lcore();
+        }
+    } stop_workers{stop};
     std::vector<WorkerLaunch> launches;
     launches.reserve(workers);
     for (unsigned w = 0; w < workers; ++w) {
         launches.push_back({worker_list[w].get(), &stop});
-        if (int rc = rte_eal_remote_launch(worker_main, &launches.back(), config.worker_lcores[w]);
-            rc != 0) {
-            stop.store(true, std::memory_order_release);
-            rte_eal_mp_wait_lcore();
+        if (rte_eal_remote_launch(worker_main, &launches.back(), config.worker_lcores[w]) != 0)
             throw std::runtime_error("cannot launch a worker on lcore " +
                                      std::to_string(config.worker_lcores[w]));
-        }
     }
+    ctl::Controller controller(
+        channel, config, [&] { return counters_text(counters); },
+        [] { std::this_thread::sleep_for(std::chrono::microseconds(100)); });
+    print(controller.install_static_mappings());
+    std::printf("cgnd: control socket %s\n", control_socket.path().c_str());
     std::printf("cgnd: ready\n");
     std::fflush(stdout);
 
     while (!g_stop_requested.load()) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
-        if (g_print_requested.exchange(false)) print_counters(counters);
+        control_socket.serve_one(std::chrono::milliseconds(50),
+                                 [&](std::string_view line) { return controller.execute(line); });
+        if (g_print_requested.exchange(false)) print(counters_text(counters));
+        if (g_reload_requested.exchange(false)) {
+            // The same command line again: it names the config file, and its options still
+            // win over the file's.
+            try {
+                const auto next = common::parse_command_line(argc, argv);
+                print("cgnd: reload:\n" + controller.apply_config(next.config));
+            } catch (const common::ConfigError& e) {
+                print(std::string("cgnd: reload refused, nothing changed: ") + e.what() + "\n");
+            }
+        }
     }
     std::printf("cgnd: stopping\n");
     stop.store(true, std::memory_order_release);
@@ -172,7 +209,7 @@ int run(const common::Config& config) {
         std::fprintf(stderr, "cgnd: warning: stopping ports: %s\n",
                      rte_strerror(-(rc_in != 0 ? rc_in : rc_out)));
     rte_mempool_free(pool);
-    print_counters(counters);
+    print(counters_text(counters));
     std::printf("cgnd: stopped\n");
     return 0;
 }
@@ -209,7 +246,7 @@ int main(int argc, char** argv) {
     }
     int rc = 0;
     try {
-        rc = run(config);
+        rc = run(config, argc, argv);
     } catch (const std::exception& e) {
         std::fprintf(stderr, "cgnd: error: %s\n", e.what());
         rc = 1;

@@ -31,6 +31,7 @@ import ipaddress
 import json
 import os
 import queue
+import re
 import shlex
 import signal
 import subprocess
@@ -381,6 +382,12 @@ PMDS = ("net_af_packet", "net_af_xdp")
 PORT_QUEUES = 4
 
 
+def control_socket_path(eal: str) -> str:
+    """cgnd's control socket for a run: named after the run's EAL file prefix."""
+    m = re.search(r"--file-prefix[ =](\S+)", eal)
+    return f"/run/cgnd-{m.group(1) if m else os.getpid()}.sock"
+
+
 def default_workers() -> int:
     """Workers cgnd runs with: CGN_WORKERS (the test command runs the suite with 1 and 2)."""
     return int(os.environ.get("CGN_WORKERS", "1"))
@@ -405,6 +412,7 @@ def cgnd_argv(binary=None, *, pool=(str(POOL),), filtering=None, max_sessions=65
             "--inside-port", f"{pmd}0,iface=in0{queues}",
             "--outside-port", f"{pmd}1,iface=out0{queues}",
             "--worker-lcores", ",".join(str(l) for l in range(1, workers + 1)),
+            "--control-socket", control_socket_path(eal),
             "--inside-address", f"{CGN_INSIDE}/10",
             "--outside-address", f"{CGN_OUTSIDE}/24"]
     for p in pool:

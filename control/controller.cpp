@@ -1,0 +1,325 @@
+#include "control/controller.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <sstream>
+
+namespace cgn::ctl {
+
+using common::ConfigError;
+
+namespace {
+
+const char* kHelp =
+    "ok\n"
+    "help                                   this text\n"
+    "show counters                          every counter, summed over the workers\n"
+    "show config                            the live settings\n"
+    "set timeout udp|tcp-established|tcp-transitory|icmp SECONDS\n"
+    "set filtering endpoint-independent|address-dependent|address-and-port-dependent\n"
+    "pool add PREFIX                        e.g. pool add 203.0.113.0/28\n"
+    "static add tcp|udp INTERNAL:PORT EXTERNAL:PORT\n"
+    "static del tcp|udp INTERNAL:PORT\n"
+    "static list\n";
+
+std::vector<std::string> words(std::string_view line) {
+    std::istringstream in{std::string(line)};
+    std::vector<std::string> out;
+    std::string w;
+    while (in >> w) out.push_back(w);
+    return out;
+}
+
+}  // namespace
+
+Controller::Controller(dp::ControlChannel& channel, common::Config config,
+                       std::function<std::string()> counters, dp::WhileWaiting while_waiting)
+    : channel_(channel),
+      config_(std::move(config)),
+      steering_(channel.workers(), config_.port_range),
+      counters_(std::move(counters)),
+      while_waiting_(std::move(while_waiting)) {
+    // The static mappings of the configuration are installed by install_static_mappings().
+    pending_statics_ = std::move(config_.static_mappings);
+    config_.static_mappings.clear();
+}
+
+Controller::~Controller() = default;
+
+std::string Controller::install_static_mappings() {
+    std::string out;
+    for (const auto& m : pending_statics_) {
+        add_static(m);  // validated with the configuration: an error here is a bug, and throws
+        out += "static mapping " + m.to_string() + "\n";
+    }
+    pending_statics_.clear();
+    return out;
+}
+
+std::optional<uint32_t> Controller::pool_index(uint32_t addr) const {
+    uint32_t base = 0;
+    for (const auto& prefix : config_.pool) {
+        if (prefix.contains(common::Ipv4Address{addr})) return base + (addr - prefix.address.value);
+        base += static_cast<uint32_t>(prefix.size());
+    }
+    return std::nullopt;
+}
+
+void Controller::publish(std::vector<dp::AddressPool::Extension> pool_additions) {
+    auto next = std::make_unique<dp::RuntimeSettings>();
+    next->filtering = config_.filtering;
+    next->timeouts = config_.timeouts;
+    next->explicit_mappings = static_cast<uint32_t>(config_.static_mappings.size());
+    next->pool_additions = std::move(pool_additions);
+    channel_.publish(std::move(next), while_waiting_);
+}
+
+bool Controller::command(unsigned worker, dp::WorkerCommand::Kind kind, uint8_t protocol,
+                         uint32_t addr, uint16_t port) {
+    auto cmd = std::make_unique<dp::WorkerCommand>();
+    cmd->kind = kind;
+    cmd->protocol = protocol;
+    cmd->addr = addr;
+    cmd->port = port;
+    const bool ok = channel_.run(worker, *cmd, while_waiting_);
+    if (cmd->result.load(std::memory_order_acquire) == dp::WorkerCommand::kPending)
+        abandoned_.push_back(std::move(cmd));  // the worker may still read it
+    return ok;
+}
+
+void Controller::set_timeout(std::string_view which, uint32_t seconds) {
+    constexpr uint32_t kDay = 86400;
+    common::Timeouts t = config_.timeouts;
+    uint32_t* field = which == "udp"               ? &t.udp_s
+                      : which == "tcp-established" ? &t.tcp_established_s
+                      : which == "tcp-transitory"  ? &t.tcp_transitory_s
+                      : which == "icmp"            ? &t.icmp_s
+                                                   : nullptr;
+    if (field == nullptr)
+        throw ConfigError("unknown timeout '" + std::string(which) +
+                          "': expected udp, tcp-established, tcp-transitory or icmp");
+    const uint32_t max = which == "tcp-established" ? 7 * kDay : kDay;
+    if (seconds < 1 || seconds > max)
+        throw ConfigError("invalid value '" + std::to_string(seconds) + "' for --timeout-" +
+                          std::string(which) + ": expected 1 to " + std::to_string(max));
+    *field = seconds;
+    config_.timeouts = t;
+    publish();
+}
+
+void Controller::set_filtering(common::FilteringMode mode) {
+    config_.filtering = mode;
+    publish();
+}
+
+void Controller::add_pool(const common::Ipv4Prefix& prefix) {
+    common::check_pool_prefix(config_, prefix);
+    uint32_t first_index = 0;
+    for (const auto& p : config_.pool) first_index += static_cast<uint32_t>(p.size());
+    // The port sets are built here, on the control thread; each worker only adopts its own.
+    std::vector<dp::AddressPool::Extension> additions;
+    for (unsigned w = 0; w < channel_.workers(); ++w)
+        additions.push_back(dp::AddressPool::build_extension({prefix}, config_.port_range,
+                                                             steering_, w, first_index));
+    config_.pool.push_back(prefix);
+    publish(std::move(additions));
+}
+
+void Controller::add_static(const common::StaticMapping& m) {
+    common::check_static_mapping(config_, m);
+    const uint32_t ext = m.external_addr.value;
+    // A port inside the dynamic range belongs to one worker's blocks: that worker must set it
+    // aside (and refuses when a dynamic mapping holds it).
+    std::optional<unsigned> block_owner;
+    if (in_port_range(m.external_port))
+        block_owner = steering_.external_owner(*pool_index(ext), m.external_port);
+    if (block_owner && !command(*block_owner, dp::WorkerCommand::Kind::reserve_port, m.protocol,
+                                ext, m.external_port))
+        throw ConfigError("invalid value '" + m.to_string() + "' for --static-mapping: " +
+                          m.external_addr.to_string() + ":" + std::to_string(m.external_port) +
+                          " is in use by a dynamic mapping; choose another external port (one "
+                          "outside --port-range is never used dynamically)");
+    if (!channel_.explicit_mappings().insert(m.protocol, {m.internal_addr.value, m.internal_port},
+                                             {ext, m.external_port})) {
+        if (block_owner)
+            command(*block_owner, dp::WorkerCommand::Kind::release_port, m.protocol, ext,
+                    m.external_port);
+        throw ConfigError("invalid value '" + m.to_string() +
+                          "' for --static-mapping: the explicit mapping table is full");
+    }
+    config_.static_mappings.push_back(m);
+    publish();
+    // From now on the internal endpoint's new packets take the static mapping; a dynamic
+    // mapping it had goes, with its sessions (endpoint-independent mapping: one external
+    // endpoint per internal endpoint).
+    command(steering_.subscriber_owner(m.internal_addr.value),
+            dp::WorkerCommand::Kind::drop_mapping, m.protocol, m.internal_addr.value,
+            m.internal_port);
+}
+
+void Controller::remove_static(uint8_t protocol, common::Ipv4Address addr, uint16_t port) {
+    auto it = std::find_if(config_.static_mappings.begin(), config_.static_mappings.end(),
+                           [&](const common::StaticMapping& m) {
+                               return m.protocol == protocol && m.internal_addr == addr &&
+                                      m.internal_port == port;
+                           });
+    if (it == config_.static_mappings.end())
+        throw ConfigError("no static mapping of " + std::string(protocol == 6 ? "tcp " : "udp ") +
+                          addr.to_string() + ":" + std::to_string(port));
+    const common::StaticMapping m = *it;
+    channel_.explicit_mappings().erase(m.protocol, {addr.value, port});
+    config_.static_mappings.erase(it);
+    publish();  // no worker can find the mapping after this
+    command(steering_.subscriber_owner(addr.value), dp::WorkerCommand::Kind::drop_mapping,
+            m.protocol, addr.value, port);
+    if (in_port_range(m.external_port))
+        command(*steering_.external_owner(*pool_index(m.external_addr.value), m.external_port),
+                dp::WorkerCommand::Kind::release_port, m.protocol, m.external_addr.value,
+                m.external_port);
+}
+
+std::string Controller::execute(std::string_view line) {
+    const auto w = words(line);
+    try {
+        if (w.empty() || w[0] == "help") return kHelp;
+        if (w.size() == 2 && w[0] == "show" && w[1] == "counters") return "ok\n" + counters_();
+        if (w.size() == 2 && w[0] == "show" && w[1] == "config") {
+            std::ostringstream out;
+            out << "ok\nfiltering " << common::to_string(config_.filtering) << "\n"
+                << "timeout-udp " << config_.timeouts.udp_s << "\n"
+                << "timeout-tcp-established " << config_.timeouts.tcp_established_s << "\n"
+                << "timeout-tcp-transitory " << config_.timeouts.tcp_transitory_s << "\n"
+                << "timeout-icmp " << config_.timeouts.icmp_s << "\n";
+            for (const auto& p : config_.pool) out << "pool " << p.to_string() << "\n";
+            for (const auto& m : config_.static_mappings)
+                out << "static-mapping " << m.to_string() << "\n";
+            return out.str();
+        }
+        if (w.size() == 4 && w[0] == "set" && w[1] == "timeout") {
+            uint32_t seconds = 0;
+            auto [ptr, ec] = std::from_chars(w[3].data(), w[3].data() + w[3].size(), seconds);
+            if (ec != std::errc() || ptr != w[3].data() + w[3].size())
+                throw ConfigError("invalid value '" + w[3] + "' for --timeout-" + w[2] +
+                                  ": expected a whole number of seconds");
+            set_timeout(w[2], seconds);
+            return "ok: timeout " + w[2] + " is " + w[3] + " s\n";
+        }
+        if (w.size() == 3 && w[0] == "set" && w[1] == "filtering") {
+            for (auto m : {common::FilteringMode::endpoint_independent,
+                           common::FilteringMode::address_dependent,
+                           common::FilteringMode::address_and_port_dependent}) {
+                if (w[2] == common::to_string(m)) {
+                    set_filtering(m);
+                    return "ok: filtering is " + w[2] + "\n";
+                }
+            }
+            throw ConfigError("invalid value '" + w[2] +
+                              "' for --filtering: expected endpoint-independent, "
+                              "address-dependent or address-and-port-dependent");
+        }
+        if (w.size() == 3 && w[0] == "pool" && w[1] == "add") {
+            auto p = common::Ipv4Prefix::parse(w[2]);
+            if (!p || p->length < 8)
+                throw ConfigError("invalid value '" + w[2] +
+                                  "' for --pool: expected an IPv4 prefix with zero host bits");
+            add_pool(*p);
+            return "ok: pool " + p->to_string() + " added\n";
+        }
+        if (w.size() == 5 && w[0] == "static" && w[1] == "add") {
+            const std::string text = w[2] + " " + w[3] + " " + w[4];
+            auto m = common::StaticMapping::parse(text);
+            if (!m)
+                throw ConfigError("invalid value '" + text +
+                                  "' for --static-mapping: expected \"tcp|udp INTERNAL:PORT "
+                                  "EXTERNAL:PORT\"");
+            add_static(*m);
+            return "ok: static mapping " + m->to_string() + " added\n";
+        }
+        if (w.size() == 4 && w[0] == "static" && w[1] == "del") {
+            // Reuse the mapping parser with a dummy external endpoint for the internal one.
+            auto m = common::StaticMapping::parse(w[2] + " " + w[3] + " 0.0.0.0:1");
+            if (!m)
+                throw ConfigError("invalid value '" + w[2] + " " + w[3] +
+                                  "' for static del: expected \"tcp|udp INTERNAL:PORT\"");
+            remove_static(m->protocol, m->internal_addr, m->internal_port);
+            return "ok: static mapping of " + w[2] + " " + w[3] + " removed\n";
+        }
+        if (w.size() == 2 && w[0] == "static" && w[1] == "list") {
+            std::string out = "ok\n";
+            for (const auto& m : config_.static_mappings) out += m.to_string() + "\n";
+            return out;
+        }
+        return "error: unknown command '" + std::string(line) + "' (try 'help')\n";
+    } catch (const ConfigError& e) {
+        return std::string("error: ") + e.what() + "\n";
+    }
+}
+
+std::string Controller::apply_config(const common::Config& next) {
+    std::ostringstream out;
+    auto note_restart = [&](bool changed, const char* option) {
+        if (changed) out << "not applied (needs a restart): --" << option << "\n";
+    };
+    const common::Config& cur = config_;
+    note_restart(next.inside_port != cur.inside_port, "inside-port");
+    note_restart(next.outside_port != cur.outside_port, "outside-port");
+    note_restart(next.inside_address.to_string() != cur.inside_address.to_string(),
+                 "inside-address");
+    note_restart(next.outside_address.to_string() != cur.outside_address.to_string(),
+                 "outside-address");
+    note_restart(next.inside_gateway != cur.inside_gateway, "inside-gateway");
+    note_restart(next.outside_gateway != cur.outside_gateway, "outside-gateway");
+    note_restart(next.worker_lcores != cur.worker_lcores || next.main_lcore != cur.main_lcore,
+                 "worker-lcores");
+    note_restart(next.eal_args != cur.eal_args, "eal-args");
+    note_restart(next.max_sessions != cur.max_sessions, "max-sessions");
+    note_restart(next.port_range.first != cur.port_range.first ||
+                     next.port_range.last != cur.port_range.last,
+                 "port-range");
+    note_restart(next.control_socket != cur.control_socket, "control-socket");
+
+    auto attempt = [&](const std::string& what, const std::function<void()>& change) {
+        try {
+            change();
+            out << "applied: " << what << "\n";
+        } catch (const ConfigError& e) {
+            out << "error: " << what << ": " << e.what() << "\n";
+        }
+    };
+    const auto& t = next.timeouts;
+    const std::pair<const char*, uint32_t> timeouts[] = {{"udp", t.udp_s},
+                                                         {"tcp-established", t.tcp_established_s},
+                                                         {"tcp-transitory", t.tcp_transitory_s},
+                                                         {"icmp", t.icmp_s}};
+    const common::Timeouts before = cur.timeouts;
+    const uint32_t old_values[] = {before.udp_s, before.tcp_established_s, before.tcp_transitory_s,
+                                   before.icmp_s};
+    for (size_t i = 0; i < 4; ++i)
+        if (timeouts[i].second != old_values[i])
+            attempt(std::string("timeout-") + timeouts[i].first + " " +
+                        std::to_string(timeouts[i].second),
+                    [&] { set_timeout(timeouts[i].first, timeouts[i].second); });
+    if (next.filtering != cur.filtering)
+        attempt(std::string("filtering ") + std::string(common::to_string(next.filtering)),
+                [&] { set_filtering(next.filtering); });
+    for (const auto& p : cur.pool)
+        if (std::find(next.pool.begin(), next.pool.end(), p) == next.pool.end())
+            out << "not applied (needs a restart): removing pool " << p.to_string() << "\n";
+    for (const auto& p : next.pool)
+        if (std::find(cur.pool.begin(), cur.pool.end(), p) == cur.pool.end())
+            attempt("pool " + p.to_string(), [&] { add_pool(p); });
+    // Static mappings: withdraw those gone or changed, then add the new ones.
+    const auto old_statics = cur.static_mappings;
+    for (const auto& m : old_statics)
+        if (std::find(next.static_mappings.begin(), next.static_mappings.end(), m) ==
+            next.static_mappings.end())
+            attempt("static-mapping " + m.to_string() + " removed",
+                    [&] { remove_static(m.protocol, m.internal_addr, m.internal_port); });
+    for (const auto& m : next.static_mappings)
+        if (std::find(old_statics.begin(), old_statics.end(), m) == old_statics.end())
+            attempt("static-mapping " + m.to_string() + " added", [&] { add_static(m); });
+    std::string text = out.str();
+    return text.empty() ? "nothing changed\n" : text;
+}
+
+}  // namespace cgn::ctl

@@ -1,0 +1,69 @@
+#pragma once
+// The control thread's side of live reconfiguration (issue 3): changes timeouts, filtering,
+// the pool and static mappings while the workers translate, without stopping them. It is the
+// only writer of the shared state (DESIGN invariant 2) and reaches the workers' own tables
+// only through commands that the owning worker executes (invariant 4).
+//
+// Every change is validated against the current configuration first and is applied whole or
+// not at all (invariant 8); the reply says which. The cgnd control socket and SIGHUP both
+// come here; cgnctl will too.
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/config.hpp"
+#include "dataplane/io/control_channel.hpp"
+#include "dataplane/nat/steering.hpp"
+
+namespace cgn::ctl {
+
+class Controller {
+public:
+    // `config`: what the workers were started with. `counters`: the text of
+    // "show counters". `while_waiting`: what to do while waiting for the workers.
+    Controller(dp::ControlChannel& channel, common::Config config,
+               std::function<std::string()> counters, dp::WhileWaiting while_waiting);
+    ~Controller();
+
+    // One command line of the control protocol; the reply starts with "ok" or "error:".
+    std::string execute(std::string_view line);
+
+    // Applies what differs between the running configuration and `next` (SIGHUP). Options
+    // that cannot change live are reported, not applied.
+    std::string apply_config(const common::Config& next);
+
+    // The static mappings of the configuration, installed at start (before traffic).
+    std::string install_static_mappings();
+
+    const common::Config& config() const { return config_; }
+
+    // Each throws ConfigError (naming the option) when the change is refused.
+    void set_timeout(std::string_view which, uint32_t seconds);
+    void set_filtering(common::FilteringMode mode);
+    void add_pool(const common::Ipv4Prefix& prefix);
+    void add_static(const common::StaticMapping& mapping);
+    void remove_static(uint8_t protocol, common::Ipv4Address addr, uint16_t port);
+
+private:
+    void publish(std::vector<dp::AddressPool::Extension> pool_additions = {});
+    bool command(unsigned worker, dp::WorkerCommand::Kind kind, uint8_t protocol, uint32_t addr,
+                 uint16_t port);
+    std::optional<uint32_t> pool_index(uint32_t addr) const;
+    bool in_port_range(uint16_t port) const {
+        return port >= config_.port_range.first && port <= config_.port_range.last;
+    }
+
+    dp::ControlChannel& channel_;
+    common::Config config_;
+    dp::Steering steering_;
+    std::function<std::string()> counters_;
+    dp::WhileWaiting while_waiting_;
+    // Commands a worker did not take in time stay alive until the channel is gone.
+    std::vector<std::unique_ptr<dp::WorkerCommand>> abandoned_;
+    std::vector<common::StaticMapping> pending_statics_;
+};
+
+}  // namespace cgn::ctl
