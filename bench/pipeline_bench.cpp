@@ -99,9 +99,7 @@ public:
     using std::runtime_error::runtime_error;
 };
 
-[[noreturn]] void fail(const std::string& what) {
-    throw Failure(what);
-}
+[[noreturn]] void fail(const std::string& what) { throw Failure(what); }
 
 // ---- options -------------------------------------------------------------------------------
 
@@ -1084,9 +1082,7 @@ std::string count_label(uint32_t n) {
 
 // Table size of a worker that will hold `flows` sessions: a quarter spare, so the measured
 // table is about as full as a production one sized with headroom (at least the default 64K).
-uint32_t table_for(uint32_t flows) {
-    return std::max<uint32_t>(flows + flows / 4, 1u << 16);
-}
+uint32_t table_for(uint32_t flows) { return std::max<uint32_t>(flows + flows / 4, 1u << 16); }
 
 int run(const Options& o) {
     const Topology t;

@@ -47,14 +47,25 @@ DataplaneHarness::DataplaneHarness(unsigned workers) : workers_(workers) {
 }
 
 DataplaneHarness::~DataplaneHarness() {
+    controller_.reset();
     workers_list_.clear();
+    channel_.reset();
     handoff_.reset();
     inside_.reset();
     outside_.reset();
     rte_mempool_free(pool_);
 }
 
-void DataplaneHarness::start() {
+void DataplaneHarness::start(bool with_control) {
+    if (with_control) {
+        auto initial = std::make_unique<dp::RuntimeSettings>();
+        initial->filtering = settings_.nat.filtering;
+        initial->timeouts = settings_.nat.timeouts;
+        channel_ =
+            std::make_unique<dp::ControlChannel>(workers_, SOCKET_ID_ANY, std::move(initial), 1024);
+        settings_.control = channel_.get();
+        settings_.nat.explicit_mappings = &channel_->explicit_mappings();
+    }
     for (unsigned w = 0; w < workers_; ++w) {
         dp::WorkerSettings ws = settings_;
         ws.worker_id = settings_.worker_id + w;
@@ -64,6 +75,18 @@ void DataplaneHarness::start() {
         ws.inside.rx_queue = ws.inside.tx_queue = static_cast<uint16_t>(w);
         ws.outside.rx_queue = ws.outside.tx_queue = static_cast<uint16_t>(w);
         workers_list_.push_back(std::make_unique<dp::Worker>(ws, pool_, *counters_[w], clock_));
+    }
+    if (with_control) {
+        common::Config config;
+        config.inside_address = topo_.inside;
+        config.outside_address = topo_.outside;
+        config.outside_gateway = topo_.gateway;
+        config.pool = settings_.nat.pool;
+        config.port_range = settings_.nat.port_range;
+        config.filtering = settings_.nat.filtering;
+        config.timeouts = settings_.nat.timeouts;
+        controller_ = std::make_unique<ctl::Controller>(
+            *channel_, config, [] { return std::string("(counters)\n"); }, [this] { poll(); });
     }
 }
 

@@ -14,6 +14,8 @@
 #include "common/address.hpp"
 #include "common/clock.hpp"
 #include "common/counters.hpp"
+#include "control/controller.hpp"
+#include "dataplane/io/control_channel.hpp"
 #include "dataplane/io/handoff.hpp"
 #include "dataplane/io/ring_port.hpp"
 #include "dataplane/io/worker.hpp"
@@ -51,7 +53,11 @@ public:
     ~DataplaneHarness();
 
     dp::WorkerSettings& settings() { return settings_; }
-    void start();
+    // Starts the workers. With `with_control`, they get a ControlChannel and controller()
+    // reconfigures them live; its waits poll the workers from this thread.
+    void start(bool with_control = false);
+    ctl::Controller& controller() { return *controller_; }
+    dp::ControlChannel& channel() { return *channel_; }
 
     RingPort& inside() { return *inside_; }
     RingPort& outside() { return *outside_; }
@@ -89,7 +95,9 @@ private:
     std::unique_ptr<dp::RingPort> outside_;
     std::unique_ptr<dp::HandoffRings> handoff_;
     dp::WorkerSettings settings_;
+    std::unique_ptr<dp::ControlChannel> channel_;
     std::vector<std::unique_ptr<dp::Worker>> workers_list_;
+    std::unique_ptr<ctl::Controller> controller_;
 };
 
 // Builders for frames of the test topology.
