@@ -56,7 +56,7 @@ DataplaneHarness::~DataplaneHarness() {
     rte_mempool_free(pool_);
 }
 
-void DataplaneHarness::start(bool with_control) {
+void DataplaneHarness::start(bool with_control, dp::WhileWaiting while_waiting) {
     if (with_control) {
         auto initial = std::make_unique<dp::RuntimeSettings>();
         initial->filtering = settings_.nat.filtering;
@@ -86,7 +86,8 @@ void DataplaneHarness::start(bool with_control) {
         config.filtering = settings_.nat.filtering;
         config.timeouts = settings_.nat.timeouts;
         controller_ = std::make_unique<ctl::Controller>(
-            *channel_, config, [] { return std::string("(counters)\n"); }, [this] { poll(); });
+            *channel_, config, [] { return std::string("(counters)\n"); },
+            while_waiting ? std::move(while_waiting) : dp::WhileWaiting([this] { poll(); }));
     }
 }
 

@@ -55,7 +55,8 @@ public:
     dp::WorkerSettings& settings() { return settings_; }
     // Starts the workers. With `with_control`, they get a ControlChannel and controller()
     // reconfigures them live; its waits poll the workers from this thread.
-    void start(bool with_control = false);
+    // `while_waiting` replaces that polling when the workers run on threads of their own.
+    void start(bool with_control = false, dp::WhileWaiting while_waiting = {});
     ctl::Controller& controller() { return *controller_; }
     dp::ControlChannel& channel() { return *channel_; }
 

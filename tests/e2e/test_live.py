@@ -332,7 +332,8 @@ def test_set_filtering_live(net):
     assert "filtering endpoint-independent" in show_config(c)
     s1 = net.agent("sub1", 42200)
     e1 = net.agent("ext1", 7200)
-    e2 = net.agent("ext2", 7200)
+    e2 = net.agent("ext2", 7200)    # probes only while filtering is strict, then again loose
+    e2b = net.agent("ext2", 7201)   # shows endpoint-independent filtering before the change
     E = learn(s1, e1, EXT1, 7200)
     assert net.ping("ext2", ct.CGN_OUTSIDE, count=1).returncode == 0   # ext2's ARP warm
 
@@ -340,7 +341,9 @@ def test_set_filtering_live(net):
         agent.send(E[0], E[1], data)
         return [d for _, d in s1.recv(timeout=1.0, max_packets=1)]
 
-    assert probe(e2, "eif-1") == ["eif-1"], "endpoint-independent: ext2 should reach sub1"
+    # (an inbound packet accepted under endpoint-independent filtering opens a session of
+    # its own: ext2:7201 is not used after the change)
+    assert probe(e2b, "eif-1") == ["eif-1"], "endpoint-independent: ext2 should reach sub1"
     ok(c, "set filtering address-and-port-dependent")
     assert "filtering address-and-port-dependent" in show_config(c)
     before = c.counters()
@@ -490,10 +493,23 @@ def test_sighup_reload(net, tmp_path):
     assert s2.recv(timeout=1.5) == [], f"removed static {udp_map} still delivers"
     assert ct.counter_delta(before, c.counters(), "drop_out2in_no_mapping") >= 1
 
-    # the same file again: nothing to do
+    # the same file again: only the restart note, nothing applied twice
+    start = len(c.lines)
+    c.proc.send_signal(signal.SIGHUP)
+    wait_lines(c, start, ["cgnd: reload:", "not applied (needs a restart): --max-sessions"])
+    time.sleep(0.2)
+    new = c.lines[start:]
+    assert not any(l.startswith(("applied", "error")) for l in new), "\n".join(new)
+    # max-sessions back to what runs: nothing to do at all
+    write_config(conf, base + ["--timeout-udp", "77", "--filtering", "address-dependent",
+                               "--static-mapping", tcp_map])
     start = len(c.lines)
     c.proc.send_signal(signal.SIGHUP)
     wait_lines(c, start, ["cgnd: reload:", "nothing changed"])
+    time.sleep(0.2)
+    new = c.lines[start:]
+    assert not any(l.startswith(("applied", "error", "not applied")) for l in new), \
+        "\n".join(new)
 
     # an invalid file is refused as a whole
     text = conf.read_text()
