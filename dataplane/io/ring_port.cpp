@@ -42,12 +42,25 @@ RingPort::~RingPort() {
 }
 
 void RingPort::inject(const std::vector<uint8_t>& frame, uint16_t queue) {
+    if (!enqueue(make_mbuf(frame), queue)) throw std::runtime_error("RX ring full");
+}
+
+rte_mbuf* RingPort::make_mbuf(const std::vector<uint8_t>& frame) {
     rte_mbuf* m = rte_pktmbuf_alloc(pool_);
     if (m == nullptr) throw std::runtime_error("mbuf pool empty");
     char* data = rte_pktmbuf_append(m, static_cast<uint16_t>(frame.size()));
-    if (data == nullptr) throw std::runtime_error("frame too large");
+    if (data == nullptr) {
+        rte_pktmbuf_free(m);
+        throw std::runtime_error("frame too large");
+    }
     std::memcpy(rte_pktmbuf_mtod(m, uint8_t*), frame.data(), frame.size());
-    if (rte_ring_enqueue(rx_.at(queue), m) != 0) throw std::runtime_error("RX ring full");
+    return m;
+}
+
+bool RingPort::enqueue(rte_mbuf* m, uint16_t queue) {
+    if (rte_ring_enqueue(rx_.at(queue), m) == 0) return true;
+    rte_pktmbuf_free(m);
+    return false;
 }
 
 std::vector<std::vector<uint8_t>> RingPort::drain() {

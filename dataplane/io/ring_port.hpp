@@ -3,6 +3,7 @@
 // put on its RX ring the worker receives, whatever the worker transmits lands on its TX ring.
 // Used by the dataplane tests and the benchmarks to run the real worker loop with no NIC.
 
+#include <rte_mbuf.h>
 #include <rte_mempool.h>
 #include <rte_ring.h>
 
@@ -31,6 +32,10 @@ public:
     rte_ring* tx_ring(uint16_t queue = 0) { return tx_.at(queue); }
     // Queues a copy of a frame to be received on RX queue `queue`.
     void inject(const std::vector<uint8_t>& frame, uint16_t queue = 0);
+    // The same in two steps: build the mbuf now, queue it later (a test that must not write
+    // packet memory while workers run on other threads builds everything first).
+    rte_mbuf* make_mbuf(const std::vector<uint8_t>& frame);
+    bool enqueue(rte_mbuf* m, uint16_t queue = 0);
     // Copies of everything transmitted since the last call (freed): on every queue, queue by
     // queue, or on one queue.
     std::vector<std::vector<uint8_t>> drain();

@@ -20,14 +20,17 @@ namespace {
 unsigned g_instance = 0;  // unique names for rings, ports, pools and tables
 }
 
-DataplaneHarness::DataplaneHarness(unsigned workers) : workers_(workers) {
+DataplaneHarness::DataplaneHarness(unsigned workers, unsigned mbufs, unsigned ring_size)
+    : workers_(workers) {
     const unsigned id = ++g_instance;
-    pool_ = rte_pktmbuf_pool_create(("tmb" + std::to_string(id)).c_str(), 8191, 0, 0,
+    pool_ = rte_pktmbuf_pool_create(("tmb" + std::to_string(id)).c_str(), mbufs, 0, 0,
                                     RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
     if (pool_ == nullptr) throw std::runtime_error("cannot create mbuf pool");
     const auto queues = static_cast<uint16_t>(workers);
-    inside_ = std::make_unique<dp::RingPort>("tin" + std::to_string(id), pool_, 4096, queues);
-    outside_ = std::make_unique<dp::RingPort>("tout" + std::to_string(id), pool_, 4096, queues);
+    inside_ =
+        std::make_unique<dp::RingPort>("tin" + std::to_string(id), pool_, ring_size, queues);
+    outside_ =
+        std::make_unique<dp::RingPort>("tout" + std::to_string(id), pool_, ring_size, queues);
     if (workers > 1)
         handoff_ = std::make_unique<dp::HandoffRings>("tho" + std::to_string(id), workers, 1024,
                                                       SOCKET_ID_ANY);

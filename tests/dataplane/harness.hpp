@@ -49,7 +49,8 @@ public:
     // Settings start from the defaults of a production config with the test topology; tweak
     // `settings()` before start(). With several workers, both ports get one queue per worker
     // and the workers are polled in turn from the test's thread (deterministic).
-    explicit DataplaneHarness(unsigned workers = 1);
+    explicit DataplaneHarness(unsigned workers = 1, unsigned mbufs = 8191,
+                              unsigned ring_size = 4096);
     ~DataplaneHarness();
 
     dp::WorkerSettings& settings() { return settings_; }

@@ -273,6 +273,22 @@ def test_static_add_and_del_live(net):
         # and it can come back
         ok(c, f"static add {mapping}")
         tcp_through(net, "198.51.100.2", 80)
+        # a static mapping added for an internal endpoint that has a dynamic one takes over
+        s1 = net.agent("sub1", 8080)
+        e1 = net.agent("ext1", 7301)
+        dyn = learn(s1, e1, EXT1, 7301)
+        assert_pool(dyn[0], "dynamic external address")
+        assert 1024 <= dyn[1] <= 65535, dyn
+        ok(c, f"static add udp {SUB1}:8080 198.51.100.2:8080")
+        assert learn(s1, e1, EXT1, 7301, payload="now-static") == ("198.51.100.2", 8080), (
+            "after 'static add udp' sub1:8080 still leaves through its old dynamic mapping")
+        e1.send(*dyn, "to-old-dynamic")
+        got = s1.recv(timeout=1.0)
+        assert got == [], f"the replaced dynamic mapping {dyn} still delivers: {got}"
+        ok(c, f"static del udp {SUB1}:8080")
+        again = learn(s1, e1, EXT1, 7301, payload="dynamic-again")
+        assert again != ("198.51.100.2", 8080) and 1024 <= again[1] <= 65535, again
+        assert_pool(again[0], "dynamic external address after 'static del'")
     finally:
         bg_error = None
         try:
@@ -453,10 +469,14 @@ def test_sighup_reload(net, tmp_path):
     tcp_map = f"tcp {SUB1}:8080 198.51.100.3:80"
     base = ct.cgnd_argv(ct.cgnd_path(), eal=ct.eal_args(net.topo.prefix))
     conf = tmp_path / "cgnd.conf"
-    write_config(conf, base + ["--timeout-udp", "300", "--static-mapping", udp_map])
-    c = net.start_cgnd(argv=[str(ct.cgnd_path()), "--config", str(conf)])
+    write_config(conf, base + ["--timeout-udp", "300", "--timeout-icmp", "30",
+                               "--static-mapping", udp_map])
+    # (the command line's options win over the file's, on SIGHUP too)
+    c = net.start_cgnd(argv=[str(ct.cgnd_path()), "--config", str(conf),
+                             "--timeout-icmp", "45"])
     cfg = show_config(c)
     assert "timeout-udp 300" in cfg and f"static-mapping {udp_map}" in cfg, cfg
+    assert "timeout-icmp 45" in cfg, cfg
     assert "filtering endpoint-independent" in cfg, cfg
     s2 = net.agent("sub2", 5000)
     e1 = net.agent("ext1", 7500)
@@ -471,8 +491,8 @@ def test_sighup_reload(net, tmp_path):
     max_sessions = base[base.index("--max-sessions") + 1]
     edited = [a for a in base]
     edited[edited.index("--max-sessions") + 1] = str(int(max_sessions) // 2)
-    write_config(conf, edited + ["--timeout-udp", "77", "--filtering", "address-dependent",
-                                 "--static-mapping", tcp_map])
+    write_config(conf, edited + ["--timeout-udp", "77", "--timeout-icmp", "20",
+                                 "--filtering", "address-dependent", "--static-mapping", tcp_map])
     start = len(c.lines)
     c.proc.send_signal(signal.SIGHUP)
     new = wait_lines(c, start, [
@@ -482,9 +502,10 @@ def test_sighup_reload(net, tmp_path):
         f"applied: static-mapping {udp_map} removed",
         f"applied: static-mapping {tcp_map} added",
         "not applied (needs a restart): --max-sessions"])
-    assert not any(l.startswith("error") for l in new), "\n".join(new)
+    assert not any(l.startswith("error") or "timeout-icmp" in l for l in new), "\n".join(new)
     cfg = show_config(c)
-    for want in ("timeout-udp 77", "filtering address-dependent", f"static-mapping {tcp_map}"):
+    for want in ("timeout-udp 77", "filtering address-dependent", f"static-mapping {tcp_map}",
+                 "timeout-icmp 45"):
         assert want in cfg, f"{want!r} not in 'show config' after SIGHUP:\n" + "\n".join(cfg)
     assert f"static-mapping {udp_map}" not in cfg, cfg
     tcp_through(net, "198.51.100.3", 80)
@@ -501,8 +522,8 @@ def test_sighup_reload(net, tmp_path):
     new = c.lines[start:]
     assert not any(l.startswith(("applied", "error")) for l in new), "\n".join(new)
     # max-sessions back to what runs: nothing to do at all
-    write_config(conf, base + ["--timeout-udp", "77", "--filtering", "address-dependent",
-                               "--static-mapping", tcp_map])
+    write_config(conf, base + ["--timeout-udp", "77", "--timeout-icmp", "20",
+                               "--filtering", "address-dependent", "--static-mapping", tcp_map])
     start = len(c.lines)
     c.proc.send_signal(signal.SIGHUP)
     wait_lines(c, start, ["cgnd: reload:", "nothing changed"])
