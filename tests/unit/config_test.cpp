@@ -561,3 +561,83 @@ TEST(Devices, NameAndKind) {
 
 }  // namespace
 }  // namespace cgn::common
+
+namespace cgn::common {
+namespace {
+
+TEST(StaticMappingConfig, ParsesFormatsAndRejects) {
+    auto m = StaticMapping::parse("tcp 100.64.0.11:8080 198.51.100.1:80");
+    ASSERT_TRUE(m.has_value());
+    EXPECT_EQ(m->protocol, 6);
+    EXPECT_EQ(m->internal_addr.to_string(), "100.64.0.11");
+    EXPECT_EQ(m->internal_port, 8080);
+    EXPECT_EQ(m->external_port, 80);
+    EXPECT_EQ(m->to_string(), "tcp 100.64.0.11:8080 198.51.100.1:80");
+    EXPECT_EQ(StaticMapping::parse("udp 100.64.0.11:1 198.51.100.1:65535")->protocol, 17);
+    for (const char* bad :
+         {"", "tcp", "icmp 100.64.0.11:1 198.51.100.1:1", "tcp 100.64.0.11 198.51.100.1:80",
+          "tcp 100.64.0.11:0 198.51.100.1:80", "tcp 100.64.0.11:65536 198.51.100.1:80",
+          "tcp 100.64.0.11:80 198.51.100.1:", "tcp 100.64.0.11:80 198.51.100.1:80 extra",
+          "tcp 100.64.0.300:80 198.51.100.1:80", "tcp 100.64.0.11:8x 198.51.100.1:80"})
+        EXPECT_FALSE(StaticMapping::parse(bad).has_value()) << bad;
+}
+
+TEST(StaticMappingConfig, RepeatedOptionCheckedAgainstPoolAndEachOther) {
+    std::vector<std::string> args = to_args(required_options());
+    args.insert(args.end(), {"--static-mapping", "tcp 100.64.0.11:8080 198.51.100.1:80",
+                             "--static-mapping", "udp 100.64.0.11:8080 198.51.100.1:80"});
+    const Config c = parse(args).config;
+    ASSERT_EQ(c.static_mappings.size(), 2u);  // the same endpoints, one per protocol
+    auto with_static = [](const char* text) {
+        std::vector<std::string> a = to_args(required_options());
+        a.insert(a.end(), {"--static-mapping", "tcp 100.64.0.11:8080 198.51.100.1:80",
+                           "--static-mapping", text});
+        return a;
+    };
+    for (const char* bad : {"tcp 100.64.0.12:8080 198.51.100.1:80",  // external taken
+                            "tcp 100.64.0.11:8080 198.51.100.2:80",  // internal taken
+                            "tcp 100.64.0.11:9 203.0.113.1:80",      // not in the pool
+                            "tcp 198.51.100.5:9 198.51.100.2:80",    // internal in the pool
+                            "tcp nonsense"})
+        EXPECT_NE(error_of(with_static(bad)).find("--static-mapping"), std::string::npos)
+            << bad;
+}
+
+TEST(StaticMappingConfig, ControlSocketOption) {
+    EXPECT_EQ(parse_config(required_options()).control_socket, "/run/cgnd.sock");
+    Options o = required_options();
+    o["control-socket"] = "/tmp/x.sock";
+    EXPECT_EQ(parse_config(o).control_socket, "/tmp/x.sock");
+    o["control-socket"] = std::string(101, 'a');
+    EXPECT_NE(error_of(to_args(o)).find("--control-socket"), std::string::npos);
+}
+
+TEST(PoolCheck, RuntimeAdditionsFollowTheSameRules) {
+    Options o = required_options();
+    o["outside-gateway"] = "192.0.2.254";
+    o["inside-address"] = "100.64.0.1/16";  // leaves the rest of 100.64.0.0/10 for a big pool
+    const Config c = parse_config(o);
+    auto refused = [&](const char* prefix) {
+        try {
+            check_pool_prefix(c, *Ipv4Prefix::parse(prefix));
+        } catch (const ConfigError& e) {
+            return std::string(e.what()).find("--pool") != std::string::npos;
+        }
+        return false;
+    };
+    EXPECT_FALSE(refused("203.0.113.0/28"));
+    EXPECT_TRUE(refused("198.51.100.8/29"));  // overlaps the pool
+    EXPECT_TRUE(refused("192.0.2.0/24"));     // holds cgnd's outside address
+    EXPECT_TRUE(refused("192.0.2.252/30"));   // holds the gateway
+    EXPECT_TRUE(refused("100.64.0.0/24"));    // inside prefix
+    EXPECT_TRUE(refused("100.65.0.0/19"));    // 8192 addresses: over the limit
+}
+
+TEST(WorkerLcores, SeveralWorkersAccepted) {
+    Options o = required_options();
+    o["worker-lcores"] = "1,2,3";
+    EXPECT_EQ(parse_config(o).worker_lcores, (std::vector<unsigned>{1, 2, 3}));
+}
+
+}  // namespace
+}  // namespace cgn::common
