@@ -9,6 +9,8 @@ packages=(
   libdpdk-dev libboost-program-options-dev prometheus-cpp-dev libgtest-dev libgmock-dev
   # demo and end-to-end tests: namespaces, veths, real Linux traffic, pytest
   iproute2 iputils-ping ethtool procps python3 python3-pytest
+  # the control socket examples of the README
+  socat
 )
 
 if [ "$(id -u)" -ne 0 ]; then
