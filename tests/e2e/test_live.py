@@ -4,6 +4,7 @@ Every test drives real traffic through cgnd and checks it together with the cont
 replies and cgnd's counters.
 """
 
+import json
 import os
 import re
 import signal
@@ -158,7 +159,6 @@ class UdpBackground:
         self._thread.start()
 
     def _note(self, packets) -> None:
-        import json
         for frm, data in packets:
             try:
                 obj = json.loads(data)
