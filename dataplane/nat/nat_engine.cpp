@@ -183,11 +183,13 @@ void NatEngine::translate_burst(Ipv4Packet* const* packets, unsigned n, uint64_t
         for (unsigned i = 0; i < count; ++i) {
             Ipv4Packet& p = *packets[base + i];
             if (hits & (uint64_t{1} << i)) {
-                if constexpr (kFromInside)
+                if constexpr (kFromInside) {
                     translate_in2out(p, static_cast<uint32_t>(slots[i]), now_ms);
-                else
-                    translate_out2in(p, static_cast<uint32_t>(slots[i]), now_ms);
-                forward[base + i] = true;
+                    forward[base + i] = true;
+                } else {
+                    forward[base + i] =
+                        translate_out2in(p, static_cast<uint32_t>(slots[i]), now_ms);
+                }
             } else {
                 forward[base + i] = kFromInside ? slow_in2out(p, now_ms) : slow_out2in(p, now_ms);
             }
@@ -196,17 +198,29 @@ void NatEngine::translate_burst(Ipv4Packet* const* packets, unsigned n, uint64_t
 }
 
 void NatEngine::translate_in2out(Ipv4Packet& p, uint32_t session, uint64_t now_ms) {
-    const Session& s = sessions_[session];
+    Session& s = sessions_[session];
+    if (s.inbound_only) {
+        // The subscriber answers: from now on it has sent to this remote endpoint.
+        s.inbound_only = 0;
+        count_in_filter(mappings_[s.mapping], s.remote_addr, +1);
+    }
     rewrite_source(p, s.ext_addr, s.ext_port);
     refresh(session, p, true, now_ms);
     counters_.add(Counter::in2out_translated);
 }
 
-void NatEngine::translate_out2in(Ipv4Packet& p, uint32_t session, uint64_t now_ms) {
+bool NatEngine::translate_out2in(Ipv4Packet& p, uint32_t session, uint64_t now_ms) {
     const Session& s = sessions_[session];
+    // RFC 4787 REQ-8 with a mode that may have changed since the session was let in.
+    if (s.inbound_only && filtering_ != FilteringMode::endpoint_independent &&
+        !inbound_allowed(mappings_[s.mapping], p.src)) {
+        drop(Counter::drop_out2in_filtered);
+        return false;
+    }
     rewrite_destination(p, s.int_addr, s.int_port);
     refresh(session, p, false, now_ms);
     counters_.add(Counter::out2in_translated);
+    return true;
 }
 
 // Restarts the idle timer; for TCP, follows the flags and moves the session to the timeout
@@ -254,7 +268,7 @@ bool NatEngine::slow_in2out(Ipv4Packet& p, uint64_t now_ms) {
         mapping = *created;
     }
     auto session = create_session(static_cast<uint32_t>(mapping), p.dst,
-                                  remote_port_of(p.protocol, p.dst_port), now_ms);
+                                  remote_port_of(p.protocol, p.dst_port), now_ms, false);
     if (!session) return false;
     translate_in2out(p, *session, now_ms);
     return true;
@@ -267,10 +281,8 @@ bool NatEngine::slow_out2in(Ipv4Packet& p, uint64_t now_ms) {
     }
     const SessionKey key = outside_key(p);
     uint64_t slot = 0;
-    if (created_in_burst_ != 0 && session_table_.lookup(&key, slot)) {
-        translate_out2in(p, static_cast<uint32_t>(slot), now_ms);
-        return true;
-    }
+    if (created_in_burst_ != 0 && session_table_.lookup(&key, slot))
+        return translate_out2in(p, static_cast<uint32_t>(slot), now_ms);
     const EndpointKey ek = endpoint_key(p.protocol, p.dst, p.dst_port, Side::outside);
     uint64_t mapping = 0;
     if (!mapping_table_.lookup(&ek, mapping)) {
@@ -291,11 +303,10 @@ bool NatEngine::slow_out2in(Ipv4Packet& p, uint64_t now_ms) {
         return false;
     }
     auto session = create_session(static_cast<uint32_t>(mapping), p.src,
-                                  remote_port_of(p.protocol, p.src_port), now_ms);
+                                  remote_port_of(p.protocol, p.src_port), now_ms, true);
     if (!session) return false;
     counters_.add(Counter::sessions_created_inbound);
-    translate_out2in(p, *session, now_ms);
-    return true;
+    return translate_out2in(p, *session, now_ms);
 }
 
 bool NatEngine::inbound_allowed(const Mapping& m, uint32_t remote_addr) const {
@@ -402,21 +413,31 @@ std::optional<uint32_t> NatEngine::insert_mapping(uint8_t protocol, Endpoint int
     return *slot;
 }
 
+bool NatEngine::count_in_filter(const Mapping& m, uint32_t remote_addr, int delta) {
+    const FilterKey fk = filter_key(m.protocol, m.ext_addr, m.ext_port, remote_addr);
+    uint64_t count = 0;
+    filter_table_.lookup(&fk, count);
+    if (delta > 0) return filter_table_.insert(&fk, count + 1);
+    if (count <= 1)
+        filter_table_.erase(&fk);
+    else
+        filter_table_.insert(&fk, count - 1);
+    return true;
+}
+
 std::optional<uint32_t> NatEngine::create_session(uint32_t mapping, uint32_t remote_addr,
-                                                  uint16_t remote_port, uint64_t now_ms) {
+                                                  uint16_t remote_port, uint64_t now_ms,
+                                                  bool inbound) {
     Mapping& m = mappings_[mapping];
     auto slot = free_sessions_.take();
     const auto [in_key, out_key] = session_keys(m, remote_addr, remote_port);
-    const FilterKey fk = filter_key(m.protocol, m.ext_addr, m.ext_port, remote_addr);
-    uint64_t filter_count = 0;
-    filter_table_.lookup(&fk, filter_count);
 
     bool ok = slot && session_table_.insert(&in_key, *slot);
     if (ok && !session_table_.insert(&out_key, *slot)) {
         session_table_.erase(&in_key);
         ok = false;
     }
-    if (ok && !filter_table_.insert(&fk, filter_count + 1)) {
+    if (ok && !inbound && !count_in_filter(m, remote_addr, +1)) {
         session_table_.erase(&in_key);
         session_table_.erase(&out_key);
         ok = false;
@@ -428,8 +449,8 @@ std::optional<uint32_t> NatEngine::create_session(uint32_t mapping, uint32_t rem
         return std::nullopt;
     }
     sessions_[*slot] =
-        Session{m.int_addr, m.ext_addr, remote_addr, m.int_port,      m.ext_port, remote_port,
-                m.protocol, 0,          mapping,     m.first_session, kNoSlot};
+        Session{m.int_addr, m.ext_addr, remote_addr,      m.int_port, m.ext_port,      remote_port,
+                m.protocol, 0,          uint8_t{inbound}, mapping,    m.first_session, kNoSlot};
     if (m.first_session != kNoSlot) sessions_[m.first_session].prev_in_mapping = *slot;
     m.first_session = *slot;
     ++m.sessions;
@@ -455,14 +476,7 @@ void NatEngine::release_session(uint32_t session) {
     session_table_.erase(&in_key);
     session_table_.erase(&out_key);
 
-    const FilterKey fk = filter_key(m.protocol, m.ext_addr, m.ext_port, s.remote_addr);
-    uint64_t filter_count = 0;
-    if (filter_table_.lookup(&fk, filter_count)) {
-        if (filter_count <= 1)
-            filter_table_.erase(&fk);
-        else
-            filter_table_.insert(&fk, filter_count - 1);
-    }
+    if (!s.inbound_only) count_in_filter(m, s.remote_addr, -1);
     if (s.prev_in_mapping != kNoSlot)
         sessions_[s.prev_in_mapping].next_in_mapping = s.next_in_mapping;
     else

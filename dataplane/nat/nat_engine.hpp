@@ -98,6 +98,11 @@ private:
         uint16_t remote_port;
         uint8_t protocol;
         uint8_t tcp;  // tcp_state flags
+        // Opened by an inbound packet that the filtering let in, and the subscriber has not
+        // sent on it yet: it does not count as "the subscriber sent to this endpoint" for
+        // filtering (filter table), and each inbound packet is checked against the filtering
+        // mode of the moment, which may have become stricter since.
+        uint8_t inbound_only;
         uint32_t mapping;
         uint32_t next_in_mapping;  // the mapping's sessions, a doubly linked list
         uint32_t prev_in_mapping;
@@ -133,7 +138,8 @@ private:
     template <bool kFromInside>
     void translate_burst(Ipv4Packet* const* packets, unsigned n, uint64_t now_ms, bool* forward);
     void translate_in2out(Ipv4Packet& p, uint32_t session, uint64_t now_ms);
-    void translate_out2in(Ipv4Packet& p, uint32_t session, uint64_t now_ms);
+    // False when the packet was refused (an inbound-only session the filtering now forbids).
+    bool translate_out2in(Ipv4Packet& p, uint32_t session, uint64_t now_ms);
     void refresh(uint32_t session, const Ipv4Packet& p, bool from_inside, uint64_t now_ms);
     bool slow_in2out(Ipv4Packet& p, uint64_t now_ms);
     bool slow_out2in(Ipv4Packet& p, uint64_t now_ms);
@@ -145,7 +151,10 @@ private:
                                            uint32_t subscriber);
     std::optional<uint32_t> pair_subscriber(uint32_t addr);
     std::optional<uint32_t> create_session(uint32_t mapping, uint32_t remote_addr,
-                                           uint16_t remote_port, uint64_t now_ms);
+                                           uint16_t remote_port, uint64_t now_ms, bool inbound);
+    // The filter table counts, per (external endpoint, remote address), the sessions the
+    // subscriber has sent on.
+    bool count_in_filter(const Mapping& m, uint32_t remote_addr, int delta);
     void release_session(uint32_t session);
     void release_mapping(uint32_t mapping);
     void release_subscriber(uint32_t subscriber);

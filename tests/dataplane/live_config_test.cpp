@@ -209,6 +209,37 @@ TEST_P(LiveConfig, FilteringChangesWhileMappingsExist) {
     EXPECT_EQ(inside_arrivals(), 1u);
 }
 
+TEST_P(LiveConfig, StricterFilteringAlsoAppliesToSessionsLetInBefore) {
+    start();
+    h.inside().inject(inside_udp(t().subscriber1, 5000, t().server1, 53));
+    h.poll(2);
+    const auto ext = sent_from();
+    const common::Ipv4Address ext_addr{ext.first};
+    // Endpoint-independent: server2 gets in and its packets open a session.
+    h.outside().inject(outside_udp(t().server2, 7200, ext_addr, ext.second));
+    h.poll(2);
+    EXPECT_EQ(inside_arrivals(), 1u);
+    EXPECT_EQ(h.counter(Counter::sessions_created_inbound), 1u);
+    // Stricter now: that session does not make server2 an endpoint the subscriber sent to.
+    h.controller().set_filtering(common::FilteringMode::address_and_port_dependent);
+    h.outside().inject(outside_udp(t().server2, 7200, ext_addr, ext.second));
+    h.poll(2);
+    EXPECT_EQ(inside_arrivals(), 0u);
+    EXPECT_EQ(h.counter(Counter::drop_out2in_filtered), 1u);
+    h.controller().set_filtering(common::FilteringMode::address_dependent);
+    h.outside().inject(outside_udp(t().server2, 7200, ext_addr, ext.second));
+    h.poll(2);
+    EXPECT_EQ(inside_arrivals(), 0u);
+    // Once the subscriber answers server2, server2 passes any filter.
+    h.inside().inject(inside_udp(t().subscriber1, 5000, t().server2, 7200));
+    h.poll(2);
+    EXPECT_EQ(sent_from(), ext);
+    h.controller().set_filtering(common::FilteringMode::address_and_port_dependent);
+    h.outside().inject(outside_udp(t().server2, 7200, ext_addr, ext.second));
+    h.poll(2);
+    EXPECT_EQ(inside_arrivals(), 1u);
+}
+
 TEST_P(LiveConfig, PoolAddedWhileRunningIsAnsweredAndUsed) {
     h.settings().nat.pool = {*common::Ipv4Prefix::parse("198.51.100.1/32")};
     // One block per worker.
