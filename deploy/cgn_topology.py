@@ -377,8 +377,7 @@ def counter_delta(before: dict, after: dict, name: str) -> int:
 PMDS = ("net_af_packet", "net_af_xdp")
 
 
-# cgnd's ports get this many queues (veth queues for net_af_xdp), enough for any worker count
-# the tests use.
+# The most workers the tests run cgnd with (net_af_packet qpairs).
 PORT_QUEUES = 4
 
 
@@ -639,9 +638,11 @@ class Topology:
             self.run("sw", ["ip", "link", "set", "dev", br, "up"])
         # cgnd's ports: in0/out0, no addresses
         for dev, peer, br in (("in0", "cgn-in", "br-in"), ("out0", "cgn-out", "br-out")):
-            self.run(None, ["ip", "-n", cgn, "link", "add", "name", dev,
-                            "numtxqueues", str(PORT_QUEUES), "numrxqueues", str(PORT_QUEUES),
-                            "type", "veth", "peer", "name", peer, "netns", sw])
+            # One queue per veth: net_af_packet spreads over its sockets by itself (fanout),
+            # and net_af_xdp's socket serves queue 0 only (frames on other queues would go
+            # to the kernel instead).
+            self.run(None, ["ip", "-n", cgn, "link", "add", "name", dev, "type", "veth",
+                            "peer", "name", peer, "netns", sw])
             self._no_offload("cgn", dev)
             self._no_offload("sw", peer)
             self.run("sw", ["ip", "link", "set", "dev", peer, "master", br])

@@ -74,8 +74,10 @@ for workers in 1 2; do
     /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/e2e > "$log" 2>&1
   e2e_rc=$?
   tail -n 80 "$log"
-  p=$(grep -Eo '[0-9]+ passed' "$log" | tail -n 1 | cut -d' ' -f1)
-  f=$(grep -Eo '[0-9]+ (failed|error)' "$log" | awk '{s+=$1} END {print s+0}')
+  # pytest's closing line, e.g. "1 failed, 27 passed, 2 xfailed in 73.24s".
+  summary=$(grep -E '^[0-9]+ [a-z]+.* in [0-9.]+s' "$log" | tail -n 1)
+  p=$(echo "$summary" | grep -Eo '[0-9]+ passed' | cut -d' ' -f1)
+  f=$(echo "$summary" | grep -Eo '[0-9]+ (failed|errors?)' | awk '{s+=$1} END {print s+0}')
   p=${p:-0}; f=${f:-0}
   if [ "$e2e_rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
   passed=$((passed + p)); failed=$((failed + f))
