@@ -170,3 +170,38 @@ INSTANTIATE_TEST_SUITE_P(Workers, MultiWorker, ::testing::Values(2u, 4u),
 
 }  // namespace
 }  // namespace cgn::test
+
+namespace cgn::test {
+namespace {
+
+// A full handoff ring drops and counts; the receiving worker never waits for the owner.
+TEST(Handoff, FullRingDropsAndCountsWithoutBlocking) {
+    DataplaneHarness h(2);
+    h.settings().nat.max_sessions = 4096;
+    h.start();
+    h.resolve_neighbors();
+    h.reset_counters();
+    const Topology& t = h.topo();
+    const dp::Steering steering(2, h.settings().nat.port_range);
+    const unsigned owner = steering.subscriber_owner(t.subscriber1.value);
+    const auto receiver = static_cast<uint16_t>(1 - owner);
+    constexpr unsigned kPackets = 2000;  // more than a handoff ring (1024 slots) holds
+    for (unsigned i = 0; i < kPackets; ++i)
+        h.inside().inject(common::PacketBuilder()
+                              .ethernet(t.subscriber1_mac, h.inside().mac())
+                              .ipv4(t.subscriber1, t.server1)
+                              .udp(static_cast<uint16_t>(20000 + i % 100), 53)
+                              .build(),
+                          receiver);
+    // Only the receiver runs: the owner does not drain its ring meanwhile.
+    for (int i = 0; i < 200; ++i) h.worker(receiver).poll_once();
+    const uint64_t dropped = h.counter(Counter::drop_handoff_full);
+    EXPECT_EQ(dropped, kPackets - 1023);  // an rte_ring of 1024 holds 1023
+    EXPECT_EQ(h.counter(Counter::packets_handed_off), kPackets);
+    for (int i = 0; i < 100; ++i) h.worker(owner).poll_once();
+    EXPECT_EQ(h.counter(Counter::in2out_translated) + dropped, kPackets);
+    EXPECT_EQ(h.outside().drain().size(), kPackets - dropped);
+}
+
+}  // namespace
+}  // namespace cgn::test
