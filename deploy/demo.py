@@ -268,6 +268,9 @@ def main() -> int:
     ap.add_argument("--cgnd", help=f"cgnd binary (default $CGND or {ct.DEFAULT_CGND})")
     ap.add_argument("--filtering", choices=["endpoint-independent", "address-dependent",
                                             "address-and-port-dependent"])
+    ap.add_argument("--workers", type=int, choices=range(1, ct.PORT_QUEUES + 1),
+                    help="worker lcores cgnd runs (default 1, or $CGN_WORKERS); they share "
+                         "this machine's CPUs")
     ap.add_argument("--pmd", choices=ct.PMDS, default="net_af_packet",
                     help="DPDK driver attaching cgnd to the veths (default net_af_packet)")
     ap.add_argument("--timeout-udp", type=int)
@@ -277,6 +280,10 @@ def main() -> int:
                     help="keep everything running after the traffic until Enter")
     ap.add_argument("--verbose", "-v", action="store_true", help="show every command")
     args = ap.parse_args()
+    if args.workers:
+        os.environ["CGN_WORKERS"] = str(args.workers)  # read by cgn_topology.cgnd_argv
+    if args.pmd == "net_af_xdp" and ct.default_workers() > 1:
+        ap.error("net_af_xdp on a veth has one queue: use one worker with it")
     if not args.prefix:
         args.prefix = f"cgndemo{os.getpid()}"
     return Demo(args).run()
