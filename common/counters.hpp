@@ -22,6 +22,7 @@ namespace cgn::common {
     X(tx_inside, "frames sent on the inside port")                                          \
     X(tx_outside, "frames sent on the outside port")                                        \
     X(in2out_translated, "packets translated inside to outside")                            \
+    X(icmp_errors_translated, "ICMP errors translated with the packet they quote")          \
     X(out2in_translated, "packets translated outside to inside")                            \
     X(sessions_created, "sessions created")                                                 \
     X(sessions_expired, "sessions removed after their idle timeout")                        \
@@ -52,6 +53,8 @@ namespace cgn::common {
     X(drop_l4_truncated, "dropped: TCP/UDP/ICMP header truncated or malformed")             \
     X(drop_protocol, "dropped: IP protocol not translated")                                 \
     X(drop_icmp_type, "dropped: ICMP type not translated (only echo for now)")              \
+    X(drop_icmp_error_malformed, "dropped: ICMP error quoting too little or an error")      \
+    X(drop_icmp_error_no_session, "dropped: ICMP error about no session of ours")           \
     X(drop_for_us, "dropped: packet for our own address that we do not serve")              \
     X(drop_hairpin, "dropped: inside packet to a pool address (hairpinning not supported)") \
     X(drop_no_route, "dropped: no route to the destination")                                \
@@ -91,9 +94,7 @@ inline constexpr std::array<std::string_view, kCounterCount> kCounterHelp = {
 #undef CGN_COUNTER_HELP
 };
 
-inline std::string_view counter_name(Counter c) {
-    return kCounterNames[static_cast<size_t>(c)];
-}
+inline std::string_view counter_name(Counter c) { return kCounterNames[static_cast<size_t>(c)]; }
 
 struct alignas(64) WorkerCounters {
     std::array<std::atomic<uint64_t>, kCounterCount> values{};

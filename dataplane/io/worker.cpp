@@ -149,22 +149,43 @@ unsigned Worker::owner_of(SideIndex side, const rte_mbuf* m) const {
         length < eth::kHeaderLength + ihl + 8)
         return index_;
     const uint8_t* l4 = ip + ihl;
+    uint8_t protocol = ip[ipv4::kProtocol];
     uint16_t port = 0;
-    switch (ip[ipv4::kProtocol]) {
+    switch (protocol) {
         case ipv4::kProtoTcp:
         case ipv4::kProtoUdp:
             port = load_be16(l4 + common::udp::kDstPort);
             break;
-        case ipv4::kProtoIcmp:
-            port = load_be16(l4 + common::icmp::kIdentifier);
+        case ipv4::kProtoIcmp: {
+            const uint8_t type = l4[common::icmp::kType];
+            if (type == common::icmp::kEchoRequest || type == common::icmp::kEchoReply) {
+                port = load_be16(l4 + common::icmp::kIdentifier);
+                break;
+            }
+            // An ICMP error belongs where the packet it quotes came from: the quoted source
+            // is one of our external endpoints.
+            const uint8_t* inner = l4 + common::icmp::kHeaderLength;
+            if (length < eth::kHeaderLength + ihl + 8 + ipv4::kMinHeaderLength + 8) return index_;
+            const uint32_t inner_ihl = (inner[ipv4::kVersionIhl] & 0x0f) * 4u;
+            if (length < eth::kHeaderLength + ihl + 8 + inner_ihl + 8 ||
+                common::load_be32(inner + ipv4::kSrc) != dst)
+                return index_;
+            protocol = inner[ipv4::kProtocol];
+            const uint8_t* inner_l4 = inner + inner_ihl;
+            if (protocol == ipv4::kProtoTcp || protocol == ipv4::kProtoUdp)
+                port = load_be16(inner_l4 + common::udp::kSrcPort);
+            else if (protocol == ipv4::kProtoIcmp)
+                port = load_be16(inner_l4 + common::icmp::kIdentifier);
+            else
+                return index_;
             break;
+        }
         default:
             return index_;
     }
     // A static mapping belongs to its subscriber's worker, whichever block its port is in.
     if (explicit_present_) {
-        if (auto internal =
-                control_->explicit_mappings().internal_of(ip[ipv4::kProtocol], {dst, port}))
+        if (auto internal = control_->explicit_mappings().internal_of(protocol, {dst, port}))
             return steering_.subscriber_owner(internal->addr);
     }
     return steering_.external_owner(*pool_index, port).value_or(index_);
@@ -249,11 +270,20 @@ void Worker::process_burst(SideIndex side, rte_mbuf** mbufs, uint16_t n, bool fr
     unsigned count = 0;
     for (uint16_t i = 0; i < n; ++i) {
         if (i + 1 < n) rte_prefetch0(rte_pktmbuf_mtod(mbufs[i + 1], void*));
-        if (!classify(side, mbufs[i], parsed[count], from_handoff)) {
-            to_translate[count] = &parsed[count];
-            translate_mbufs[count] = mbufs[i];
-            ++count;
+        if (classify(side, mbufs[i], parsed[count], from_handoff)) continue;
+        if (parsed[count].icmp_error) {
+            // Rare: translated one by one, outside the burst's bulk lookup.
+            if (nat_.translate_icmp_error(parsed[count], side == kInside)) {
+                decrement_ttl(parsed[count]);
+                output(side == kInside ? kOutside : kInside, mbufs[i], parsed[count].dst);
+            } else {
+                rte_pktmbuf_free(mbufs[i]);  // counted by the NAT engine
+            }
+            continue;
         }
+        to_translate[count] = &parsed[count];
+        translate_mbufs[count] = mbufs[i];
+        ++count;
     }
     if (count == 0) return;
     bool forward[kBurst];

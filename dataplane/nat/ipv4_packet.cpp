@@ -37,6 +37,48 @@ std::optional<Counter> parse_ipv4(uint8_t* l3, size_t available, Ipv4Packet& out
     return std::nullopt;
 }
 
+namespace {
+
+// RFC 5508 §4: the quoted packet must be complete enough to find its session: its IP header
+// and 8 bytes of transport (ports, or the ICMP query identifier). An error about an error, or
+// about a non-first fragment, cannot be matched and is dropped (RFC 1812 §4.3.2.7).
+std::optional<Counter> parse_icmp_error(Ipv4Packet& p) {
+    namespace icmp = common::icmp;
+    p.icmp_error = true;
+    if (p.l4_length < icmp::kHeaderLength + ipv4::kMinHeaderLength + 8)
+        return Counter::drop_icmp_error_malformed;
+    uint8_t* inner = p.l4 + icmp::kHeaderLength;
+    const auto available = static_cast<uint16_t>(p.l4_length - icmp::kHeaderLength);
+    const uint8_t ihl = static_cast<uint8_t>((inner[ipv4::kVersionIhl] & 0x0f) * 4);
+    if ((inner[ipv4::kVersionIhl] >> 4) != 4 || ihl < ipv4::kMinHeaderLength ||
+        available < ihl + 8 ||
+        (load_be16(inner + ipv4::kFragment) & ipv4::kFragmentOffsetMask) != 0)
+        return Counter::drop_icmp_error_malformed;
+    p.inner = inner;
+    p.inner_available = available;
+    p.inner_header_length = ihl;
+    p.inner_protocol = inner[ipv4::kProtocol];
+    p.inner_src = load_be32(inner + ipv4::kSrc);
+    p.inner_dst = load_be32(inner + ipv4::kDst);
+    const uint8_t* l4 = inner + ihl;
+    switch (p.inner_protocol) {
+        case ipv4::kProtoUdp:
+        case ipv4::kProtoTcp:
+            p.inner_src_port = load_be16(l4);
+            p.inner_dst_port = load_be16(l4 + 2);
+            return std::nullopt;
+        case ipv4::kProtoIcmp:
+            if (l4[icmp::kType] != icmp::kEchoRequest && l4[icmp::kType] != icmp::kEchoReply)
+                return Counter::drop_icmp_error_malformed;
+            p.inner_src_port = p.inner_dst_port = load_be16(l4 + icmp::kIdentifier);
+            return std::nullopt;
+        default:
+            return Counter::drop_icmp_error_malformed;
+    }
+}
+
+}  // namespace
+
 std::optional<Counter> parse_transport(Ipv4Packet& p) {
     namespace tcp = common::tcp;
     namespace udp = common::udp;
@@ -66,10 +108,14 @@ std::optional<Counter> parse_transport(Ipv4Packet& p) {
         case ipv4::kProtoIcmp:
             if (p.l4_length < icmp::kHeaderLength) return Counter::drop_l4_truncated;
             p.icmp_type = p.l4[icmp::kType];
-            if (p.icmp_type != icmp::kEchoRequest && p.icmp_type != icmp::kEchoReply)
-                return Counter::drop_icmp_type;
-            p.src_port = p.dst_port = load_be16(p.l4 + icmp::kIdentifier);
-            return std::nullopt;
+            if (p.icmp_type == icmp::kEchoRequest || p.icmp_type == icmp::kEchoReply) {
+                p.src_port = p.dst_port = load_be16(p.l4 + icmp::kIdentifier);
+                return std::nullopt;
+            }
+            if (p.icmp_type == icmp::kDestUnreachable || p.icmp_type == icmp::kTimeExceeded ||
+                p.icmp_type == icmp::kParameterProblem)
+                return parse_icmp_error(p);
+            return Counter::drop_icmp_type;
         default:
             return Counter::drop_protocol;
     }

@@ -28,13 +28,27 @@ struct Ipv4Packet {
     uint16_t dst_port = 0;
     uint8_t tcp_flags = 0;
     uint8_t icmp_type = 0;
+
+    // An ICMP error (destination unreachable, time exceeded, parameter problem) and the packet
+    // it is about, quoted in it (RFC 792; RFC 5508 §4 for what a NAT does with it). The quote is
+    // the IP header and at least 8 bytes of transport header.
+    bool icmp_error = false;
+    uint8_t* inner = nullptr;      // the quoted IPv4 header
+    uint16_t inner_available = 0;  // bytes of the quote present, from `inner`
+    uint8_t inner_header_length = 0;
+    uint8_t inner_protocol = 0;
+    uint32_t inner_src = 0;
+    uint32_t inner_dst = 0;
+    uint16_t inner_src_port = 0;  // ICMP echo: the identifier, in both
+    uint16_t inner_dst_port = 0;
 };
 
 // Validates and parses the IPv4 header at `l3`, given `available` bytes after the L2 header.
 // Returns the drop reason, or nothing when the header is good.
 std::optional<common::Counter> parse_ipv4(uint8_t* l3, size_t available, Ipv4Packet& out);
 
-// Parses the TCP, UDP or ICMP header. ICMP: only echo request/reply are translated for now.
+// Parses the TCP, UDP or ICMP header. ICMP: echo request/reply (queries), and errors about a
+// TCP, UDP or ICMP echo packet (icmp_error and the inner fields set).
 // Fragments are refused here (reassembly arrives with RFC 4787 REQ-14 support).
 std::optional<common::Counter> parse_transport(Ipv4Packet& p);
 

@@ -58,6 +58,11 @@ public:
     void in2out(Ipv4Packet* const* packets, unsigned n, uint64_t now_ms, bool* forward);
     void out2in(Ipv4Packet* const* packets, unsigned n, uint64_t now_ms, bool* forward);
 
+    // An ICMP error about a packet of one of our sessions (RFC 5508 §4.2): translated with its
+    // quote; false (counted) when it matches no session. It never creates, refreshes or
+    // removes a session (RFC 5508 REQ-7 spirit: errors must not keep mappings alive).
+    bool translate_icmp_error(Ipv4Packet& p, bool from_inside);
+
     // Removes up to `budget` sessions whose idle timeout has passed. Returns how many.
     uint32_t expire(uint64_t now_ms, uint32_t budget);
 

@@ -82,9 +82,10 @@ AddressPool::AddressPool(const std::vector<common::Ipv4Prefix>& prefixes, common
     extend(build_extension(prefixes, range, steering, worker, 0));
 }
 
-AddressPool::Extension AddressPool::build_extension(
-    const std::vector<common::Ipv4Prefix>& prefixes, common::PortRange range,
-    const Steering& steering, unsigned worker, uint32_t first_index) {
+AddressPool::Extension AddressPool::build_extension(const std::vector<common::Ipv4Prefix>& prefixes,
+                                                    common::PortRange range,
+                                                    const Steering& steering, unsigned worker,
+                                                    uint32_t first_index) {
     Extension ext;
     ext.prefixes = prefixes;
     for (const auto& prefix : prefixes) {

@@ -9,6 +9,7 @@ namespace cgn::dp {
 using common::checksum_update16;
 using common::checksum_update32;
 using common::load_be16;
+using common::load_be32;
 using common::store_be16;
 using common::store_be32;
 namespace ipv4 = common::ipv4;
@@ -73,6 +74,93 @@ void rewrite_destination(Ipv4Packet& p, uint32_t addr, uint16_t port) {
     p.dst = addr;
     p.dst_port = port;
     if (p.protocol == ipv4::kProtoIcmp) p.src_port = port;
+}
+
+namespace {
+
+// Writes a 16-bit word of the ICMP payload (the quote) and keeps the ICMP checksum right.
+void set_quoted16(Ipv4Packet& p, uint8_t* at, uint16_t value) {
+    uint8_t* icmp_checksum = p.l4 + common::icmp::kChecksum;
+    store_be16(icmp_checksum, checksum_update16(load_be16(icmp_checksum), load_be16(at), value));
+    store_be16(at, value);
+}
+
+void set_quoted32(Ipv4Packet& p, uint8_t* at, uint32_t value) {
+    set_quoted16(p, at, static_cast<uint16_t>(value >> 16));
+    set_quoted16(p, at + 2, static_cast<uint16_t>(value));
+}
+
+// Changes one endpoint of the quoted packet (address at `addr_offset` of its IP header, port at
+// `port_offset` of its transport header) with every checksum that covers it.
+void rewrite_quoted_endpoint(Ipv4Packet& p, size_t addr_offset, size_t port_offset, uint32_t addr,
+                             uint16_t port) {
+    uint8_t* ip = p.inner;
+    uint8_t* l4 = ip + p.inner_header_length;
+    const size_t l4_available = p.inner_available - p.inner_header_length;
+    const uint32_t old_addr = load_be32(ip + addr_offset);
+    const uint16_t old_port = load_be16(l4 + port_offset);
+    // The quoted IP header checksum, then the address itself.
+    set_quoted16(p, ip + ipv4::kChecksum,
+                 checksum_update32(load_be16(ip + ipv4::kChecksum), old_addr, addr));
+    set_quoted32(p, ip + addr_offset, addr);
+    // The quoted transport checksum, when the quote holds it.
+    switch (p.inner_protocol) {
+        case ipv4::kProtoUdp:
+            if (l4_available >= common::udp::kHeaderLength) {
+                const uint16_t c = load_be16(l4 + common::udp::kChecksum);
+                if (c != 0) {
+                    uint16_t n = checksum_update32(c, old_addr, addr);
+                    n = checksum_update16(n, old_port, port);
+                    set_quoted16(p, l4 + common::udp::kChecksum, n == 0 ? 0xffff : n);
+                }
+            }
+            break;
+        case ipv4::kProtoTcp:
+            if (l4_available >= common::tcp::kChecksum + 2) {
+                uint16_t n =
+                    checksum_update32(load_be16(l4 + common::tcp::kChecksum), old_addr, addr);
+                n = checksum_update16(n, old_port, port);
+                set_quoted16(p, l4 + common::tcp::kChecksum, n);
+            }
+            break;
+        case ipv4::kProtoIcmp:
+            // The quoted echo's checksum covers its identifier only (no pseudo-header).
+            set_quoted16(
+                p, l4 + common::icmp::kChecksum,
+                checksum_update16(load_be16(l4 + common::icmp::kChecksum), old_port, port));
+            break;
+        default:
+            break;
+    }
+    set_quoted16(p, l4 + port_offset, port);
+}
+
+}  // namespace
+
+void rewrite_icmp_error_in2out(Ipv4Packet& p, uint32_t addr, uint16_t port) {
+    uint8_t* ip = p.l3;
+    store_be16(ip + ipv4::kChecksum,
+               checksum_update32(load_be16(ip + ipv4::kChecksum), p.src, addr));
+    store_be32(ip + ipv4::kSrc, addr);
+    p.src = addr;
+    const size_t port_offset =
+        p.inner_protocol == ipv4::kProtoIcmp ? common::icmp::kIdentifier : common::udp::kDstPort;
+    rewrite_quoted_endpoint(p, ipv4::kDst, port_offset, addr, port);
+    p.inner_dst = addr;
+    p.inner_dst_port = port;
+}
+
+void rewrite_icmp_error_out2in(Ipv4Packet& p, uint32_t addr, uint16_t port) {
+    uint8_t* ip = p.l3;
+    store_be16(ip + ipv4::kChecksum,
+               checksum_update32(load_be16(ip + ipv4::kChecksum), p.dst, addr));
+    store_be32(ip + ipv4::kDst, addr);
+    p.dst = addr;
+    const size_t port_offset =
+        p.inner_protocol == ipv4::kProtoIcmp ? common::icmp::kIdentifier : common::udp::kSrcPort;
+    rewrite_quoted_endpoint(p, ipv4::kSrc, port_offset, addr, port);
+    p.inner_src = addr;
+    p.inner_src_port = port;
 }
 
 void decrement_ttl(Ipv4Packet& p) {

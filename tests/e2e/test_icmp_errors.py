@@ -1,20 +1,12 @@
 """ICMP error translation (RFC 5508 REQ-3/4): the embedded packet is translated too, so the
 socket the error is about learns of it (a connected UDP socket gets ECONNREFUSED)."""
 
-import pytest
-
 import cgn_topology as ct
 from conftest import learn
 
 EXT1 = ct.HOSTS["ext1"].ip
 
-NOT_YET = pytest.mark.xfail(
-    strict=True,
-    reason="cgnd drops ICMP errors for now (drop_icmp_type: 'only echo for now'); "
-           "remove this marker once ICMP error translation exists")
 
-
-@NOT_YET
 def test_port_unreachable_from_outside_reaches_subscriber(net):
     c = net.start_cgnd()
     assert net.ping("sub1", EXT1, count=1).returncode == 0  # neighbours warm
@@ -27,7 +19,6 @@ def test_port_unreachable_from_outside_reaches_subscriber(net):
         f"{ct.counter_delta(before, after, 'drop_icmp_type')}")
 
 
-@NOT_YET
 def test_port_unreachable_from_subscriber_reaches_outside(net):
     c = net.start_cgnd(filtering="endpoint-independent")
     s1 = net.agent("sub1", 43010)

@@ -82,9 +82,7 @@ TEST(Checksum, PseudoHeaderMatchesTheBytesOfRfc768) {
 }
 
 // RFC 1624 §4: HC 0xdd2f, a word 0x5555 -> 0x3285. Eqn. 3 yields 0x0000 (eqn. 2 gave 0xffff).
-TEST(Checksum, Rfc1624Example) {
-    EXPECT_EQ(checksum_update16(0xdd2f, 0x5555, 0x3285), 0x0000);
-}
+TEST(Checksum, Rfc1624Example) { EXPECT_EQ(checksum_update16(0xdd2f, 0x5555, 0x3285), 0x0000); }
 
 TEST(Checksum, UpdateWithTheSameValueChangesNothing) {
     EXPECT_EQ(checksum_update16(0x1234, 0xabcd, 0xabcd), 0x1234);

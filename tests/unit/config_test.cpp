@@ -39,13 +39,9 @@ ParseOutcome parse(const std::vector<std::string>& args) {
     return parse_command_line(static_cast<int>(argv.size()), argv.data());
 }
 
-ParseOutcome parse(const Options& options) {
-    return parse(to_args(options));
-}
+ParseOutcome parse(const Options& options) { return parse(to_args(options)); }
 
-Config parse_config(const Options& options) {
-    return parse(options).config;
-}
+Config parse_config(const Options& options) { return parse(options).config; }
 
 // The ConfigError message for a command line that must fail; records a failure when it parses.
 std::string error_of(const std::vector<std::string>& args) {
@@ -61,9 +57,7 @@ std::string error_of(const std::vector<std::string>& args) {
     return {};
 }
 
-std::string error_of(const Options& options) {
-    return error_of(to_args(options));
-}
+std::string error_of(const Options& options) { return error_of(to_args(options)); }
 
 Options with(Options options, const std::string& name, const std::string& value) {
     options[name] = value;
@@ -599,8 +593,7 @@ TEST(StaticMappingConfig, RepeatedOptionCheckedAgainstPoolAndEachOther) {
                             "tcp 100.64.0.11:9 203.0.113.1:80",      // not in the pool
                             "tcp 198.51.100.5:9 198.51.100.2:80",    // internal in the pool
                             "tcp nonsense"})
-        EXPECT_NE(error_of(with_static(bad)).find("--static-mapping"), std::string::npos)
-            << bad;
+        EXPECT_NE(error_of(with_static(bad)).find("--static-mapping"), std::string::npos) << bad;
 }
 
 TEST(StaticMappingConfig, ControlSocketOption) {

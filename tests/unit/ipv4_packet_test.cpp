@@ -353,9 +353,8 @@ TEST(ParseTransport, IcmpEchoIdentifierIsBothPorts) {
     }
 }
 
-TEST(ParseTransport, RejectsIcmpOtherThanEcho) {
-    for (uint8_t type : {common::icmp::kDestUnreachable, common::icmp::kTimeExceeded,
-                         common::icmp::kParameterProblem, uint8_t{5}, uint8_t{13}}) {
+TEST(ParseTransport, RejectsIcmpOtherThanEchoAndErrors) {
+    for (uint8_t type : {uint8_t{5}, uint8_t{13}, uint8_t{4}}) {
         auto frame = PacketBuilder()
                          .ethernet(kMacA, kMacB)
                          .ipv4(kSubscriber, kServer)
@@ -363,6 +362,52 @@ TEST(ParseTransport, RejectsIcmpOtherThanEcho) {
                          .build();
         Ipv4Packet p;
         EXPECT_EQ(parse_all(frame, p), Counter::drop_icmp_type) << int{type};
+    }
+}
+
+TEST(ParseTransport, IcmpErrorsExposeTheQuotedPacket) {
+    const auto quoted =
+        PacketBuilder().ipv4(kSubscriber, kServer).udp(40000, 53).payload("q").build();
+    for (uint8_t type : {common::icmp::kDestUnreachable, common::icmp::kTimeExceeded,
+                         common::icmp::kParameterProblem}) {
+        auto frame = PacketBuilder()
+                         .ethernet(kMacA, kMacB)
+                         .ipv4(kServer, kSubscriber)
+                         .icmp(type, 3, 0)
+                         .payload(quoted)
+                         .build();
+        Ipv4Packet p;
+        ASSERT_EQ(parse_all(frame, p), std::nullopt) << int{type};
+        EXPECT_TRUE(p.icmp_error);
+        EXPECT_EQ(p.inner_protocol, common::ipv4::kProtoUdp);
+        EXPECT_EQ(p.inner_src, kSubscriber.value);
+        EXPECT_EQ(p.inner_dst, kServer.value);
+        EXPECT_EQ(p.inner_src_port, 40000);
+        EXPECT_EQ(p.inner_dst_port, 53);
+    }
+}
+
+TEST(ParseTransport, IcmpErrorsQuotingTooLittleOrAnErrorAreRefused) {
+    auto error_with = [](const std::vector<uint8_t>& quote) {
+        return PacketBuilder()
+            .ethernet(kMacA, kMacB)
+            .ipv4(kServer, kSubscriber)
+            .icmp(common::icmp::kDestUnreachable, 1, 0)
+            .payload(quote)
+            .build();
+    };
+    auto udp = PacketBuilder().ipv4(kSubscriber, kServer).udp(40000, 53).build();
+    std::vector<uint8_t> short_quote(udp.begin(), udp.begin() + 20 + 7);
+    auto inner_error =
+        PacketBuilder().ipv4(kSubscriber, kServer).icmp(common::icmp::kTimeExceeded, 0, 0).build();
+    auto fragment =
+        PacketBuilder().ipv4(kSubscriber, kServer).ipv4_fragment(100).udp(40000, 53).build();
+    auto gre = udp;
+    gre[9] = 47;
+    for (const auto& quote : {short_quote, inner_error, fragment, gre}) {
+        Ipv4Packet p;
+        auto frame = error_with(quote);
+        EXPECT_EQ(parse_all(frame, p), Counter::drop_icmp_error_malformed);
     }
 }
 

@@ -192,9 +192,7 @@ TEST(ProtocolIndex, MapsTheTranslatedProtocols) {
 
 // ---- AddressPool -----------------------------------------------------------------------------
 
-common::Ipv4Prefix prefix(const char* text) {
-    return common::Ipv4Prefix::parse(text).value();
-}
+common::Ipv4Prefix prefix(const char* text) { return common::Ipv4Prefix::parse(text).value(); }
 
 TEST(AddressPool, IndexesAddressesAcrossPrefixes) {
     AddressPool pool({prefix("198.51.100.0/30"), prefix("203.0.113.8/29"), prefix("192.0.2.77/32")},

@@ -379,5 +379,71 @@ TEST(Rewrite, AWrongL4ChecksumStaysWrong) {
     EXPECT_FALSE(checksums_valid(x.bytes.data(), false));
 }
 
+// RFC 5508 §4.2: an ICMP error and its quote, translated incrementally, equal the same error
+// built from scratch around the translated quote: every checksum (outer IP, ICMP, quoted IP,
+// quoted transport) comes out right.
+struct QuotedCase {
+    const char* name;
+    uint8_t protocol;
+};
+
+std::vector<uint8_t> quoted_packet(uint8_t protocol, Ipv4Address src, uint16_t sport,
+                                   Ipv4Address dst, uint16_t dport) {
+    PacketBuilder b;
+    b.ipv4(src, dst, 63, 4242);
+    if (protocol == ipv4::kProtoUdp) b.udp(sport, dport).payload("datagram");
+    if (protocol == ipv4::kProtoTcp) b.tcp(sport, dport, common::tcp::kSyn, 777);
+    if (protocol == ipv4::kProtoIcmp)
+        b.icmp_echo(common::icmp::kEchoRequest, sport, 9).payload("ping");
+    return b.build();
+}
+
+std::vector<uint8_t> icmp_error(Ipv4Address src, Ipv4Address dst,
+                                const std::vector<uint8_t>& quote) {
+    return PacketBuilder()
+        .ipv4(src, dst, 60, 99)
+        .icmp(common::icmp::kDestUnreachable, 3, 0)
+        .payload(quote)
+        .build();
+}
+
+class IcmpErrorRewrite : public ::testing::TestWithParam<QuotedCase> {};
+
+TEST_P(IcmpErrorRewrite, Out2InEqualsTheErrorBuiltFromScratch) {
+    const uint8_t proto = GetParam().protocol;
+    const Ipv4Address ext{kTestNet2 + 7}, internal{kCgnSpace + 11}, server{kTestNet1 + 10};
+    const uint16_t dport = proto == ipv4::kProtoIcmp ? 51000 : 9;
+    auto packet = icmp_error(server, ext, quoted_packet(proto, ext, 51000, server, dport));
+    Ipv4Packet p;
+    ASSERT_FALSE(parse_ipv4(packet.data(), packet.size(), p));
+    ASSERT_FALSE(parse_transport(p));
+    rewrite_icmp_error_out2in(p, internal.value, 40000);
+    const uint16_t new_dport = proto == ipv4::kProtoIcmp ? 40000 : 9;
+    EXPECT_EQ(packet, icmp_error(server, internal,
+                                 quoted_packet(proto, internal, 40000, server, new_dport)));
+    EXPECT_EQ(p.dst, internal.value);
+    EXPECT_EQ(p.inner_src_port, 40000);
+}
+
+TEST_P(IcmpErrorRewrite, In2OutEqualsTheErrorBuiltFromScratch) {
+    const uint8_t proto = GetParam().protocol;
+    const Ipv4Address ext{kTestNet2 + 7}, internal{kCgnSpace + 11}, server{kTestNet1 + 10};
+    const uint16_t sport = proto == ipv4::kProtoIcmp ? 40000 : 5353;
+    auto packet =
+        icmp_error(internal, server, quoted_packet(proto, server, sport, internal, 40000));
+    Ipv4Packet p;
+    ASSERT_FALSE(parse_ipv4(packet.data(), packet.size(), p));
+    ASSERT_FALSE(parse_transport(p));
+    rewrite_icmp_error_in2out(p, ext.value, 51000);
+    const uint16_t new_sport = proto == ipv4::kProtoIcmp ? 51000 : 5353;
+    EXPECT_EQ(packet, icmp_error(ext, server, quoted_packet(proto, server, new_sport, ext, 51000)));
+}
+
+INSTANTIATE_TEST_SUITE_P(Quoted, IcmpErrorRewrite,
+                         ::testing::Values(QuotedCase{"udp", ipv4::kProtoUdp},
+                                           QuotedCase{"tcp", ipv4::kProtoTcp},
+                                           QuotedCase{"icmp", ipv4::kProtoIcmp}),
+                         [](const auto& info) { return std::string(info.param.name); });
+
 }  // namespace
 }  // namespace cgn::dp

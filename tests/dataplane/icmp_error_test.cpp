@@ -1,0 +1,139 @@
+// ICMP errors through the worker (RFC 5508 §4): an error about a packet of a session is
+// translated with its quote, in both directions, whichever worker's queue it arrives on; it
+// never creates or refreshes a session; an error about nothing of ours is dropped and counted.
+
+#include <gtest/gtest.h>
+
+#include "common/headers.hpp"
+#include "common/packet_builder.hpp"
+#include "tests/dataplane/harness.hpp"
+
+namespace cgn::test {
+namespace {
+
+using common::Counter;
+using common::PacketBuilder;
+namespace icmp = common::icmp;
+
+class IcmpErrors : public ::testing::TestWithParam<unsigned> {
+protected:
+    IcmpErrors() : h(GetParam()) {}
+    void SetUp() override {
+        h.settings().nat.timeouts.udp_s = 30;
+        h.start();
+        h.resolve_neighbors();
+        h.reset_counters();
+    }
+    const Topology& t() { return h.topo(); }
+    std::vector<uint8_t> udp(common::Ipv4Address src, uint16_t sport, common::Ipv4Address dst,
+                             uint16_t dport, uint8_t ttl) {
+        return PacketBuilder().ipv4(src, dst, ttl, 5).udp(sport, dport).payload("data").build();
+    }
+    DataplaneHarness h;
+};
+
+TEST_P(IcmpErrors, PortUnreachableFromOutsideReachesTheSubscriber) {
+    h.inside().inject(PacketBuilder()
+                          .ethernet(t().subscriber1_mac, h.inside().mac())
+                          .ipv4(t().subscriber1, t().server1, 64, 5)
+                          .udp(40000, 9)
+                          .payload("data")
+                          .build());
+    h.poll(2);
+    h.outside().drain();
+    const auto ext = *h.find_mapping(common::ipv4::kProtoUdp, t().subscriber1.value, 40000);
+    const common::Ipv4Address ext_addr{ext.first};
+    // The server's answer quotes the packet as it arrived there (TTL 63).
+    for (uint16_t q = 0; q < h.workers(); ++q) {
+        h.outside().inject(PacketBuilder()
+                               .ethernet(t().gateway_mac, h.outside().mac())
+                               .ipv4(t().server1, ext_addr, 64, 77)
+                               .icmp(icmp::kDestUnreachable, 3, 0)
+                               .payload(udp(ext_addr, ext.second, t().server1, 9, 63))
+                               .build(),
+                           q);
+        h.poll(2);
+        auto in = h.inside().drain();
+        ASSERT_EQ(in.size(), 1u) << "queue " << q;
+        EXPECT_EQ(in[0], PacketBuilder()
+                             .ethernet(h.inside().mac(), t().subscriber1_mac)
+                             .ipv4(t().server1, t().subscriber1, 63, 77)
+                             .icmp(icmp::kDestUnreachable, 3, 0)
+                             .payload(udp(t().subscriber1, 40000, t().server1, 9, 63))
+                             .build());
+    }
+    EXPECT_EQ(h.counter(Counter::icmp_errors_translated), h.workers());
+    EXPECT_EQ(h.counter(Counter::sessions_created), 1u);
+}
+
+TEST_P(IcmpErrors, PortUnreachableFromTheSubscriberReachesOutside) {
+    h.inside().inject(PacketBuilder()
+                          .ethernet(t().subscriber1_mac, h.inside().mac())
+                          .ipv4(t().subscriber1, t().server1)
+                          .udp(40000, 9)
+                          .build());
+    h.poll(2);
+    h.outside().drain();
+    const auto ext = *h.find_mapping(common::ipv4::kProtoUdp, t().subscriber1.value, 40000);
+    const common::Ipv4Address ext_addr{ext.first};
+    // An inbound datagram the subscriber has no socket for: it answers port unreachable,
+    // quoting the datagram as it received it.
+    h.inside().inject(PacketBuilder()
+                          .ethernet(t().subscriber1_mac, h.inside().mac())
+                          .ipv4(t().subscriber1, t().server1, 64, 8)
+                          .icmp(icmp::kDestUnreachable, 3, 0)
+                          .payload(udp(t().server1, 9, t().subscriber1, 40000, 62))
+                          .build());
+    h.poll(2);
+    auto out = h.outside().drain();
+    ASSERT_EQ(out.size(), 1u);
+    EXPECT_EQ(out[0], PacketBuilder()
+                          .ethernet(h.outside().mac(), t().gateway_mac)
+                          .ipv4(ext_addr, t().server1, 63, 8)
+                          .icmp(icmp::kDestUnreachable, 3, 0)
+                          .payload(udp(t().server1, 9, ext_addr, ext.second, 62))
+                          .build());
+}
+
+TEST_P(IcmpErrors, ErrorsNeverKeepASessionAliveOrMatchAnother) {
+    h.inside().inject(PacketBuilder()
+                          .ethernet(t().subscriber1_mac, h.inside().mac())
+                          .ipv4(t().subscriber1, t().server1)
+                          .udp(40000, 9)
+                          .build());
+    h.poll(2);
+    h.outside().drain();
+    const auto ext = *h.find_mapping(common::ipv4::kProtoUdp, t().subscriber1.value, 40000);
+    const common::Ipv4Address ext_addr{ext.first};
+    auto error_about = [&](uint16_t port) {
+        return PacketBuilder()
+            .ethernet(t().gateway_mac, h.outside().mac())
+            .ipv4(t().server1, ext_addr)
+            .icmp(icmp::kTimeExceeded, 0, 0)
+            .payload(udp(ext_addr, port, t().server1, 9, 1))
+            .build();
+    };
+    // Errors at 10, 20, 35 and 45 s: the session still expires at 30 s (the errors do not
+    // refresh it), and the later ones find nothing.
+    for (uint64_t step : {10'000, 10'000, 15'000, 10'000}) {
+        h.clock().advance_ms(step);
+        h.poll();  // expiry runs at the end of a loop: let it see the new time first
+        h.outside().inject(error_about(ext.second));
+        h.poll(2);
+    }
+    EXPECT_EQ(h.counter(Counter::sessions_expired), 1u);
+    EXPECT_EQ(h.counter(Counter::icmp_errors_translated), 2u);  // at 10 s and 20 s
+    EXPECT_EQ(h.counter(Counter::drop_icmp_error_no_session), 2u);
+    // About a port of no session: dropped, nothing created.
+    h.outside().inject(error_about(static_cast<uint16_t>(ext.second ^ 1)));
+    h.poll(2);
+    EXPECT_EQ(h.counter(Counter::drop_icmp_error_no_session), 3u);
+    EXPECT_EQ(h.counter(Counter::sessions_created), 1u);
+    EXPECT_TRUE(h.inside().drain().size() == 2u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Workers, IcmpErrors, ::testing::Values(1u, 2u),
+                         [](const auto& info) { return std::to_string(info.param) + "workers"; });
+
+}  // namespace
+}  // namespace cgn::test
