@@ -24,6 +24,7 @@ namespace cgn::common {
     X(in2out_translated, "packets translated inside to outside")                            \
     X(icmp_errors_translated, "ICMP errors translated with the packet they quote")          \
     X(out2in_translated, "packets translated outside to inside")                            \
+    X(hairpinned, "inside packets to a pool address sent back inside (RFC 4787 REQ-9)")     \
     X(sessions_created, "sessions created")                                                 \
     X(sessions_expired, "sessions removed after their idle timeout")                        \
     X(sessions_created_inbound, "sessions created by an inbound packet the filter allowed") \
@@ -56,7 +57,6 @@ namespace cgn::common {
     X(drop_icmp_error_malformed, "dropped: ICMP error quoting too little or an error")      \
     X(drop_icmp_error_no_session, "dropped: ICMP error about no session of ours")           \
     X(drop_for_us, "dropped: packet for our own address that we do not serve")              \
-    X(drop_hairpin, "dropped: inside packet to a pool address (hairpinning not supported)") \
     X(drop_no_route, "dropped: no route to the destination")                                \
     X(drop_neighbor_queue_full, "dropped: next hop unresolved and its wait queue full")     \
     X(drop_neighbor_unreachable, "dropped: next hop did not answer ARP")                    \

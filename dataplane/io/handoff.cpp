@@ -26,9 +26,7 @@ HandoffRings::HandoffRings(const std::string& name, unsigned workers, unsigned s
     }
 }
 
-HandoffRings::~HandoffRings() {
-    release();
-}
+HandoffRings::~HandoffRings() { release(); }
 
 void HandoffRings::release() {
     for (rte_ring*& r : rings_) {

@@ -191,6 +191,33 @@ unsigned Worker::owner_of(SideIndex side, const rte_mbuf* m) const {
     return steering_.external_owner(*pool_index, port).value_or(index_);
 }
 
+// RFC 4787 REQ-9, RFC 5382 REQ-8: a subscriber reaching another subscriber through its
+// external endpoint. The packet has been translated inside to outside (its source is now the
+// sender's external endpoint, as REQ-9 asks the receiver to see); it then goes through the
+// outside to inside translation as if it had come from outside, on the worker that owns its
+// destination, and leaves on the inside port.
+void Worker::hairpin(rte_mbuf* m, Ipv4Packet& p) {
+    counters_.add(Counter::hairpinned);
+    const unsigned owner = workers_ == 1 ? index_ : owner_of(kOutside, m);
+    if (owner != index_) {
+        // The owner takes it as a frame received on the outside port.
+        m->port = interfaces_[kOutside].port_id;
+        std::memcpy(rte_pktmbuf_mtod(m, uint8_t*) + eth::kDst,
+                    interfaces_[kOutside].mac.bytes.data(), 6);
+        hand_off(owner, m);
+        return;
+    }
+    Ipv4Packet* packet = &p;
+    bool forward = false;
+    nat_.out2in(&packet, 1, now_ms_, &forward);
+    if (!forward) {
+        rte_pktmbuf_free(m);  // counted by the NAT engine
+        return;
+    }
+    decrement_ttl(p);
+    output(kInside, m, p.dst);
+}
+
 void Worker::steer(SideIndex side, rte_mbuf** mbufs, uint16_t n) {
     rte_mbuf* own[kBurst];
     uint16_t count = 0;
@@ -297,6 +324,10 @@ void Worker::process_burst(SideIndex side, rte_mbuf** mbufs, uint16_t n, bool fr
             rte_pktmbuf_free(translate_mbufs[i]);  // counted by the NAT engine
             continue;
         }
+        if (side == kInside && nat_.is_pool_address(parsed[i].dst)) {
+            hairpin(translate_mbufs[i], parsed[i]);
+            continue;
+        }
         decrement_ttl(parsed[i]);
         output(out, translate_mbufs[i], parsed[i].dst);
     }
@@ -337,10 +368,6 @@ bool Worker::classify(SideIndex side, rte_mbuf* m, Ipv4Packet& p, bool from_hand
     if (is_martian(p.src) || is_martian(p.dst) ||
         p.dst == (itf.address.subnet.address.value | ~itf.address.subnet.mask())) {
         drop(m, Counter::drop_ipv4_martian);
-        return true;
-    }
-    if (side == kInside && nat_.is_pool_address(p.dst)) {
-        drop(m, Counter::drop_hairpin);
         return true;
     }
     // Inside hosts reach each other directly; sent to us, such a packet would leave through

@@ -108,6 +108,8 @@ private:
     void handle_local(SideIndex side, rte_mbuf* m, Ipv4Packet& p);
     void send_time_exceeded(SideIndex side, rte_mbuf* m, const Ipv4Packet& p);
     void send_arp_request(SideIndex side, uint32_t target);
+    // Sends a translated inside packet addressed to a pool address back inside.
+    void hairpin(rte_mbuf* m, Ipv4Packet& p);
     // Forwards an IPv4 packet out of `side`: next hop, neighbour, Ethernet header, TX queue.
     void output(SideIndex side, rte_mbuf* m, uint32_t dst);
     void transmit_to(SideIndex side, rte_mbuf* m, const common::MacAddress& dst_mac);

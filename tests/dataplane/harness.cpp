@@ -27,8 +27,7 @@ DataplaneHarness::DataplaneHarness(unsigned workers, unsigned mbufs, unsigned ri
                                     RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
     if (pool_ == nullptr) throw std::runtime_error("cannot create mbuf pool");
     const auto queues = static_cast<uint16_t>(workers);
-    inside_ =
-        std::make_unique<dp::RingPort>("tin" + std::to_string(id), pool_, ring_size, queues);
+    inside_ = std::make_unique<dp::RingPort>("tin" + std::to_string(id), pool_, ring_size, queues);
     outside_ =
         std::make_unique<dp::RingPort>("tout" + std::to_string(id), pool_, ring_size, queues);
     if (workers > 1)
