@@ -17,9 +17,7 @@ static uint16_t fold(uint32_t sum) {
     return static_cast<uint16_t>(sum);
 }
 
-uint16_t checksum_finish(uint32_t sum) {
-    return static_cast<uint16_t>(~fold(sum));
-}
+uint16_t checksum_finish(uint32_t sum) { return static_cast<uint16_t>(~fold(sum)); }
 
 uint32_t pseudo_header_sum(uint32_t src, uint32_t dst, uint8_t protocol, uint16_t l4_length) {
     uint32_t sum = (src >> 16) + (src & 0xffff) + (dst >> 16) + (dst & 0xffff);

@@ -181,7 +181,11 @@ po::options_description describe() {
         "static port mapping \"PROTO INTERNAL:PORT EXTERNAL:PORT\", e.g. \"tcp 100.64.0.11:80 "
         "198.51.100.1:8080\": inbound traffic to the external endpoint reaches the internal one "
         "(no filtering), and the internal endpoint's outbound traffic uses it; repeat for "
-        "several. An external port outside --port-range is never used dynamically");
+        "several. An external port outside --port-range is never used dynamically")(
+        "exempt-destination", po::value<std::vector<std::string>>()->value_name("PREFIX"),
+        "destination prefix reached without translation (RFC 6888 REQ-6), e.g. the ISP's own "
+        "DNS servers: subscribers' packets to it leave with their own source address, and its "
+        "packets to subscribers come back in untranslated; repeat for several (at most 64)");
 
     po::options_description control("Control", kWidth);
     control.add_options()(
@@ -294,6 +298,26 @@ Config build(const po::variables_map& vm) {
             check_static_mapping(c, *m);
             c.static_mappings.push_back(*m);
         }
+    }
+    if (vm.count("exempt-destination")) {
+        for (const auto& text : vm["exempt-destination"].as<std::vector<std::string>>()) {
+            auto p = Ipv4Prefix::parse(text);
+            if (!p)
+                bad_value("exempt-destination", text,
+                          "an IPv4 prefix with zero host bits, e.g. 192.0.2.53/32");
+            for (const auto& pool : c.pool)
+                if (pool.overlaps(*p))
+                    bad_value("exempt-destination", text,
+                              "a prefix not overlapping the pool " + pool.to_string());
+            if (p->overlaps(c.inside_address.subnet))
+                bad_value(
+                    "exempt-destination", text,
+                    "a prefix outside the inside prefix " + c.inside_address.subnet.to_string());
+            c.exempt_destinations.push_back(*p);
+        }
+        if (c.exempt_destinations.size() > 64)
+            bad_value("exempt-destination", std::to_string(c.exempt_destinations.size()),
+                      "at most 64 prefixes");
     }
     c.control_socket = vm["control-socket"].as<std::string>();
     if (c.control_socket.empty() || c.control_socket.size() > 100)
@@ -417,9 +441,7 @@ std::string StaticMapping::to_string() const {
            std::to_string(external_port);
 }
 
-std::string device_name(const std::string& device) {
-    return device.substr(0, device.find(','));
-}
+std::string device_name(const std::string& device) { return device.substr(0, device.find(',')); }
 
 bool device_is_vdev(const std::string& device) {
     return device.rfind("net_", 0) == 0 && device_name(device).size() > 4;

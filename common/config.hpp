@@ -79,6 +79,8 @@ struct Config {
     uint32_t icmp_error_rate = 1000;  // ICMP errors sent per second per worker, at most
 
     std::vector<StaticMapping> static_mappings;
+    // Destinations reached without translation (RFC 6888 REQ-6), e.g. the ISP's own services.
+    std::vector<Ipv4Prefix> exempt_destinations;
     std::string control_socket = "/run/cgnd.sock";
 };
 

@@ -16,58 +16,59 @@
 namespace cgn::common {
 
 // X(name, help)
-#define CGN_COUNTERS(X)                                                                     \
-    X(rx_inside, "frames received on the inside port")                                      \
-    X(rx_outside, "frames received on the outside port")                                    \
-    X(tx_inside, "frames sent on the inside port")                                          \
-    X(tx_outside, "frames sent on the outside port")                                        \
-    X(in2out_translated, "packets translated inside to outside")                            \
-    X(icmp_errors_translated, "ICMP errors translated with the packet they quote")          \
-    X(out2in_translated, "packets translated outside to inside")                            \
-    X(hairpinned, "inside packets to a pool address sent back inside (RFC 4787 REQ-9)")     \
-    X(sessions_created, "sessions created")                                                 \
-    X(sessions_expired, "sessions removed after their idle timeout")                        \
-    X(sessions_created_inbound, "sessions created by an inbound packet the filter allowed") \
-    X(mappings_created, "endpoint-independent mappings created")                            \
-    X(mappings_removed, "mappings removed with their last session")                         \
-    X(subscribers_paired, "subscribers given a paired external address")                    \
-    X(arp_requests_answered, "ARP requests answered for our or pool addresses")             \
-    X(arp_requests_sent, "ARP requests sent to resolve a next hop")                         \
-    X(arp_entries_learned, "neighbour entries learned or refreshed from ARP")               \
-    X(icmp_echo_answered, "ICMP echo requests to our own addresses answered")               \
-    X(icmp_time_exceeded_sent, "ICMP time exceeded messages sent")                          \
-    X(neighbor_packets_queued, "packets held while their next hop was resolved")            \
-    X(packets_handed_off, "packets handed to the worker that owns them")                    \
-    X(packets_received_by_handoff, "packets received from another worker's queue")          \
-    X(drop_runt, "dropped: frame shorter than its headers")                                 \
-    X(drop_ethertype, "dropped: ethertype not handled (not IPv4 or ARP)")                   \
-    X(drop_not_for_us_l2, "dropped: unicast frame for another MAC address")                 \
-    X(drop_arp_malformed, "dropped: ARP not Ethernet/IPv4 or truncated")                    \
-    X(drop_arp_not_for_us, "dropped: ARP for an address we do not answer")                  \
-    X(drop_ipv4_version, "dropped: IP version not 4")                                       \
-    X(drop_ipv4_header_length, "dropped: IHL below 5 or beyond the frame")                  \
-    X(drop_ipv4_total_length, "dropped: total length inconsistent with the frame")          \
-    X(drop_ipv4_checksum, "dropped: IPv4 header checksum wrong")                            \
-    X(drop_ipv4_fragment, "dropped: IPv4 fragment (reassembly not supported yet)")          \
-    X(drop_ipv4_martian, "dropped: source or destination address not acceptable")           \
-    X(drop_ttl_exceeded, "dropped: TTL expired in transit (ICMP time exceeded sent)")       \
-    X(drop_l4_truncated, "dropped: TCP/UDP/ICMP header truncated or malformed")             \
-    X(drop_protocol, "dropped: IP protocol not translated")                                 \
-    X(drop_icmp_type, "dropped: ICMP type not translated (only echo for now)")              \
-    X(drop_icmp_error_malformed, "dropped: ICMP error quoting too little or an error")      \
-    X(drop_icmp_error_no_session, "dropped: ICMP error about no session of ours")           \
-    X(drop_for_us, "dropped: packet for our own address that we do not serve")              \
-    X(drop_no_route, "dropped: no route to the destination")                                \
-    X(drop_neighbor_queue_full, "dropped: next hop unresolved and its wait queue full")     \
-    X(drop_neighbor_unreachable, "dropped: next hop did not answer ARP")                    \
-    X(drop_neighbor_table_full, "dropped: neighbour table full")                            \
-    X(drop_out2in_no_mapping, "dropped: inbound packet matching no mapping")                \
-    X(drop_out2in_filtered, "dropped: inbound packet refused by the filtering mode")        \
-    X(drop_session_table_full, "dropped: session or mapping table full")                    \
-    X(drop_ports_exhausted, "dropped: no free port on the subscriber's external address")   \
-    X(drop_pool_exhausted, "dropped: no pool address with free ports for a new subscriber") \
-    X(drop_icmp_rate_limited, "dropped: ICMP error suppressed by the rate limit")           \
-    X(drop_tx_full, "dropped: transmit queue full")                                         \
+#define CGN_COUNTERS(X)                                                                       \
+    X(rx_inside, "frames received on the inside port")                                        \
+    X(rx_outside, "frames received on the outside port")                                      \
+    X(tx_inside, "frames sent on the inside port")                                            \
+    X(tx_outside, "frames sent on the outside port")                                          \
+    X(in2out_translated, "packets translated inside to outside")                              \
+    X(icmp_errors_translated, "ICMP errors translated with the packet they quote")            \
+    X(out2in_translated, "packets translated outside to inside")                              \
+    X(hairpinned, "inside packets to a pool address sent back inside (RFC 4787 REQ-9)")       \
+    X(forwarded_untranslated, "packets to or from an exempt destination, routed as they are") \
+    X(sessions_created, "sessions created")                                                   \
+    X(sessions_expired, "sessions removed after their idle timeout")                          \
+    X(sessions_created_inbound, "sessions created by an inbound packet the filter allowed")   \
+    X(mappings_created, "endpoint-independent mappings created")                              \
+    X(mappings_removed, "mappings removed with their last session")                           \
+    X(subscribers_paired, "subscribers given a paired external address")                      \
+    X(arp_requests_answered, "ARP requests answered for our or pool addresses")               \
+    X(arp_requests_sent, "ARP requests sent to resolve a next hop")                           \
+    X(arp_entries_learned, "neighbour entries learned or refreshed from ARP")                 \
+    X(icmp_echo_answered, "ICMP echo requests to our own addresses answered")                 \
+    X(icmp_time_exceeded_sent, "ICMP time exceeded messages sent")                            \
+    X(neighbor_packets_queued, "packets held while their next hop was resolved")              \
+    X(packets_handed_off, "packets handed to the worker that owns them")                      \
+    X(packets_received_by_handoff, "packets received from another worker's queue")            \
+    X(drop_runt, "dropped: frame shorter than its headers")                                   \
+    X(drop_ethertype, "dropped: ethertype not handled (not IPv4 or ARP)")                     \
+    X(drop_not_for_us_l2, "dropped: unicast frame for another MAC address")                   \
+    X(drop_arp_malformed, "dropped: ARP not Ethernet/IPv4 or truncated")                      \
+    X(drop_arp_not_for_us, "dropped: ARP for an address we do not answer")                    \
+    X(drop_ipv4_version, "dropped: IP version not 4")                                         \
+    X(drop_ipv4_header_length, "dropped: IHL below 5 or beyond the frame")                    \
+    X(drop_ipv4_total_length, "dropped: total length inconsistent with the frame")            \
+    X(drop_ipv4_checksum, "dropped: IPv4 header checksum wrong")                              \
+    X(drop_ipv4_fragment, "dropped: IPv4 fragment (reassembly not supported yet)")            \
+    X(drop_ipv4_martian, "dropped: source or destination address not acceptable")             \
+    X(drop_ttl_exceeded, "dropped: TTL expired in transit (ICMP time exceeded sent)")         \
+    X(drop_l4_truncated, "dropped: TCP/UDP/ICMP header truncated or malformed")               \
+    X(drop_protocol, "dropped: IP protocol not translated")                                   \
+    X(drop_icmp_type, "dropped: ICMP type not translated (only echo for now)")                \
+    X(drop_icmp_error_malformed, "dropped: ICMP error quoting too little or an error")        \
+    X(drop_icmp_error_no_session, "dropped: ICMP error about no session of ours")             \
+    X(drop_for_us, "dropped: packet for our own address that we do not serve")                \
+    X(drop_no_route, "dropped: no route to the destination")                                  \
+    X(drop_neighbor_queue_full, "dropped: next hop unresolved and its wait queue full")       \
+    X(drop_neighbor_unreachable, "dropped: next hop did not answer ARP")                      \
+    X(drop_neighbor_table_full, "dropped: neighbour table full")                              \
+    X(drop_out2in_no_mapping, "dropped: inbound packet matching no mapping")                  \
+    X(drop_out2in_filtered, "dropped: inbound packet refused by the filtering mode")          \
+    X(drop_session_table_full, "dropped: session or mapping table full")                      \
+    X(drop_ports_exhausted, "dropped: no free port on the subscriber's external address")     \
+    X(drop_pool_exhausted, "dropped: no pool address with free ports for a new subscriber")   \
+    X(drop_icmp_rate_limited, "dropped: ICMP error suppressed by the rate limit")             \
+    X(drop_tx_full, "dropped: transmit queue full")                                           \
     X(drop_handoff_full, "dropped: handoff ring to the owning worker full")
 
 enum class Counter : uint16_t {

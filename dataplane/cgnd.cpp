@@ -119,6 +119,7 @@ int run(const common::Config& config, int argc, const char* const* argv) {
     ws.nat.max_sessions = config.max_sessions;
     ws.nat.workers = workers;
     ws.icmp_error_rate = config.icmp_error_rate;
+    ws.exempt_destinations = config.exempt_destinations;
 
     dp::TscClock clock;
     std::vector<std::unique_ptr<common::WorkerCounters>> counters;

@@ -47,7 +47,8 @@ Worker::Worker(const WorkerSettings& settings, rte_mempool* pool, common::Worker
                         settings.neighbor_capacity, settings.socket_id),
       neighbors_outside_("cgn_nbr_out_w" + std::to_string(settings.worker_id),
                          settings.neighbor_capacity, settings.socket_id),
-      icmp_error_rate_(settings.icmp_error_rate) {}
+      icmp_error_rate_(settings.icmp_error_rate),
+      exempt_(settings.exempt_destinations) {}
 
 Worker::~Worker() {
     for (auto& q : tx_) rte_pktmbuf_free_bulk(q.mbufs, q.count);
@@ -376,7 +377,12 @@ bool Worker::classify(SideIndex side, rte_mbuf* m, Ipv4Packet& p, bool from_hand
         drop(m, Counter::drop_ipv4_martian);
         return true;
     }
-    if (side == kOutside && !nat_.is_pool_address(p.dst)) {
+    // RFC 6888 REQ-6: traffic between subscribers and an exempt destination is routed as it
+    // is, both ways.
+    const bool exempt =
+        !exempt_.empty() &&
+        (side == kInside ? is_exempt(p.dst) : is_exempt(p.src) && !nat_.is_pool_address(p.dst));
+    if (side == kOutside && !exempt && !nat_.is_pool_address(p.dst)) {
         drop(m, Counter::drop_ipv4_martian);
         return true;
     }
@@ -384,6 +390,12 @@ bool Worker::classify(SideIndex side, rte_mbuf* m, Ipv4Packet& p, bool from_hand
     if (p.ttl <= 1) {
         send_time_exceeded(side, m, p);
         drop(m, Counter::drop_ttl_exceeded);
+        return true;
+    }
+    if (exempt) {
+        counters_.add(Counter::forwarded_untranslated);
+        decrement_ttl(p);
+        output(side == kInside ? kOutside : kInside, m, p.dst);
         return true;
     }
     if (auto reason = parse_transport(p)) {

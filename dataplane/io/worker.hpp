@@ -55,6 +55,8 @@ struct WorkerSettings {
     Interface outside;
     NatSettings nat;
     uint32_t icmp_error_rate = 1000;  // per second
+    // Destinations forwarded without translation (RFC 6888 REQ-6), both ways.
+    std::vector<common::Ipv4Prefix> exempt_destinations;
     uint32_t neighbor_capacity = 4096;
 };
 
@@ -116,6 +118,12 @@ private:
     void enqueue_tx(SideIndex side, rte_mbuf* m);
     void flush_tx(SideIndex side);
     bool take_icmp_token();
+    bool is_exempt(uint32_t addr) const {
+        for (const auto& p : exempt_) {
+            if (p.contains(common::Ipv4Address{addr})) return true;
+        }
+        return false;
+    }
     void drop(rte_mbuf* m, common::Counter c);
 
     Interface interfaces_[2];
@@ -144,6 +152,7 @@ private:
     NeighborTable::Entry* last_neighbor_[2] = {nullptr, nullptr};
     uint64_t now_ms_ = 0;
     uint32_t icmp_error_rate_;
+    std::vector<common::Ipv4Prefix> exempt_;
     uint64_t icmp_tokens_ = 0;
     uint64_t icmp_refill_ms_ = 0;
 

@@ -634,3 +634,22 @@ TEST(WorkerLcores, SeveralWorkersAccepted) {
 
 }  // namespace
 }  // namespace cgn::common
+
+namespace cgn::common {
+namespace {
+
+TEST(ExemptDestinations, ParsedAndChecked) {
+    std::vector<std::string> args = to_args(required_options());
+    args.insert(args.end(), {"--exempt-destination", "203.0.113.53/32", "--exempt-destination",
+                             "192.0.2.0/25"});
+    EXPECT_EQ(parse(args).config.exempt_destinations.size(), 2u);
+    EXPECT_TRUE(parse_config(required_options()).exempt_destinations.empty());
+    for (const char* bad : {"198.51.100.0/29", "100.64.1.0/24", "203.0.113.53", "203.0.113.1/24"}) {
+        std::vector<std::string> a = to_args(required_options());
+        a.insert(a.end(), {"--exempt-destination", bad});
+        EXPECT_NE(error_of(a).find("--exempt-destination"), std::string::npos) << bad;
+    }
+}
+
+}  // namespace
+}  // namespace cgn::common
