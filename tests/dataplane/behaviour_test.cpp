@@ -300,3 +300,73 @@ TEST_F(Behaviour, DefaultRangeNeverUsesPortsBelow1024EvenForLowSourcePorts) {
 
 }  // namespace
 }  // namespace cgn::test
+
+namespace cgn::test {
+namespace {
+
+using common::Counter;
+using common::PacketBuilder;
+namespace tcp = common::tcp;
+namespace ipv4 = common::ipv4;
+
+// RFC 5382 REQ-2 / RFC 7857 §2.1: simultaneous open (both ends send SYN) establishes the
+// session, which then lives on the established timeout.
+TEST(TcpBehaviour, SimultaneousOpenEstablishes) {
+    DataplaneHarness h;
+    h.settings().nat.filtering = common::FilteringMode::address_and_port_dependent;
+    h.settings().nat.timeouts.tcp_transitory_s = 240;
+    h.start();
+    h.resolve_neighbors();
+    const Topology& t = h.topo();
+    h.inside().inject(PacketBuilder()
+                          .ethernet(t.subscriber1_mac, h.inside().mac())
+                          .ipv4(t.subscriber1, t.server1)
+                          .tcp(50000, 7000, tcp::kSyn)
+                          .build());
+    h.poll();
+    h.outside().drain();
+    const auto ext = *h.find_mapping(ipv4::kProtoTcp, t.subscriber1.value, 50000);
+    // The server's own SYN (not a SYN-ACK) crosses ours: it must get through.
+    h.outside().inject(PacketBuilder()
+                           .ethernet(t.gateway_mac, h.outside().mac())
+                           .ipv4(t.server1, common::Ipv4Address{ext.first})
+                           .tcp(7000, ext.second, tcp::kSyn)
+                           .build());
+    h.poll();
+    EXPECT_EQ(h.inside().drain().size(), 1u);
+    h.clock().advance_ms(600'000);  // well past the transitory timeout
+    h.poll();
+    EXPECT_EQ(h.worker().nat().session_count(), 1u);
+}
+
+// RFC 5382 REQ-4: an unsolicited inbound SYN that the filtering refuses is dropped silently
+// (no RST, no ICMP is sent back) and creates nothing.
+TEST(TcpBehaviour, UnsolicitedSynRefusedSilently) {
+    DataplaneHarness h;
+    h.settings().nat.filtering = common::FilteringMode::address_and_port_dependent;
+    h.start();
+    h.resolve_neighbors();
+    h.reset_counters();
+    const Topology& t = h.topo();
+    h.inside().inject(PacketBuilder()
+                          .ethernet(t.subscriber1_mac, h.inside().mac())
+                          .ipv4(t.subscriber1, t.server1)
+                          .tcp(50000, 443, tcp::kSyn)
+                          .build());
+    h.poll();
+    h.outside().drain();
+    const auto ext = *h.find_mapping(ipv4::kProtoTcp, t.subscriber1.value, 50000);
+    h.outside().inject(PacketBuilder()
+                           .ethernet(t.gateway_mac, h.outside().mac())
+                           .ipv4(t.server2, common::Ipv4Address{ext.first})
+                           .tcp(80, ext.second, tcp::kSyn)
+                           .build());
+    h.poll(3);
+    EXPECT_TRUE(h.inside().drain().empty());
+    EXPECT_TRUE(h.outside().drain().empty()) << "something was sent back to the SYN's source";
+    EXPECT_EQ(h.counter(Counter::drop_out2in_filtered), 1u);
+    EXPECT_EQ(h.counter(Counter::sessions_created), 1u);
+}
+
+}  // namespace
+}  // namespace cgn::test
