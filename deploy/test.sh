@@ -27,7 +27,8 @@ ninja -C build-tsan tests/dataplane/cgn-dataplane-tests || exit 1
 
 passed=0
 failed=0
-logdir=$(mktemp -d /tmp/cgn-test.XXXXXX)
+logdir=/tmp/cgn-test.$$
+rm -rf "$logdir" && mkdir -p "$logdir"
 
 # Runs a GoogleTest binary, adds its counts to the totals.
 run_gtest() {

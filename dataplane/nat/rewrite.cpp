@@ -137,28 +137,32 @@ void rewrite_quoted_endpoint(Ipv4Packet& p, size_t addr_offset, size_t port_offs
 
 }  // namespace
 
-void rewrite_icmp_error_in2out(Ipv4Packet& p, uint32_t addr, uint16_t port) {
+namespace {
+
+// The outer address at `outer_offset` (source or destination) and the quoted endpoint on the
+// other side of the quote become `addr`/`port`.
+void rewrite_icmp_error(Ipv4Packet& p, size_t outer_offset, uint32_t& outer, size_t inner_offset,
+                        size_t inner_port_offset, uint32_t addr, uint16_t port) {
     uint8_t* ip = p.l3;
     store_be16(ip + ipv4::kChecksum,
-               checksum_update32(load_be16(ip + ipv4::kChecksum), p.src, addr));
-    store_be32(ip + ipv4::kSrc, addr);
-    p.src = addr;
+               checksum_update32(load_be16(ip + ipv4::kChecksum), outer, addr));
+    store_be32(ip + outer_offset, addr);
+    outer = addr;
     const size_t port_offset =
-        p.inner_protocol == ipv4::kProtoIcmp ? common::icmp::kIdentifier : common::udp::kDstPort;
-    rewrite_quoted_endpoint(p, ipv4::kDst, port_offset, addr, port);
+        p.inner_protocol == ipv4::kProtoIcmp ? common::icmp::kIdentifier : inner_port_offset;
+    rewrite_quoted_endpoint(p, inner_offset, port_offset, addr, port);
+}
+
+}  // namespace
+
+void rewrite_icmp_error_in2out(Ipv4Packet& p, uint32_t addr, uint16_t port) {
+    rewrite_icmp_error(p, ipv4::kSrc, p.src, ipv4::kDst, common::udp::kDstPort, addr, port);
     p.inner_dst = addr;
     p.inner_dst_port = port;
 }
 
 void rewrite_icmp_error_out2in(Ipv4Packet& p, uint32_t addr, uint16_t port) {
-    uint8_t* ip = p.l3;
-    store_be16(ip + ipv4::kChecksum,
-               checksum_update32(load_be16(ip + ipv4::kChecksum), p.dst, addr));
-    store_be32(ip + ipv4::kDst, addr);
-    p.dst = addr;
-    const size_t port_offset =
-        p.inner_protocol == ipv4::kProtoIcmp ? common::icmp::kIdentifier : common::udp::kSrcPort;
-    rewrite_quoted_endpoint(p, ipv4::kSrc, port_offset, addr, port);
+    rewrite_icmp_error(p, ipv4::kDst, p.dst, ipv4::kSrc, common::udp::kSrcPort, addr, port);
     p.inner_src = addr;
     p.inner_src_port = port;
 }
