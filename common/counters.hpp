@@ -55,7 +55,8 @@ namespace cgn::common {
     X(drop_l4_truncated, "dropped: TCP/UDP/ICMP header truncated or malformed")               \
     X(drop_protocol, "dropped: IP protocol not translated")                                   \
     X(drop_icmp_type, "dropped: ICMP type not translated (only echo for now)")                \
-    X(drop_icmp_error_malformed, "dropped: ICMP error quoting too little or an error")        \
+    X(drop_icmp_error_malformed,                                                              \
+      "dropped: ICMP error with a bad checksum or quoting too little or an error")            \
     X(drop_icmp_error_no_session, "dropped: ICMP error about no session of ours")             \
     X(drop_for_us, "dropped: packet for our own address that we do not serve")                \
     X(drop_no_route, "dropped: no route to the destination")                                  \

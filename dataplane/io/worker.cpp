@@ -210,7 +210,10 @@ void Worker::hairpin(rte_mbuf* m, Ipv4Packet& p) {
     }
     Ipv4Packet* packet = &p;
     bool forward = false;
-    nat_.out2in(&packet, 1, now_ms_, &forward);
+    if (p.icmp_error)
+        forward = nat_.translate_icmp_error(p, false);
+    else
+        nat_.out2in(&packet, 1, now_ms_, &forward);
     if (!forward) {
         rte_pktmbuf_free(m);  // counted by the NAT engine
         return;
@@ -302,6 +305,10 @@ void Worker::process_burst(SideIndex side, rte_mbuf** mbufs, uint16_t n, bool fr
         if (parsed[count].icmp_error) {
             // Rare: translated one by one, outside the burst's bulk lookup.
             if (nat_.translate_icmp_error(parsed[count], side == kInside)) {
+                if (side == kInside && nat_.is_pool_address(parsed[count].dst)) {
+                    hairpin(mbufs[i], parsed[count]);  // about a hairpinned packet
+                    continue;
+                }
                 decrement_ttl(parsed[count]);
                 output(side == kInside ? kOutside : kInside, mbufs[i], parsed[count].dst);
             } else {

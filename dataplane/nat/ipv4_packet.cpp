@@ -47,12 +47,20 @@ std::optional<Counter> parse_icmp_error(Ipv4Packet& p) {
     p.icmp_error = true;
     if (p.l4_length < icmp::kHeaderLength + ipv4::kMinHeaderLength + 8)
         return Counter::drop_icmp_error_malformed;
+    // RFC 5508 REQ-3: an error whose ICMP checksum is wrong is dropped, not translated
+    // (translating it incrementally would hand the host a corrupted quote with a checksum
+    // that looks right). Errors are rare: the full sum costs nothing that matters.
+    if (common::checksum_finish(common::checksum_partial(p.l4, p.l4_length)) != 0)
+        return Counter::drop_icmp_error_malformed;
     uint8_t* inner = p.l4 + icmp::kHeaderLength;
     const auto available = static_cast<uint16_t>(p.l4_length - icmp::kHeaderLength);
     const uint8_t ihl = static_cast<uint8_t>((inner[ipv4::kVersionIhl] & 0x0f) * 4);
     if ((inner[ipv4::kVersionIhl] >> 4) != 4 || ihl < ipv4::kMinHeaderLength ||
         available < ihl + 8 ||
         (load_be16(inner + ipv4::kFragment) & ipv4::kFragmentOffsetMask) != 0)
+        return Counter::drop_icmp_error_malformed;
+    // RFC 5508 REQ-3a: nor is one whose quoted IP header checksum is wrong.
+    if (common::checksum_finish(common::checksum_partial(inner, ihl)) != 0)
         return Counter::drop_icmp_error_malformed;
     p.inner = inner;
     p.inner_available = available;

@@ -100,6 +100,42 @@ TEST_P(Hairpin, TcpSynFromAReachesB) {
                          .build());
 }
 
+TEST_P(Hairpin, IcmpErrorAboutAHairpinnedPacketGoesBackToItsSender) {
+    const auto b = open_b(ipv4::kProtoUdp, 5000);
+    const common::Ipv4Address b_ext{b.first};
+    h.inside().inject(PacketBuilder()
+                          .ethernet(t().subscriber1_mac, h.inside().mac())
+                          .ipv4(t().subscriber1, b_ext)
+                          .udp(6000, b.second)
+                          .build());
+    h.poll(2);
+    ASSERT_EQ(h.inside().drain().size(), 1u);
+    const auto a = *h.find_mapping(ipv4::kProtoUdp, t().subscriber1.value, 6000);
+    const common::Ipv4Address a_ext{a.first};
+    // B has no socket: its port unreachable quotes the packet as B received it.
+    auto quote = [](common::Ipv4Address src, uint16_t sport, common::Ipv4Address dst,
+                    uint16_t dport) {
+        return PacketBuilder().ipv4(src, dst, 63, 1).udp(sport, dport).build();
+    };
+    h.inside().inject(PacketBuilder()
+                          .ethernet(t().subscriber2_mac, h.inside().mac())
+                          .ipv4(t().subscriber2, a_ext, 64, 9)
+                          .icmp(common::icmp::kDestUnreachable, 3, 0)
+                          .payload(quote(a_ext, a.second, t().subscriber2, 5000))
+                          .build());
+    h.poll(2);
+    EXPECT_TRUE(h.outside().drain().empty()) << "the error left through the outside port";
+    auto in = h.inside().drain();
+    ASSERT_EQ(in.size(), 1u);
+    // A gets it from B's external address, about the packet A sent to B's external endpoint.
+    EXPECT_EQ(in[0], PacketBuilder()
+                         .ethernet(h.inside().mac(), t().subscriber1_mac)
+                         .ipv4(b_ext, t().subscriber1, 63, 9)
+                         .icmp(common::icmp::kDestUnreachable, 3, 0)
+                         .payload(quote(t().subscriber1, 6000, b_ext, b.second))
+                         .build());
+}
+
 TEST_P(Hairpin, ToAnUnmappedPoolEndpointIsDroppedAsFromOutside) {
     h.reset_counters();
     h.inside().inject(PacketBuilder()

@@ -409,6 +409,18 @@ TEST(ParseTransport, IcmpErrorsQuotingTooLittleOrAnErrorAreRefused) {
         auto frame = error_with(quote);
         EXPECT_EQ(parse_all(frame, p), Counter::drop_icmp_error_malformed);
     }
+    // RFC 5508 REQ-3: a good quote behind a wrong ICMP checksum is refused too; REQ-3a: so is
+    // a quote whose own IP header checksum is wrong (the ICMP checksum being right).
+    auto corrupted = error_with(udp);
+    corrupted.back() ^= 0x40;
+    Ipv4Packet p;
+    EXPECT_EQ(parse_all(corrupted, p), Counter::drop_icmp_error_malformed);
+    auto bad_quote = udp;
+    bad_quote[common::ipv4::kChecksum] ^= 0x01;
+    auto bad_quote_frame = error_with(bad_quote);
+    EXPECT_EQ(parse_all(bad_quote_frame, p), Counter::drop_icmp_error_malformed);
+    auto intact = error_with(udp);
+    EXPECT_EQ(parse_all(intact, p), std::nullopt);
 }
 
 TEST(ParseTransport, RejectsTruncatedIcmp) {
