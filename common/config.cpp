@@ -182,6 +182,9 @@ po::options_description describe() {
         "198.51.100.1:8080\": inbound traffic to the external endpoint reaches the internal one "
         "(no filtering), and the internal endpoint's outbound traffic uses it; repeat for "
         "several. An external port outside --port-range is never used dynamically")(
+        "port-parity", po::bool_switch(),
+        "give an internal port an external port of the same parity when one is free (RFC 4787 "
+        "REQ-4; RTP on an even port keeps RTCP on the next odd one possible)")(
         "exempt-destination", po::value<std::vector<std::string>>()->value_name("PREFIX"),
         "destination prefix reached without translation (RFC 6888 REQ-6), e.g. the ISP's own "
         "DNS servers: subscribers' packets to it leave with their own source address, and its "
@@ -299,6 +302,7 @@ Config build(const po::variables_map& vm) {
             c.static_mappings.push_back(*m);
         }
     }
+    c.port_parity = vm["port-parity"].as<bool>();
     if (vm.count("exempt-destination")) {
         for (const auto& text : vm["exempt-destination"].as<std::vector<std::string>>()) {
             auto p = Ipv4Prefix::parse(text);

@@ -78,6 +78,7 @@ struct Config {
     uint32_t mbufs = 16383;
     uint32_t icmp_error_rate = 1000;  // ICMP errors sent per second per worker, at most
 
+    bool port_parity = false;  // RFC 4787 REQ-4
     std::vector<StaticMapping> static_mappings;
     // Destinations reached without translation (RFC 6888 REQ-6), e.g. the ISP's own services.
     std::vector<Ipv4Prefix> exempt_destinations;

@@ -277,6 +277,8 @@ std::string Controller::apply_config(const common::Config& next) {
                      next.port_range.last != cur.port_range.last,
                  "port-range");
     note_restart(next.control_socket != cur.control_socket, "control-socket");
+    note_restart(next.port_parity != cur.port_parity, "port-parity");
+    note_restart(next.exempt_destinations != cur.exempt_destinations, "exempt-destination");
 
     auto attempt = [&](const std::string& what, const std::function<void()>& change) {
         try {

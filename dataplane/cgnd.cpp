@@ -117,6 +117,7 @@ int run(const common::Config& config, int argc, const char* const* argv) {
     ws.nat.filtering = config.filtering;
     ws.nat.timeouts = config.timeouts;
     ws.nat.max_sessions = config.max_sessions;
+    ws.nat.port_parity = config.port_parity;
     ws.nat.workers = workers;
     ws.icmp_error_rate = config.icmp_error_rate;
     ws.exempt_destinations = config.exempt_destinations;

@@ -113,6 +113,7 @@ std::optional<uint32_t> NatEngine::SlotPool::take() {
 NatEngine::NatEngine(const NatSettings& settings, unsigned worker_id, int socket_id,
                      common::WorkerCounters& counters, uint64_t seed)
     : filtering_(settings.filtering),
+      port_parity_(settings.port_parity),
       explicit_(settings.explicit_mappings),
       counters_(counters),
       random_(seed),
@@ -398,7 +399,7 @@ std::optional<uint32_t> NatEngine::create_mapping(const Ipv4Packet& p) {
     Subscriber& subscriber = subscribers_[*sub];
     // Paired pooling: the subscriber's address only, even if another has free ports.
     PortSet& ports = pool_.ports(subscriber.pool_index, *proto);
-    auto port = ports.allocate(random_);
+    auto port = port_parity_ ? ports.allocate(random_, p.src_port & 1) : ports.allocate(random_);
     // A port a static mapping uses is never drawn here: the control thread reserved it in this
     // set (reserve_external_port) before publishing the mapping.
     std::optional<uint32_t> slot;

@@ -43,6 +43,8 @@ struct NatSettings {
     // blocks Steering gives it.
     unsigned workers = 1;
     unsigned worker_index = 0;
+    // RFC 4787 REQ-4: external ports keep the parity of the internal port when possible.
+    bool port_parity = false;
     // Static (and later PCP) mappings, written by the control thread; null when there are none
     // to consult (tests of dynamic NAT only).
     const ExplicitMappingTable* explicit_mappings = nullptr;
@@ -168,6 +170,7 @@ private:
     void drop(common::Counter c) { counters_.add(c); }
 
     common::FilteringMode filtering_;
+    bool port_parity_;
     const ExplicitMappingTable* explicit_;
     bool explicit_present_ = false;
     common::WorkerCounters& counters_;

@@ -21,13 +21,26 @@ PortSet::PortSet(common::PortRange range, PortOwnership ownership)
 }
 
 std::optional<uint16_t> PortSet::allocate(common::Random& random) {
+    return search(random, ~uint64_t{0});
+}
+
+std::optional<uint16_t> PortSet::allocate(common::Random& random, bool odd) {
+    // Bit b of a word is port first + 64w + b, whose parity is that of first + b.
+    constexpr uint64_t kEvenBits = 0x5555555555555555ull;
+    const bool first_odd = range_.first & 1;
+    const uint64_t pattern = (odd != first_odd) ? ~kEvenBits : kEvenBits;
+    if (auto port = search(random, pattern)) return port;
+    return search(random, ~uint64_t{0});
+}
+
+std::optional<uint16_t> PortSet::search(common::Random& random, uint64_t pattern) {
     if (used_ == capacity_) return std::nullopt;
     const uint32_t start = random.below(range_.size());
     const size_t words = bits_.size();
     size_t w = start / 64;
     // First word: only bits at or after the start; then whole words, wrapping; finally the
     // bits of the first word before the start.
-    uint64_t free_bits = ~bits_[w] & (~uint64_t{0} << (start % 64));
+    uint64_t free_bits = ~bits_[w] & pattern & (~uint64_t{0} << (start % 64));
     for (size_t step = 0; step <= words; ++step) {
         if (free_bits != 0) {
             const uint32_t offset = static_cast<uint32_t>(w * 64 + std::countr_zero(free_bits));
@@ -36,7 +49,7 @@ std::optional<uint16_t> PortSet::allocate(common::Random& random) {
             return static_cast<uint16_t>(range_.first + offset);
         }
         w = (w + 1) % words;
-        free_bits = ~bits_[w];
+        free_bits = ~bits_[w] & pattern;
     }
     return std::nullopt;
 }

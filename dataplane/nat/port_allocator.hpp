@@ -23,6 +23,10 @@ public:
     // A free port, chosen unpredictably: the search starts at a random port of the range
     // (RFC 6056 §3.3.1 spirit, RFC 4787 REQ-1 needs only that it is free). Nothing when full.
     std::optional<uint16_t> allocate(common::Random& random);
+    // The same, preferring a port of the given parity (RFC 4787 REQ-4: an even internal port,
+    // e.g. RTP, keeps an even external port so that RTCP can sit on the next odd one); any
+    // free port when none of that parity is left.
+    std::optional<uint16_t> allocate(common::Random& random, bool odd);
     // Takes a given port; false when it is outside the range, not ours or already taken.
     bool reserve(uint16_t port);
     void release(uint16_t port);
@@ -35,6 +39,10 @@ public:
     uint32_t capacity() const { return capacity_; }
 
 private:
+    // The search of allocate(): the first free port at or after a random start, wrapping,
+    // among the ports whose bit is set in `pattern` (a 64-bit mask repeated over the words).
+    std::optional<uint16_t> search(common::Random& random, uint64_t pattern);
+
     common::PortRange range_;
     PortOwnership ownership_;
     std::vector<uint64_t> bits_;  // bit (port - first) set when taken or not ours

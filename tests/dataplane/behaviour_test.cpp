@@ -370,3 +370,29 @@ TEST(TcpBehaviour, UnsolicitedSynRefusedSilently) {
 
 }  // namespace
 }  // namespace cgn::test
+
+namespace cgn::test {
+namespace {
+
+TEST(PortParity, ExternalPortKeepsTheInternalPortsParity) {
+    DataplaneHarness h;
+    h.settings().nat.port_parity = true;
+    h.start();
+    h.resolve_neighbors();
+    const Topology& t = h.topo();
+    for (uint16_t port = 5000; port < 5040; ++port)
+        h.inside().inject(common::PacketBuilder()
+                              .ethernet(t.subscriber1_mac, h.inside().mac())
+                              .ipv4(t.subscriber1, t.server1)
+                              .udp(port, 5004)
+                              .build());
+    h.poll(4);
+    for (uint16_t port = 5000; port < 5040; ++port) {
+        const auto ext = h.find_mapping(common::ipv4::kProtoUdp, t.subscriber1.value, port);
+        ASSERT_TRUE(ext.has_value());
+        EXPECT_EQ(ext->second & 1, port & 1) << port << " -> " << ext->second;
+    }
+}
+
+}  // namespace
+}  // namespace cgn::test

@@ -653,3 +653,16 @@ TEST(ExemptDestinations, ParsedAndChecked) {
 
 }  // namespace
 }  // namespace cgn::common
+
+namespace cgn::common {
+namespace {
+
+TEST(PortParityOption, OffByDefaultOnWhenGiven) {
+    EXPECT_FALSE(parse_config(required_options()).port_parity);
+    std::vector<std::string> args = to_args(required_options());
+    args.push_back("--port-parity");
+    EXPECT_TRUE(parse(args).config.port_parity);
+}
+
+}  // namespace
+}  // namespace cgn::common

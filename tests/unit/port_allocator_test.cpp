@@ -356,3 +356,28 @@ TEST(PortOwnership, WorkersSplitEveryAddressAndSteeringAgrees) {
 
 }  // namespace
 }  // namespace cgn::dp
+
+namespace cgn::dp {
+namespace {
+
+// RFC 4787 REQ-4: with parity asked for, every port has it while such ports remain; then any.
+TEST(PortParity, PreferredUntilExhaustedThenAny) {
+    for (common::PortRange range : {common::PortRange{1024, 1151}, common::PortRange{1025, 1152}}) {
+        PortSet ports(range);
+        common::Random random(5);
+        for (int i = 0; i < 64; ++i) {
+            auto odd = ports.allocate(random, true);
+            ASSERT_TRUE(odd.has_value());
+            EXPECT_EQ(*odd & 1, 1) << range.first;
+        }
+        // All 64 odd ports are taken: an odd request now gets an even port.
+        auto fallback = ports.allocate(random, true);
+        ASSERT_TRUE(fallback.has_value());
+        EXPECT_EQ(*fallback & 1, 0);
+        for (int i = 0; i < 63; ++i) EXPECT_EQ(*ports.allocate(random, false) & 1, 0);
+        EXPECT_FALSE(ports.allocate(random, false).has_value());
+    }
+}
+
+}  // namespace
+}  // namespace cgn::dp
