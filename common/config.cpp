@@ -1,5 +1,6 @@
 #include "common/config.hpp"
 
+#include <algorithm>
 #include <boost/program_options.hpp>
 #include <charconv>
 #include <fstream>
@@ -185,6 +186,51 @@ po::options_description describe() {
         "port-parity", po::bool_switch(),
         "give an internal port an external port of the same parity when one is free (RFC 4787 "
         "REQ-4; RTP on an even port keeps RTCP on the next odd one possible)")(
+        "port-block-size", po::value<std::string>()->value_name("N")->default_value("512"),
+        "ports per port block (RFC 6888 REQ-13/14): 64 to 4096, a multiple of 64. A subscriber "
+        "gets one block of its paired pool address with its first mapping and more as it needs "
+        "them; the logs then need one event per block, not per session")(
+        "block-hold-down", po::value<std::string>()->value_name("S")->default_value("120"),
+        "seconds a block stays with its subscriber after its last mapping ended before it "
+        "returns to the pool (RFC 6888 REQ-8), 0 to 86400")(
+        "max-blocks-per-subscriber", po::value<std::string>()->value_name("N")->default_value("8"),
+        "port blocks a subscriber may hold at once (hence its external ports per protocol)")(
+        "max-sessions-per-subscriber",
+        po::value<std::string>()->value_name("N")->default_value("16384"),
+        "sessions a subscriber may have at once, all protocols (0: no limit; RFC 6888 REQ-4)")(
+        "max-sessions-per-subscriber-udp", po::value<std::string>()->value_name("N"),
+        "the same for UDP only (default: no separate limit)")(
+        "max-sessions-per-subscriber-tcp", po::value<std::string>()->value_name("N"),
+        "the same for TCP only")(
+        "max-sessions-per-subscriber-icmp", po::value<std::string>()->value_name("N"),
+        "the same for ICMP queries only")(
+        "max-ports-per-subscriber-udp", po::value<std::string>()->value_name("N"),
+        "external UDP ports (mappings) a subscriber may hold at once (default: what its blocks "
+        "give)")("max-ports-per-subscriber-tcp", po::value<std::string>()->value_name("N"),
+                 "the same for TCP")(
+        "max-ports-per-subscriber-icmp", po::value<std::string>()->value_name("N"),
+        "the same for ICMP query identifiers")(
+        "max-new-sessions-per-second",
+        po::value<std::string>()->value_name("N")->default_value("0"),
+        "new sessions a subscriber may open per second, all protocols (0: no limit; bursts of "
+        "up to one second's worth are allowed)")(
+        "max-new-sessions-per-second-udp", po::value<std::string>()->value_name("N"),
+        "the same for UDP only")("max-new-sessions-per-second-tcp",
+                                 po::value<std::string>()->value_name("N"),
+                                 "the same for TCP only")(
+        "max-new-sessions-per-second-icmp", po::value<std::string>()->value_name("N"),
+        "the same for ICMP queries only. At any limit the packet is dropped and counted, the "
+        "subscriber gets ICMP destination unreachable (host unreachable, RFC 6888 REQ-11) at "
+        "the --icmp-error-rate, and a quota event is logged; no existing mapping is evicted")(
+        "deterministic", po::value<std::vector<std::string>>()->value_name("PREFIX"),
+        "deterministic NAT (RFC 7422) for the subscribers of PREFIX (repeat for several): each "
+        "gets by formula one pool address and a fixed port range, so logs are not needed to "
+        "find who used an external port (cgnd --lookup answers it from the config)")(
+        "deterministic-ports", po::value<std::string>()->value_name("N")->default_value("0"),
+        "ports of each deterministic subscriber's range (0: the port range shared evenly)")(
+        "deterministic-overflow", po::bool_switch(),
+        "let a deterministic subscriber whose range is full take dynamic port blocks (logged "
+        "as block events like any other)")(
         "exempt-destination", po::value<std::vector<std::string>>()->value_name("PREFIX"),
         "destination prefix reached without translation (RFC 6888 REQ-6), e.g. the ISP's own "
         "DNS servers: subscribers' packets to it leave with their own source address, and its "
@@ -303,6 +349,67 @@ Config build(const po::variables_map& vm) {
         }
     }
     c.port_parity = vm["port-parity"].as<bool>();
+    c.port_block_size =
+        parse_number("port-block-size", vm["port-block-size"].as<std::string>(), 64, 4096);
+    if (c.port_block_size % 64 != 0)
+        bad_value("port-block-size", vm["port-block-size"].as<std::string>(),
+                  "a multiple of 64 from 64 to 4096");
+    // The default shrinks to fit a small --port-range; a given size must fit.
+    if (vm["port-block-size"].defaulted())
+        c.port_block_size = std::min(c.port_block_size, c.port_range.size() / 64 * 64);
+    if (c.port_block_size > c.port_range.size())
+        bad_value("port-block-size", vm["port-block-size"].as<std::string>(),
+                  "at most the " + std::to_string(c.port_range.size()) +
+                      " ports of --port-range");
+    c.block_hold_down_s =
+        parse_number("block-hold-down", vm["block-hold-down"].as<std::string>(), 0, kDay);
+    const uint32_t blocks_per_address = c.port_range.size() / c.port_block_size;
+    c.limits.max_blocks =
+        vm["max-blocks-per-subscriber"].defaulted()
+            ? std::min(c.limits.max_blocks, blocks_per_address)
+            : parse_number("max-blocks-per-subscriber",
+                           vm["max-blocks-per-subscriber"].as<std::string>(), 1,
+                           blocks_per_address);
+    c.limits.max_sessions = parse_number("max-sessions-per-subscriber",
+                                         vm["max-sessions-per-subscriber"].as<std::string>(), 0,
+                                         1u << 26);
+    c.limits.new_sessions_per_second =
+        parse_number("max-new-sessions-per-second",
+                     vm["max-new-sessions-per-second"].as<std::string>(), 0, 10000000);
+    const char* const protocols[kLimitProtocols] = {"udp", "tcp", "icmp"};
+    for (size_t i = 0; i < kLimitProtocols; ++i) {
+        const std::string suffix = std::string("-") + protocols[i];
+        auto optional_number = [&](const std::string& name, uint32_t max) -> uint32_t {
+            if (!vm.count(name)) return 0;
+            return parse_number(name, vm[name].as<std::string>(), 0, max);
+        };
+        c.limits.max_sessions_per_protocol[i] =
+            optional_number("max-sessions-per-subscriber" + suffix, 1u << 26);
+        c.limits.max_ports_per_protocol[i] =
+            optional_number("max-ports-per-subscriber" + suffix, 65536);
+        c.limits.new_sessions_per_second_per_protocol[i] =
+            optional_number("max-new-sessions-per-second" + suffix, 10000000);
+    }
+    if (vm.count("deterministic")) {
+        for (const auto& text : vm["deterministic"].as<std::vector<std::string>>()) {
+            auto p = Ipv4Prefix::parse(text);
+            if (!p || p->length < 8)
+                bad_value("deterministic", text,
+                          "a subscriber prefix with zero host bits, e.g. 100.64.0.0/22");
+            for (const auto& pool : c.pool)
+                if (pool.overlaps(*p))
+                    bad_value("deterministic", text,
+                              "a subscriber prefix not overlapping the pool " + pool.to_string());
+            for (const auto& other : c.deterministic.subscribers)
+                if (other.overlaps(*p))
+                    bad_value("deterministic", text,
+                              "a prefix not overlapping --deterministic " + other.to_string());
+            c.deterministic.subscribers.push_back(*p);
+        }
+    }
+    c.deterministic.ports_per_subscriber = parse_number(
+        "deterministic-ports", vm["deterministic-ports"].as<std::string>(), 0, c.port_range.size());
+    c.deterministic.overflow = vm["deterministic-overflow"].as<bool>();
     if (vm.count("exempt-destination")) {
         for (const auto& text : vm["exempt-destination"].as<std::vector<std::string>>()) {
             auto p = Ipv4Prefix::parse(text);

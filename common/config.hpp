@@ -56,6 +56,29 @@ struct StaticMapping {
     friend bool operator==(const StaticMapping&, const StaticMapping&) = default;
 };
 
+// Per-subscriber limits (RFC 6888 REQ-4, REQ-5). Zero means no limit. Per-protocol arrays are
+// indexed udp = 0, tcp = 1, icmp = 2.
+inline constexpr size_t kLimitProtocols = 3;
+struct SubscriberLimits {
+    uint32_t max_blocks = 8;                 // port blocks on the paired address
+    uint32_t max_sessions = 16384;           // all protocols together
+    uint32_t max_sessions_per_protocol[kLimitProtocols] = {0, 0, 0};
+    uint32_t max_ports_per_protocol[kLimitProtocols] = {0, 0, 0};  // mappings (external ports)
+    uint32_t new_sessions_per_second = 0;    // all protocols together
+    uint32_t new_sessions_per_second_per_protocol[kLimitProtocols] = {0, 0, 0};
+    friend bool operator==(const SubscriberLimits&, const SubscriberLimits&) = default;
+};
+
+// Deterministic NAT (RFC 7422): subscribers of `subscribers` get, by formula, one external
+// address and a fixed port range each (see common/deterministic.hpp).
+struct DeterministicConfig {
+    std::vector<Ipv4Prefix> subscribers;  // empty: the mode is off
+    uint32_t ports_per_subscriber = 0;    // 0: as many as the pool allows
+    bool overflow = false;                // a full range borrows dynamic port blocks
+    bool enabled() const { return !subscribers.empty(); }
+    friend bool operator==(const DeterministicConfig&, const DeterministicConfig&) = default;
+};
+
 struct Config {
     std::string config_file;
     std::vector<std::string> eal_args;
@@ -79,6 +102,13 @@ struct Config {
     uint32_t icmp_error_rate = 1000;  // ICMP errors sent per second per worker, at most
 
     bool port_parity = false;  // RFC 4787 REQ-4
+    // Port block allocation (RFC 6888 REQ-13/14): each pool address's port range is cut into
+    // blocks of this many ports (64 to 4096, a multiple of 64); a subscriber holds whole blocks.
+    uint32_t port_block_size = 512;
+    // A block whose last mapping ended returns to the pool after this long (RFC 6888 REQ-8).
+    uint32_t block_hold_down_s = 120;
+    SubscriberLimits limits;
+    DeterministicConfig deterministic;
     std::vector<StaticMapping> static_mappings;
     // Destinations reached without translation (RFC 6888 REQ-6), e.g. the ISP's own services.
     std::vector<Ipv4Prefix> exempt_destinations;
