@@ -415,7 +415,9 @@ class WorkerUnderTest {
 public:
     WorkerUnderTest(Rig& rig, const Topology& t, unsigned first_id, uint32_t max_sessions,
                     uint32_t neighbor_capacity, uint64_t seed, unsigned workers = 1)
-        : rig_(rig), steering_(workers, common::PortRange{}) {
+        : rig_(rig),
+          blocks_(std::make_unique<dp::BlockMap>(common::PortRange{}, 512)),
+          steering_(workers, blocks_.get()) {
         if (workers > kQueues) throw std::runtime_error("more workers than queues");
         if (workers > 1)
             handoff_ = std::make_unique<dp::HandoffRings>("bench_ho" + std::to_string(first_id),
@@ -427,8 +429,13 @@ public:
         s.nat.pool = {t.pool};
         s.nat.max_sessions = max_sessions;
         s.nat.workers = workers;
+        s.nat.blocks = blocks_.get();
+        // The benchmarks measure translation, not quotas: a few subscribers may hold every
+        // port block of their address and any number of sessions.
+        s.nat.limits.max_blocks = blocks_->blocks_per_address();
+        s.nat.limits.max_sessions = 0;
         s.neighbor_capacity = neighbor_capacity;
-        steering_ = dp::Steering(workers, s.nat.port_range, s.reta_size);
+        steering_ = dp::Steering(workers, blocks_.get(), s.reta_size);
         for (unsigned w = 0; w < workers; ++w) {
             const auto q = static_cast<uint16_t>(w);
             s.worker_id = first_id + w;
@@ -498,6 +505,7 @@ private:
     common::ManualClock clock_;
     uint64_t unclocked_ = 0;
     std::unique_ptr<dp::HandoffRings> handoff_;
+    std::unique_ptr<dp::BlockMap> blocks_;
     dp::Steering steering_;
     std::vector<std::unique_ptr<common::WorkerCounters>> counters_;
     std::vector<std::unique_ptr<dp::Worker>> workers_;

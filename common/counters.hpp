@@ -32,6 +32,11 @@ namespace cgn::common {
     X(mappings_created, "endpoint-independent mappings created")                              \
     X(mappings_removed, "mappings removed with their last session")                           \
     X(subscribers_paired, "subscribers given a paired external address")                      \
+    X(blocks_claimed, "port blocks given to subscribers (RFC 6888 REQ-13/14)")                  \
+    X(blocks_released, "port blocks returned to the pool after their hold-down")               \
+    X(events_queued, "events (blocks, quotas) queued for the logs")                            \
+    X(events_dropped, "events lost because the event queue was full")                          \
+    X(icmp_quota_unreachable_sent, "ICMP host unreachable sent for a quota (RFC 6888 REQ-11)") \
     X(arp_requests_answered, "ARP requests answered for our or pool addresses")               \
     X(arp_requests_sent, "ARP requests sent to resolve a next hop")                           \
     X(arp_entries_learned, "neighbour entries learned or refreshed from ARP")                 \
@@ -66,8 +71,13 @@ namespace cgn::common {
     X(drop_out2in_no_mapping, "dropped: inbound packet matching no mapping")                  \
     X(drop_out2in_filtered, "dropped: inbound packet refused by the filtering mode")          \
     X(drop_session_table_full, "dropped: session or mapping table full")                      \
-    X(drop_ports_exhausted, "dropped: no free port on the subscriber's external address")     \
+    X(drop_ports_exhausted, "dropped: no free port block on the subscriber's address")     \
     X(drop_pool_exhausted, "dropped: no pool address with free ports for a new subscriber")   \
+    X(drop_subscriber_table_full, "dropped: subscriber table full")                            \
+    X(drop_quota_blocks, "dropped: subscriber holds its maximum of port blocks, all full")     \
+    X(drop_quota_ports, "dropped: subscriber at its per-protocol port limit")                  \
+    X(drop_quota_sessions, "dropped: subscriber at its session limit")                         \
+    X(drop_quota_session_rate, "dropped: subscriber over its new-sessions-per-second limit")   \
     X(drop_icmp_rate_limited, "dropped: ICMP error suppressed by the rate limit")             \
     X(drop_tx_full, "dropped: transmit queue full")                                           \
     X(drop_handoff_full, "dropped: handoff ring to the owning worker full")

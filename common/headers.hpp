@@ -60,6 +60,7 @@ inline constexpr size_t kType = 0, kCode = 1, kChecksum = 2, kIdentifier = 4, kS
 inline constexpr uint8_t kEchoReply = 0, kDestUnreachable = 3, kEchoRequest = 8, kTimeExceeded = 11,
                          kParameterProblem = 12;
 inline constexpr uint8_t kCodeTtlExceeded = 0;
+inline constexpr uint8_t kCodeHostUnreachable = 1, kCodeFragmentationNeeded = 4;
 }  // namespace icmp
 
 }  // namespace cgn::common

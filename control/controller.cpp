@@ -4,6 +4,8 @@
 #include <charconv>
 #include <sstream>
 
+#include "dataplane/nat/nat_engine.hpp"
+
 namespace cgn::ctl {
 
 using common::ConfigError;
@@ -36,7 +38,7 @@ Controller::Controller(dp::ControlChannel& channel, common::Config config,
                        std::function<std::string()> counters, dp::WhileWaiting while_waiting)
     : channel_(channel),
       config_(std::move(config)),
-      steering_(channel.workers(), config_.port_range),
+      steering_(channel.workers(), &channel.blocks()),
       counters_(std::move(counters)),
       while_waiting_(std::move(while_waiting)) {
     // The static mappings of the configuration are installed by install_static_mappings().
@@ -69,22 +71,25 @@ void Controller::publish(std::vector<dp::AddressPool::Extension> pool_additions)
     auto next = std::make_unique<dp::RuntimeSettings>();
     next->filtering = config_.filtering;
     next->timeouts = config_.timeouts;
+    next->limits = config_.limits;
+    next->block_hold_down_ms = uint64_t{config_.block_hold_down_s} * 1000;
     next->explicit_mappings = static_cast<uint32_t>(config_.static_mappings.size());
     next->pool_additions = std::move(pool_additions);
     channel_.publish(std::move(next), while_waiting_);
 }
 
-bool Controller::command(unsigned worker, dp::WorkerCommand::Kind kind, uint8_t protocol,
-                         uint32_t addr, uint16_t port) {
+int Controller::command(unsigned worker, dp::WorkerCommand::Kind kind, uint8_t protocol,
+                        uint32_t addr, uint16_t port) {
     auto cmd = std::make_unique<dp::WorkerCommand>();
     cmd->kind = kind;
     cmd->protocol = protocol;
     cmd->addr = addr;
     cmd->port = port;
-    const bool ok = channel_.run(worker, *cmd, while_waiting_);
-    if (cmd->result.load(std::memory_order_acquire) == dp::WorkerCommand::kPending)
+    channel_.run(worker, *cmd, while_waiting_);
+    const int result = cmd->result.load(std::memory_order_acquire);
+    if (result == dp::WorkerCommand::kPending)
         abandoned_.push_back(std::move(cmd));  // the worker may still read it
-    return ok;
+    return result;
 }
 
 void Controller::set_timeout(std::string_view which, uint32_t seconds) {
@@ -114,13 +119,10 @@ void Controller::set_filtering(common::FilteringMode mode) {
 
 void Controller::add_pool(const common::Ipv4Prefix& prefix) {
     common::check_pool_prefix(config_, prefix);
-    uint32_t first_index = 0;
-    for (const auto& p : config_.pool) first_index += static_cast<uint32_t>(p.size());
-    // The port sets are built here, on the control thread; each worker only adopts its own.
+    // The port sets are built here, on the control thread; each worker adopts one.
     std::vector<dp::AddressPool::Extension> additions;
     for (unsigned w = 0; w < channel_.workers(); ++w)
-        additions.push_back(dp::AddressPool::build_extension({prefix}, config_.port_range,
-                                                             steering_, w, first_index));
+        additions.push_back(dp::AddressPool::build_extension({prefix}, channel_.blocks()));
     config_.pool.push_back(prefix);
     publish(std::move(additions));
 }
@@ -128,22 +130,10 @@ void Controller::add_pool(const common::Ipv4Prefix& prefix) {
 void Controller::add_static(const common::StaticMapping& m) {
     common::check_static_mapping(config_, m);
     const uint32_t ext = m.external_addr.value;
-    // A port inside the dynamic range belongs to one worker's blocks: that worker must set it
-    // aside (and refuses when a dynamic mapping holds it).
-    std::optional<unsigned> block_owner;
-    if (in_port_range(m.external_port))
-        block_owner = steering_.external_owner(*pool_index(ext), m.external_port);
-    if (block_owner && !command(*block_owner, dp::WorkerCommand::Kind::reserve_port, m.protocol,
-                                ext, m.external_port))
-        throw ConfigError("invalid value '" + m.to_string() + "' for --static-mapping: " +
-                          m.external_addr.to_string() + ":" + std::to_string(m.external_port) +
-                          " is in use by a dynamic mapping; choose another external port (one "
-                          "outside --port-range is never used dynamically)");
+    reserve_static_port(m);
     if (!channel_.explicit_mappings().insert(m.protocol, {m.internal_addr.value, m.internal_port},
                                              {ext, m.external_port})) {
-        if (block_owner)
-            command(*block_owner, dp::WorkerCommand::Kind::release_port, m.protocol, ext,
-                    m.external_port);
+        release_static_port(m);
         throw ConfigError("invalid value '" + m.to_string() +
                           "' for --static-mapping: the explicit mapping table is full");
     }
@@ -172,10 +162,68 @@ void Controller::remove_static(uint8_t protocol, common::Ipv4Address addr, uint1
     publish();  // no worker can find the mapping after this
     command(steering_.subscriber_owner(addr.value), dp::WorkerCommand::Kind::drop_mapping,
             m.protocol, addr.value, port);
-    if (in_port_range(m.external_port))
-        command(*steering_.external_owner(*pool_index(m.external_addr.value), m.external_port),
-                dp::WorkerCommand::Kind::release_port, m.protocol, m.external_addr.value,
-                m.external_port);
+    release_static_port(m);
+}
+
+void Controller::reserve_static_port(const common::StaticMapping& m) {
+    dp::BlockMap& blocks = channel_.blocks();
+    const auto block = blocks.block_of(m.external_port);
+    if (!block) return;  // outside every block: never used dynamically
+    const uint32_t index = *pool_index(m.external_addr.value);
+    // The block may change hands while we look (a worker claims it, or gives it back after its
+    // hold-down): retry until one of the outcomes holds.
+    for (int attempt = 0; attempt < 100; ++attempt) {
+        const uint8_t holder = blocks.holder(index, *block);
+        if (holder == dp::BlockMap::kReserved)
+            throw ConfigError("invalid value '" + m.to_string() + "' for --static-mapping: " +
+                              m.external_addr.to_string() + ":" +
+                              std::to_string(m.external_port) +
+                              " is in a deterministic NAT range; choose another external port");
+        if (holder == dp::BlockMap::kControl ||
+            (holder == dp::BlockMap::kFree &&
+             blocks.claim(index, *block, dp::BlockMap::kControl))) {
+            ++control_blocks_[{index, *block}];
+            return;
+        }
+        if (!dp::BlockMap::is_worker(holder)) continue;
+        const int result = command(dp::BlockMap::worker_of(holder),
+                                   dp::WorkerCommand::Kind::reserve_port, m.protocol,
+                                   m.external_addr.value, m.external_port);
+        if (result == dp::NatEngine::kReserved) return;
+        if (result == dp::NatEngine::kInUse)
+            throw ConfigError("invalid value '" + m.to_string() + "' for --static-mapping: " +
+                              m.external_addr.to_string() + ":" +
+                              std::to_string(m.external_port) +
+                              " is in use by a dynamic mapping; choose another external port "
+                              "(one outside --port-range is never used dynamically)");
+        if (result < 0)
+            throw ConfigError("invalid value '" + m.to_string() +
+                              "' for --static-mapping: worker " +
+                              std::to_string(dp::BlockMap::worker_of(holder)) +
+                              " did not answer; try again");
+    }
+    throw ConfigError("invalid value '" + m.to_string() +
+                      "' for --static-mapping: its port block kept changing hands; try again");
+}
+
+void Controller::release_static_port(const common::StaticMapping& m) {
+    dp::BlockMap& blocks = channel_.blocks();
+    const auto block = blocks.block_of(m.external_port);
+    if (!block) return;
+    const uint32_t index = *pool_index(m.external_addr.value);
+    auto it = control_blocks_.find({index, *block});
+    if (it != control_blocks_.end()) {
+        if (--it->second == 0) {
+            control_blocks_.erase(it);
+            blocks.release(index, *block);
+        }
+        return;
+    }
+    // Reserved in the worker holding the block: the reservation keeps the block there.
+    const uint8_t holder = blocks.holder(index, *block);
+    if (dp::BlockMap::is_worker(holder))
+        command(dp::BlockMap::worker_of(holder), dp::WorkerCommand::Kind::release_port,
+                m.protocol, m.external_addr.value, m.external_port);
 }
 
 std::string Controller::execute(std::string_view line) {
@@ -279,6 +327,14 @@ std::string Controller::apply_config(const common::Config& next) {
     note_restart(next.control_socket != cur.control_socket, "control-socket");
     note_restart(next.port_parity != cur.port_parity, "port-parity");
     note_restart(next.exempt_destinations != cur.exempt_destinations, "exempt-destination");
+    note_restart(next.port_block_size != cur.port_block_size, "port-block-size");
+    note_restart(next.deterministic != cur.deterministic, "deterministic");
+    if (next.limits != cur.limits || next.block_hold_down_s != cur.block_hold_down_s) {
+        config_.limits = next.limits;
+        config_.block_hold_down_s = next.block_hold_down_s;
+        publish();
+        out << "applied: subscriber limits and block hold-down\n";
+    }
 
     auto attempt = [&](const std::string& what, const std::function<void()>& change) {
         try {

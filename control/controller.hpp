@@ -9,6 +9,7 @@
 // come here; cgnctl will too.
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -49,8 +50,13 @@ public:
 
 private:
     void publish(std::vector<dp::AddressPool::Extension> pool_additions = {});
-    bool command(unsigned worker, dp::WorkerCommand::Kind kind, uint8_t protocol, uint32_t addr,
-                 uint16_t port);
+    // The worker's result (1 done, 0 refused, 2 block not held), or -1 when it did not answer.
+    int command(unsigned worker, dp::WorkerCommand::Kind kind, uint8_t protocol, uint32_t addr,
+                uint16_t port);
+    // Sets the external port of a static mapping aside: in the worker holding its block, or
+    // in a block the control thread claims; throws ConfigError when a dynamic mapping has it.
+    void reserve_static_port(const common::StaticMapping& m);
+    void release_static_port(const common::StaticMapping& m);
     std::optional<uint32_t> pool_index(uint32_t addr) const;
     bool in_port_range(uint16_t port) const {
         return port >= config_.port_range.first && port <= config_.port_range.last;
@@ -64,6 +70,8 @@ private:
     // Commands a worker did not take in time stay alive until the channel is gone.
     std::vector<std::unique_ptr<dp::WorkerCommand>> abandoned_;
     std::vector<common::StaticMapping> pending_statics_;
+    // Blocks the control thread holds for static mappings: (pool index, block) -> mappings.
+    std::map<std::pair<uint32_t, uint32_t>, uint32_t> control_blocks_;
 };
 
 }  // namespace cgn::ctl

@@ -20,6 +20,7 @@
 #include "common/counters.hpp"
 #include "control/control_socket.hpp"
 #include "control/controller.hpp"
+#include "common/events.hpp"
 #include "dataplane/io/control_channel.hpp"
 #include "dataplane/io/handoff.hpp"
 #include "dataplane/io/port.hpp"
@@ -100,7 +101,14 @@ int run(const common::Config& config, int argc, const char* const* argv) {
     auto initial = std::make_unique<dp::RuntimeSettings>();
     initial->filtering = config.filtering;
     initial->timeouts = config.timeouts;
-    dp::ControlChannel channel(workers, socket, std::move(initial), 65536);
+    initial->limits = config.limits;
+    initial->block_hold_down_ms = uint64_t{config.block_hold_down_s} * 1000;
+    // Port blocks (RFC 6888 REQ-13/14), shared by the workers and the control thread.
+    dp::BlockMap blocks(config.port_range, config.port_block_size);
+    dp::ControlChannel channel(workers, socket, std::move(initial), 65536, blocks);
+    // Block and quota events, one ring per worker, written out by the control thread.
+    std::vector<std::unique_ptr<common::EventRing>> events;
+    for (unsigned w = 0; w < workers; ++w) events.push_back(std::make_unique<common::EventRing>());
 
     dp::WorkerSettings ws;
     ws.socket_id = socket;
@@ -119,6 +127,10 @@ int run(const common::Config& config, int argc, const char* const* argv) {
     ws.nat.max_sessions = config.max_sessions;
     ws.nat.port_parity = config.port_parity;
     ws.nat.workers = workers;
+    ws.nat.blocks = &blocks;
+    ws.nat.port_block_size = config.port_block_size;
+    ws.nat.block_hold_down_ms = uint64_t{config.block_hold_down_s} * 1000;
+    ws.nat.limits = config.limits;
     ws.icmp_error_rate = config.icmp_error_rate;
     ws.exempt_destinations = config.exempt_destinations;
 
@@ -131,6 +143,7 @@ int run(const common::Config& config, int argc, const char* const* argv) {
         mine.seed = rte_rdtsc() + w;
         mine.inside.rx_queue = mine.inside.tx_queue = static_cast<uint16_t>(w);
         mine.outside.rx_queue = mine.outside.tx_queue = static_cast<uint16_t>(w);
+        mine.nat.events = events[w].get();
         counters.push_back(std::make_unique<common::WorkerCounters>());
         worker_list.push_back(std::make_unique<dp::Worker>(mine, pool, *counters.back(), clock));
     }
@@ -147,9 +160,9 @@ int run(const common::Config& config, int argc, const char* const* argv) {
     for (unsigned l : config.worker_lcores)
         lcores += (lcores.empty() ? "" : ",") + std::to_string(l);
     std::printf(
-        "cgnd: pool%s ports %u-%u filtering %s, %u worker%s on lcore%s %s, inside steering "
-        "%s\n",
-        pools.c_str(), config.port_range.first, config.port_range.last,
+        "cgnd: pool%s ports %u-%u in blocks of %u, filtering %s, %u worker%s on lcore%s %s, "
+        "inside steering %s\n",
+        pools.c_str(), config.port_range.first, config.port_range.last, config.port_block_size,
         std::string(common::to_string(config.filtering)).c_str(), workers, workers == 1 ? "" : "s",
         workers == 1 ? "" : "s", lcores.c_str(),
         workers == 1        ? "not needed"
@@ -189,6 +202,11 @@ int run(const common::Config& config, int argc, const char* const* argv) {
         control_socket.serve_one(std::chrono::milliseconds(50),
                                  [&](std::string_view line) { return controller.execute(line); });
         if (g_print_requested.exchange(false)) print(counters_text(counters));
+        // The logs: one line per block given or taken back, per quota refusal (DESIGN 6).
+        common::NatEvent event;
+        for (auto& ring : events)
+            while (ring->pop(event)) std::printf("cgnd: event %s\n", common::to_string(event).c_str());
+        std::fflush(stdout);
         if (g_reload_requested.exchange(false)) {
             // The same command line again: it names the config file, and its options still
             // win over the file's.

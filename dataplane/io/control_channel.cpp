@@ -13,8 +13,9 @@ unsigned g_channels = 0;  // unique ring and table names when several channels e
 }
 
 ControlChannel::ControlChannel(unsigned workers, int socket_id,
-                               std::unique_ptr<RuntimeSettings> initial, uint32_t explicit_capacity)
-    : workers_(workers) {
+                               std::unique_ptr<RuntimeSettings> initial, uint32_t explicit_capacity,
+                               BlockMap& blocks)
+    : workers_(workers), blocks_(blocks) {
     const std::string name = "cgn_ctl" + std::to_string(g_channels++);
     const size_t size = rte_rcu_qsbr_get_memsize(workers);
     qsbr_ = static_cast<rte_rcu_qsbr*>(

@@ -39,6 +39,8 @@ struct RuntimeSettings {
     uint64_t generation = 0;
     common::FilteringMode filtering = common::FilteringMode::endpoint_independent;
     common::Timeouts timeouts;
+    common::SubscriberLimits limits;
+    uint64_t block_hold_down_ms = 120000;
     uint32_t explicit_mappings = 0;
     // Pool addresses added by this generation, one extension per worker, built by the control
     // thread. Slot w is moved from by worker w only, once, when it applies this generation
@@ -55,15 +57,18 @@ struct WorkerCommand {
     uint8_t protocol = 0;
     uint32_t addr = 0;
     uint16_t port = 0;
-    std::atomic<int> result{kPending};  // set once by the worker: 1 done, 0 refused
+    // Set once by the worker: 1 done, 0 refused (port in use), 2 for reserve_port when the
+    // worker does not hold the port's block (any more).
+    std::atomic<int> result{kPending};
 };
 
 using WhileWaiting = std::function<void()>;
 
 class ControlChannel {
 public:
+    // `blocks`: the port block map the workers claim in (not owned; outlives the channel).
     ControlChannel(unsigned workers, int socket_id, std::unique_ptr<RuntimeSettings> initial,
-                   uint32_t explicit_capacity);
+                   uint32_t explicit_capacity, BlockMap& blocks);
     ~ControlChannel();
     ControlChannel(const ControlChannel&) = delete;
     ControlChannel& operator=(const ControlChannel&) = delete;
@@ -82,6 +87,7 @@ public:
 
     // ---- control thread ----
     ExplicitMappingTable& explicit_mappings() { return *explicit_; }
+    BlockMap& blocks() { return blocks_; }
     // Makes `next` current (its generation is set here), frees the previous snapshot once no
     // worker can hold it, and returns once every worker has applied `next`.
     void publish(std::unique_ptr<RuntimeSettings> next, const WhileWaiting& while_waiting);
@@ -97,6 +103,7 @@ private:
     std::atomic<const RuntimeSettings*> current_{nullptr};
     std::vector<rte_ring*> commands_;
     std::unique_ptr<ExplicitMappingTable> explicit_;
+    BlockMap& blocks_;
 };
 
 }  // namespace cgn::dp

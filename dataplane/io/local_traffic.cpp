@@ -169,6 +169,12 @@ bool Worker::take_icmp_token() {
 }
 
 void Worker::send_time_exceeded(SideIndex side, rte_mbuf* m, const Ipv4Packet& p) {
+    send_icmp_error(side, m, p, icmp::kTimeExceeded, icmp::kCodeTtlExceeded,
+                    Counter::icmp_time_exceeded_sent);
+}
+
+void Worker::send_icmp_error(SideIndex side, rte_mbuf* m, const Ipv4Packet& p, uint8_t type,
+                             uint8_t code, Counter sent) {
     // RFC 1812 §4.3.2.7: no ICMP error about an ICMP error or a non-first fragment.
     if ((load_be16(p.l3 + ipv4::kFragment) & ipv4::kFragmentOffsetMask) != 0) return;
     if (p.protocol == ipv4::kProtoIcmp &&
@@ -205,12 +211,12 @@ void Worker::send_time_exceeded(SideIndex side, rte_mbuf* m, const Ipv4Packet& p
     store_be16(ip + ipv4::kChecksum,
                common::checksum_finish(common::checksum_partial(ip, ipv4::kMinHeaderLength)));
     uint8_t* ic = ip + ipv4::kMinHeaderLength;
-    ic[icmp::kType] = icmp::kTimeExceeded;
-    ic[icmp::kCode] = icmp::kCodeTtlExceeded;
+    ic[icmp::kType] = type;
+    ic[icmp::kCode] = code;
     std::memcpy(ic + icmp::kHeaderLength, p.l3, quoted);
     store_be16(ic + icmp::kChecksum,
                common::checksum_finish(common::checksum_partial(ic, icmp::kHeaderLength + quoted)));
-    counters_.add(Counter::icmp_time_exceeded_sent);
+    counters_.add(sent);
     enqueue_tx(side, reply);
 }
 

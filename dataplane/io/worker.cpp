@@ -37,12 +37,12 @@ Worker::Worker(const WorkerSettings& settings, rte_mempool* pool, common::Worker
       workers_(settings.workers),
       handoff_(settings.handoff),
       control_(settings.control),
-      steering_(settings.workers, settings.nat.port_range, settings.reta_size),
       handoff_out_(settings.workers),
       pool_(pool),
       counters_(counters),
       clock_(clock),
       nat_(settings.nat, settings.worker_id, settings.socket_id, counters, settings.seed),
+      steering_(settings.workers, &nat_.block_map(), settings.reta_size),
       neighbors_inside_("cgn_nbr_in_w" + std::to_string(settings.worker_id),
                         settings.neighbor_capacity, settings.socket_id),
       neighbors_outside_("cgn_nbr_out_w" + std::to_string(settings.worker_id),
@@ -65,6 +65,8 @@ void Worker::apply_control() {
     if (settings->generation != applied_generation_) {
         nat_.set_filtering(settings->filtering);
         nat_.set_timeouts(settings->timeouts);
+        nat_.set_limits(settings->limits);
+        nat_.set_block_hold_down_ms(settings->block_hold_down_ms);
         explicit_present_ = settings->explicit_mappings > 0;
         nat_.set_explicit_mappings_present(explicit_present_);
         if (index_ < settings->pool_additions.size())
@@ -329,6 +331,13 @@ void Worker::process_burst(SideIndex side, rte_mbuf** mbufs, uint16_t n, bool fr
     const SideIndex out = side == kInside ? kOutside : kInside;
     for (unsigned i = 0; i < count; ++i) {
         if (!forward[i]) {
+            // RFC 6888 REQ-11: a subscriber refused at a quota (or for want of ports) is told
+            // with destination unreachable, host unreachable, at the ICMP error rate.
+            if (parsed[i].refused)
+                send_icmp_error(kInside, translate_mbufs[i], parsed[i],
+                                common::icmp::kDestUnreachable,
+                                common::icmp::kCodeHostUnreachable,
+                                Counter::icmp_quota_unreachable_sent);
             rte_pktmbuf_free(translate_mbufs[i]);  // counted by the NAT engine
             continue;
         }

@@ -23,6 +23,7 @@
 #include "dataplane/io/neighbor_table.hpp"
 #include "dataplane/nat/ipv4_packet.hpp"
 #include "dataplane/nat/nat_engine.hpp"
+#include "dataplane/nat/steering.hpp"
 
 namespace cgn::dp {
 
@@ -109,6 +110,10 @@ private:
     void handle_arp(SideIndex side, rte_mbuf* m, uint8_t* arp, uint32_t length, bool answer);
     void handle_local(SideIndex side, rte_mbuf* m, Ipv4Packet& p);
     void send_time_exceeded(SideIndex side, rte_mbuf* m, const Ipv4Packet& p);
+    // An ICMP error about `p` back to its sender on `side` (rate limited; not about an ICMP
+    // error or a non-first fragment, RFC 1812 §4.3.2.7).
+    void send_icmp_error(SideIndex side, rte_mbuf* m, const Ipv4Packet& p, uint8_t type,
+                         uint8_t code, common::Counter sent);
     void send_arp_request(SideIndex side, uint32_t target);
     // Sends a translated inside packet addressed to a pool address back inside.
     void hairpin(rte_mbuf* m, Ipv4Packet& p);
@@ -133,7 +138,6 @@ private:
     ControlChannel* control_;
     uint64_t applied_generation_ = 0;
     bool explicit_present_ = false;
-    Steering steering_;
     // Frames waiting to be handed to each worker (flushed when full and at the end of a loop).
     struct HandoffQueue {
         rte_mbuf* mbufs[kHandoffBatch];
@@ -144,6 +148,7 @@ private:
     common::WorkerCounters& counters_;
     const common::Clock& clock_;
     NatEngine nat_;
+    Steering steering_;  // after nat_: reads the block map the engine uses
     NeighborTable neighbors_inside_;
     NeighborTable neighbors_outside_;
     TxQueue tx_[2];

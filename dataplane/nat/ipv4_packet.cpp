@@ -25,6 +25,7 @@ std::optional<Counter> parse_ipv4(uint8_t* l3, size_t available, Ipv4Packet& out
 
     const uint16_t frag = load_be16(l3 + ipv4::kFragment);
     out.l3 = l3;
+    out.refused = false;
     out.header_length = ihl;
     out.total_length = total;
     out.l4 = l3 + ihl;

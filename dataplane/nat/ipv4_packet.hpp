@@ -28,6 +28,9 @@ struct Ipv4Packet {
     uint16_t dst_port = 0;
     uint8_t tcp_flags = 0;
     uint8_t icmp_type = 0;
+    // Set by the NAT engine when it refused an inside packet for a quota or exhausted
+    // resources: the worker answers with ICMP host unreachable (RFC 6888 REQ-11).
+    bool refused = false;
 
     // An ICMP error (destination unreachable, time exceeded, parameter problem) and the packet
     // it is about, quoted in it (RFC 792; RFC 5508 §4 for what a NAT does with it). The quote is

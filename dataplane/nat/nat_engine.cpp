@@ -110,29 +110,43 @@ std::optional<uint32_t> NatEngine::SlotPool::take() {
     return slot;
 }
 
+namespace {
+uint32_t subscriber_capacity(const NatSettings& s) {
+    if (s.max_subscribers != 0) return s.max_subscribers;
+    return std::max<uint32_t>(16, s.max_sessions / 4);
+}
+}  // namespace
+
 NatEngine::NatEngine(const NatSettings& settings, unsigned worker_id, int socket_id,
                      common::WorkerCounters& counters, uint64_t seed)
     : filtering_(settings.filtering),
       port_parity_(settings.port_parity),
+      limits_(settings.limits),
+      hold_down_ms_(settings.block_hold_down_ms),
+      events_(settings.events),
+      worker_index_(settings.worker_index),
       explicit_(settings.explicit_mappings),
       counters_(counters),
       random_(seed),
-      pool_(settings.pool, settings.port_range, Steering(settings.workers, settings.port_range),
-            settings.worker_index),
+      own_blocks_(settings.blocks != nullptr
+                      ? nullptr
+                      : std::make_unique<BlockMap>(settings.port_range, settings.port_block_size)),
+      blocks_(settings.blocks != nullptr ? *settings.blocks : *own_blocks_),
+      pool_(settings.pool, blocks_, settings.worker_index),
       expiry_(settings.max_sessions, kRefreshGranularityMs),
       sessions_(settings.max_sessions),
       mappings_(settings.max_sessions),
-      subscribers_(settings.max_sessions),
+      subscribers_(subscriber_capacity(settings)),
       free_sessions_(settings.max_sessions),
       free_mappings_(settings.max_sessions),
-      free_subscribers_(settings.max_sessions),
+      free_subscribers_(subscriber_capacity(settings)),
       session_table_(table_name("sessions", worker_id), 2 * settings.max_sessions,
                      sizeof(SessionKey), socket_id),
       mapping_table_(table_name("mappings", worker_id), 2 * settings.max_sessions,
                      sizeof(EndpointKey), socket_id),
       filter_table_(table_name("filter", worker_id), settings.max_sessions, sizeof(FilterKey),
                     socket_id),
-      subscriber_table_(table_name("subscribers", worker_id), settings.max_sessions,
+      subscriber_table_(table_name("subscribers", worker_id), subscriber_capacity(settings),
                         sizeof(uint32_t), socket_id) {
     set_timeouts(settings.timeouts);
 }
@@ -149,10 +163,12 @@ void NatEngine::set_timeouts(const common::Timeouts& t) {
 // ---- fast path -------------------------------------------------------------------------------
 
 void NatEngine::in2out(Ipv4Packet* const* packets, unsigned n, uint64_t now_ms, bool* forward) {
+    now_ms_ = now_ms;
     translate_burst<true>(packets, n, now_ms, forward);
 }
 
 void NatEngine::out2in(Ipv4Packet* const* packets, unsigned n, uint64_t now_ms, bool* forward) {
+    now_ms_ = now_ms;
     translate_burst<false>(packets, n, now_ms, forward);
 }
 
@@ -297,9 +313,11 @@ bool NatEngine::slow_in2out(Ipv4Packet& p, uint64_t now_ms) {
                                 : std::nullopt)
             created = create_explicit_mapping(p.protocol, {p.src, p.src_port}, *external);
         else
-            created = create_mapping(p);
+            created = create_mapping(p, now_ms);
         if (!created) return false;
         mapping = *created;
+    } else if (const uint32_t sub = mappings_[mapping].subscriber; sub != kNoSlot) {
+        if (!admit_session(sub, *protocol_index(p.protocol), p, true, now_ms)) return false;
     }
     auto session = create_session(static_cast<uint32_t>(mapping), p.dst,
                                   remote_port_of(p.protocol, p.dst_port), now_ms, false);
@@ -336,6 +354,9 @@ bool NatEngine::slow_out2in(Ipv4Packet& p, uint64_t now_ms) {
         drop(Counter::drop_out2in_filtered);
         return false;
     }
+    if (const uint32_t sub = mappings_[mapping].subscriber;
+        sub != kNoSlot && !admit_session(sub, *protocol_index(p.protocol), p, false, now_ms))
+        return false;
     auto session = create_session(static_cast<uint32_t>(mapping), p.src,
                                   remote_port_of(p.protocol, p.src_port), now_ms, true);
     if (!session) return false;
@@ -367,55 +388,193 @@ std::optional<uint32_t> NatEngine::pair_subscriber(uint32_t addr) {
     if (subscriber_table_.lookup(&addr, slot)) return static_cast<uint32_t>(slot);
     auto index = free_subscribers_.take();
     if (!index) {
-        drop(Counter::drop_session_table_full);
+        drop(Counter::drop_subscriber_table_full);
         return std::nullopt;
     }
-    auto pool_index = pool_.pair_subscriber();
+    auto pool_index = pool_.pick_address();
     if (!pool_index) {
         free_subscribers_.give_back(*index);
         drop(Counter::drop_pool_exhausted);
         return std::nullopt;
     }
     if (!subscriber_table_.insert(&addr, *index)) {
-        pool_.unpair_subscriber(*pool_index);
         free_subscribers_.give_back(*index);
-        drop(Counter::drop_session_table_full);
+        drop(Counter::drop_subscriber_table_full);
         return std::nullopt;
     }
-    subscribers_[*index] = Subscriber{addr, *pool_index, 0};
+    Subscriber& sub = subscribers_[*index];
+    sub = Subscriber{};
+    sub.addr = addr;
+    sub.pool_index = *pool_index;
+    sub.first_block = kNoSlot;
+    // Full buckets: a new subscriber may start with a second's worth of sessions.
+    sub.tokens[0] = limits_.new_sessions_per_second * 1000;
+    for (size_t i = 0; i < kProtocolCount; ++i)
+        sub.tokens[1 + i] = limits_.new_sessions_per_second_per_protocol[i] * 1000;
+    sub.tokens_ms = now_ms_;
+    sub.quota_event_ms = 0;
     ++subscriber_count_;
     counters_.add(Counter::subscribers_paired);
     return *index;
 }
 
-std::optional<uint32_t> NatEngine::create_mapping(const Ipv4Packet& p) {
+std::optional<uint32_t> NatEngine::create_mapping(Ipv4Packet& p, uint64_t now_ms) {
     const auto proto = protocol_index(p.protocol);
     if (!proto) {
         drop(Counter::drop_protocol);
         return std::nullopt;
     }
     auto sub = pair_subscriber(p.src);
-    if (!sub) return std::nullopt;
-    Subscriber& subscriber = subscribers_[*sub];
-    // Paired pooling: the subscriber's address only, even if another has free ports.
-    PortSet& ports = pool_.ports(subscriber.pool_index, *proto);
-    auto port = port_parity_ ? ports.allocate(random_, p.src_port & 1) : ports.allocate(random_);
-    // A port a static mapping uses is never drawn here: the control thread reserved it in this
-    // set (reserve_external_port) before publishing the mapping.
-    std::optional<uint32_t> slot;
-    if (!port) {
-        drop(Counter::drop_ports_exhausted);
-    } else {
-        slot = insert_mapping(p.protocol, {p.src, p.src_port},
-                              {pool_.address(subscriber.pool_index), *port}, *sub);
-        if (!slot) ports.release(*port);
-    }
-    if (!slot) {
-        if (subscriber.mappings == 0) release_subscriber(*sub);
+    if (!sub) {
+        p.refused = true;  // RFC 6888 REQ-11: resources exhausted
         return std::nullopt;
     }
+    const size_t pi = static_cast<size_t>(*proto);
+    std::optional<uint32_t> slot;
+    if (admit_session(*sub, *proto, p, true, now_ms)) {
+        const uint32_t port_limit = limits_.max_ports_per_protocol[pi];
+        Counter reason = Counter::drop_ports_exhausted;
+        std::optional<uint16_t> port;
+        if (port_limit != 0 && subscribers_[*sub].ports_by_protocol[pi] >= port_limit) {
+            refuse(*sub, Counter::drop_quota_ports, common::NatEvent::Limit::ports, p, true,
+                   now_ms);
+        } else if (!(port = allocate_port(*sub, *proto, port_parity_ ? (p.src_port & 1) : -1,
+                                          now_ms, reason))) {
+            refuse(*sub, reason,
+                   reason == Counter::drop_quota_blocks ? common::NatEvent::Limit::blocks
+                                                        : common::NatEvent::Limit::pool,
+                   p, true, now_ms);
+        } else {
+            const Subscriber& subscriber = subscribers_[*sub];
+            slot = insert_mapping(p.protocol, {p.src, p.src_port},
+                                  {pool_.address(subscriber.pool_index), *port}, *sub);
+            if (!slot) {
+                pool_.ports(subscriber.pool_index, *proto).release(*port);
+                if (auto id = pool_.held_block(subscriber.pool_index, *port))
+                    pool_.port_freed(*id, now_ms);
+                p.refused = true;
+            }
+        }
+    }
+    if (!slot) {
+        release_subscriber_if_unused(*sub);
+        return std::nullopt;
+    }
+    Subscriber& subscriber = subscribers_[*sub];
     ++subscriber.mappings;
+    ++subscriber.ports_by_protocol[pi];
     return slot;
+}
+
+std::optional<uint16_t> NatEngine::allocate_port(uint32_t sub_slot, ProtocolIndex proto,
+                                                 int parity, uint64_t now_ms, Counter& reason) {
+    Subscriber& sub = subscribers_[sub_slot];
+    PortSet& ports = pool_.ports(sub.pool_index, proto);
+    auto take = [&](uint32_t id, int want) -> std::optional<uint16_t> {
+        auto port = ports.allocate_in(random_, pool_.first_port(id), pool_.last_port(id), want);
+        if (port) pool_.port_taken(id);
+        return port;
+    };
+    // The subscriber's blocks first (with the wanted parity, RFC 4787 REQ-4, when asked).
+    for (uint32_t id = sub.first_block; id != kNoSlot; id = pool_.block_record(id).next)
+        if (auto port = take(id, parity)) return port;
+    // Then a new block, while the subscriber may have one more (RFC 6888 REQ-4).
+    if (sub.blocks < limits_.max_blocks) {
+        if (auto id = pool_.claim_block(sub.pool_index, sub_slot,
+                                        random_.below(pool_.blocks_per_address()), now_ms)) {
+            AddressPool::Block& b = pool_.block_record(*id);
+            b.next = sub.first_block;
+            sub.first_block = *id;
+            ++sub.blocks;
+            counters_.add(Counter::blocks_claimed);
+            common::NatEvent e;
+            e.kind = common::NatEvent::Kind::block_allocated;
+            e.subscriber = sub.addr;
+            e.external = pool_.address(sub.pool_index);
+            e.first_port = pool_.first_port(*id);
+            e.last_port = pool_.last_port(*id);
+            record(e);
+            if (auto port = take(*id, parity)) return port;
+            if (auto port = take(*id, -1)) return port;
+        }
+        reason = Counter::drop_ports_exhausted;
+    } else {
+        reason = Counter::drop_quota_blocks;
+    }
+    // Parity is a preference: any free port of the blocks held before giving up.
+    if (parity >= 0)
+        for (uint32_t id = sub.first_block; id != kNoSlot; id = pool_.block_record(id).next)
+            if (auto port = take(id, -1)) return port;
+    return std::nullopt;
+}
+
+bool NatEngine::admit_session(uint32_t sub_slot, ProtocolIndex proto, Ipv4Packet& p,
+                              bool from_inside, uint64_t now_ms) {
+    Subscriber& sub = subscribers_[sub_slot];
+    const size_t pi = static_cast<size_t>(proto);
+    using Limit = common::NatEvent::Limit;
+    if ((limits_.max_sessions != 0 && sub.sessions >= limits_.max_sessions) ||
+        (limits_.max_sessions_per_protocol[pi] != 0 &&
+         sub.sessions_by_protocol[pi] >= limits_.max_sessions_per_protocol[pi])) {
+        refuse(sub_slot, Counter::drop_quota_sessions, Limit::sessions, p, from_inside, now_ms);
+        return false;
+    }
+    const uint32_t rate_all = limits_.new_sessions_per_second;
+    const uint32_t rate_proto = limits_.new_sessions_per_second_per_protocol[pi];
+    if (rate_all == 0 && rate_proto == 0) return true;
+    // Token buckets refilled at the rate per second, holding one second's worth: a token is
+    // 1000 units and the rate in units per millisecond is the rate per second.
+    const uint64_t elapsed = now_ms - sub.tokens_ms;
+    sub.tokens_ms = now_ms;
+    auto refill = [&](uint32_t& tokens, uint32_t rate) {
+        if (rate == 0) return;
+        const uint64_t cap = uint64_t{rate} * 1000;
+        tokens = static_cast<uint32_t>(std::min<uint64_t>(cap, tokens + elapsed * rate));
+    };
+    refill(sub.tokens[0], rate_all);
+    for (size_t i = 0; i < kProtocolCount; ++i)
+        refill(sub.tokens[1 + i], limits_.new_sessions_per_second_per_protocol[i]);
+    if ((rate_all != 0 && sub.tokens[0] < 1000) ||
+        (rate_proto != 0 && sub.tokens[1 + pi] < 1000)) {
+        refuse(sub_slot, Counter::drop_quota_session_rate, Limit::session_rate, p, from_inside,
+               now_ms);
+        return false;
+    }
+    if (rate_all != 0) sub.tokens[0] -= 1000;
+    if (rate_proto != 0) sub.tokens[1 + pi] -= 1000;
+    return true;
+}
+
+void NatEngine::refuse(uint32_t sub_slot, Counter reason, common::NatEvent::Limit limit,
+                       Ipv4Packet& p, bool from_inside, uint64_t now_ms) {
+    drop(reason);
+    // RFC 6888 REQ-11: the packet is dropped, the sender gets destination unreachable (host
+    // unreachable; the worker sends it, rate limited), a notification goes to the logs, and no
+    // existing mapping is removed to make room.
+    if (from_inside) p.refused = true;
+    Subscriber& sub = subscribers_[sub_slot];
+    // One event a second per subscriber at most: a subscriber hammering its limit must not
+    // flood the logs (the counters keep the exact number).
+    if (sub.quota_event_ms != 0 && now_ms - sub.quota_event_ms < 1000) return;
+    sub.quota_event_ms = now_ms == 0 ? 1 : now_ms;
+    common::NatEvent e;
+    e.kind = common::NatEvent::Kind::quota_exceeded;
+    e.subscriber = sub.addr;
+    e.external = pool_.address(sub.pool_index);
+    e.limit = limit;
+    e.protocol = p.protocol;
+    record(e);
+}
+
+void NatEngine::record(const common::NatEvent& event) {
+    if (events_ == nullptr) return;
+    common::NatEvent e = event;
+    e.time_ms = now_ms_;
+    e.worker = static_cast<uint8_t>(worker_index_);
+    if (events_->push(e))
+        counters_.add(Counter::events_queued);
+    else
+        counters_.add(Counter::events_dropped);
 }
 
 std::optional<uint32_t> NatEngine::create_explicit_mapping(uint8_t protocol, Endpoint internal,
@@ -482,6 +641,11 @@ std::optional<uint32_t> NatEngine::create_session(uint32_t mapping, uint32_t rem
         if (m.sessions == 0) release_mapping(mapping);
         return std::nullopt;
     }
+    if (m.subscriber != kNoSlot) {
+        Subscriber& sub = subscribers_[m.subscriber];
+        ++sub.sessions;
+        ++sub.sessions_by_protocol[static_cast<size_t>(*protocol_index(m.protocol))];
+    }
     sessions_[*slot] =
         Session{m.int_addr, m.ext_addr, remote_addr,      m.int_port, m.ext_port,      remote_port,
                 m.protocol, 0,          uint8_t{inbound}, mapping,    m.first_session, kNoSlot};
@@ -497,10 +661,41 @@ std::optional<uint32_t> NatEngine::create_session(uint32_t mapping, uint32_t rem
 // ---- expiry ----------------------------------------------------------------------------------
 
 uint32_t NatEngine::expire(uint64_t now_ms, uint32_t budget) {
-    return expiry_.expire(now_ms, budget, [this](uint32_t session) {
+    now_ms_ = now_ms;
+    const uint32_t n = expiry_.expire(now_ms, budget, [this](uint32_t session) {
         release_session(session);
         counters_.add(Counter::sessions_expired);
     });
+    // RFC 6888 REQ-8: a block idle for the hold-down goes back to the pool.
+    pool_.expire_blocks(now_ms, hold_down_ms_, 4,
+                        [this](uint32_t id, uint32_t sub) { block_released(id, sub); });
+    return n;
+}
+
+void NatEngine::block_released(uint32_t id, uint32_t sub_slot) {
+    Subscriber& sub = subscribers_[sub_slot];
+    // Unlink the block from the subscriber's list (a handful of blocks at most).
+    if (sub.first_block == id) {
+        sub.first_block = pool_.block_record(id).next;
+    } else {
+        for (uint32_t b = sub.first_block; b != kNoSlot; b = pool_.block_record(b).next) {
+            if (pool_.block_record(b).next == id) {
+                pool_.block_record(b).next = pool_.block_record(id).next;
+                break;
+            }
+        }
+    }
+    --sub.blocks;
+    counters_.add(Counter::blocks_released);
+    common::NatEvent e;
+    e.kind = common::NatEvent::Kind::block_released;
+    e.subscriber = sub.addr;
+    e.external = pool_.address(sub.pool_index);
+    e.first_port = pool_.first_port(id);
+    e.last_port = pool_.last_port(id);
+    record(e);
+    // The AddressPool closes and frees the block after this returns; the subscriber may go.
+    if (sub.blocks == 0 && sub.mappings == 0) release_subscriber(sub_slot);
 }
 
 void NatEngine::release_session(uint32_t session) {
@@ -519,6 +714,11 @@ void NatEngine::release_session(uint32_t session) {
         sessions_[s.next_in_mapping].prev_in_mapping = s.prev_in_mapping;
     expiry_.remove(session);
     free_sessions_.give_back(session);
+    if (m.subscriber != kNoSlot) {
+        Subscriber& sub = subscribers_[m.subscriber];
+        --sub.sessions;
+        --sub.sessions_by_protocol[static_cast<size_t>(*protocol_index(m.protocol))];
+    }
     if (--m.sessions == 0) release_mapping(s.mapping);
 }
 
@@ -534,8 +734,13 @@ void NatEngine::release_mapping(uint32_t mapping) {
     // An explicit mapping's port stays reserved for it while the static mapping exists.
     if (m.subscriber == kNoSlot) return;
     Subscriber& sub = subscribers_[m.subscriber];
-    pool_.ports(sub.pool_index, *protocol_index(m.protocol)).release(m.ext_port);
-    if (--sub.mappings == 0) release_subscriber(m.subscriber);
+    const auto proto = *protocol_index(m.protocol);
+    pool_.ports(sub.pool_index, proto).release(m.ext_port);
+    --sub.ports_by_protocol[static_cast<size_t>(proto)];
+    --sub.mappings;
+    // The block stays with the subscriber until its hold-down has passed (expire()).
+    if (auto id = pool_.held_block(sub.pool_index, m.ext_port)) pool_.port_freed(*id, now_ms_);
+    release_subscriber_if_unused(m.subscriber);
 }
 
 uint32_t NatEngine::drop_mapping(uint8_t protocol, uint32_t addr, uint16_t port) {
@@ -548,22 +753,36 @@ uint32_t NatEngine::drop_mapping(uint8_t protocol, uint32_t addr, uint16_t port)
     return n;
 }
 
-bool NatEngine::reserve_external_port(uint8_t protocol, uint32_t addr, uint16_t port) {
+int NatEngine::reserve_external_port(uint8_t protocol, uint32_t addr, uint16_t port) {
     const auto index = pool_.index_of(addr);
     const auto proto = protocol_index(protocol);
-    return index && proto && pool_.ports(*index, *proto).reserve(port);
+    if (!index || !proto) return kNotHeld;
+    const auto id = pool_.held_block(*index, port);
+    if (!id) return kNotHeld;
+    if (!pool_.ports(*index, *proto).reserve(port)) return kInUse;
+    // The reservation keeps the block (and so its subscriber) until the static mapping goes.
+    pool_.port_taken(*id);
+    return kReserved;
 }
 
 void NatEngine::release_external_port(uint8_t protocol, uint32_t addr, uint16_t port) {
     const auto index = pool_.index_of(addr);
     const auto proto = protocol_index(protocol);
-    if (index && proto) pool_.ports(*index, *proto).release(port);
+    if (!index || !proto) return;
+    const auto id = pool_.held_block(*index, port);
+    if (!id || !pool_.ports(*index, *proto).in_use(port)) return;
+    pool_.ports(*index, *proto).release(port);
+    pool_.port_freed(*id, now_ms_);
+}
+
+void NatEngine::release_subscriber_if_unused(uint32_t subscriber) {
+    const Subscriber& sub = subscribers_[subscriber];
+    if (sub.mappings == 0 && sub.blocks == 0) release_subscriber(subscriber);
 }
 
 void NatEngine::release_subscriber(uint32_t subscriber) {
     const Subscriber& sub = subscribers_[subscriber];
     subscriber_table_.erase(&sub.addr);
-    pool_.unpair_subscriber(sub.pool_index);
     free_subscribers_.give_back(subscriber);
     --subscriber_count_;
 }
@@ -576,6 +795,22 @@ std::optional<std::pair<uint32_t, uint16_t>> NatEngine::find_mapping(uint8_t pro
     if (!mapping_table_.lookup(&k, slot)) return std::nullopt;
     const Mapping& m = mappings_[slot];
     return std::make_pair(m.ext_addr, m.ext_port);
+}
+
+std::vector<std::pair<uint32_t, uint16_t>> NatEngine::subscriber_blocks(uint32_t addr) const {
+    std::vector<std::pair<uint32_t, uint16_t>> out;
+    uint64_t slot = 0;
+    if (!subscriber_table_.lookup(&addr, slot)) return out;
+    const Subscriber& sub = subscribers_[slot];
+    for (uint32_t id = sub.first_block; id != kNoSlot; id = pool_.block_record(id).next)
+        out.emplace_back(pool_.address(pool_.index_of_block(id)), pool_.first_port(id));
+    return out;
+}
+
+std::optional<uint32_t> NatEngine::subscriber_sessions(uint32_t addr) const {
+    uint64_t slot = 0;
+    if (!subscriber_table_.lookup(&addr, slot)) return std::nullopt;
+    return subscribers_[slot].sessions;
 }
 
 }  // namespace cgn::dp

@@ -3,9 +3,12 @@
 // a burst of parsed packets (fast path: one bulk session lookup; slow path: mapping and session
 // creation), and bounded expiry.
 //
-// Model (RFC 4787, RFC 5382, RFC 5508):
-//   Subscriber  an internal address; paired with one pool address while it has mappings
-//               (REQ-2 "paired" address pooling).
+// Model (RFC 4787, RFC 5382, RFC 5508, RFC 6888):
+//   Subscriber  an internal address; paired with one pool address while it holds port blocks
+//               there (REQ-2 "paired" address pooling), with its limits' counters.
+//   Block       a range of ports of the paired address held for one subscriber (RFC 6888
+//               REQ-13/14); claimed with the first mapping that needs it, returned to the
+//               pool when idle for the hold-down (REQ-8).
 //   Mapping     internal endpoint (proto, addr, port) <-> external endpoint, shared by all of
 //               the endpoint's sessions: endpoint-independent mapping (REQ-1).
 //   Session     a mapping plus one remote endpoint; carries the idle timer and TCP state.
@@ -17,12 +20,14 @@
 // memory is reserved in the constructor; the packet path allocates nothing and takes no lock.
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <utility>
 #include <vector>
 
 #include "common/config.hpp"
 #include "common/counters.hpp"
+#include "common/events.hpp"
 #include "common/random.hpp"
 #include "dataplane/nat/expiry_lists.hpp"
 #include "dataplane/nat/flow_key.hpp"
@@ -39,15 +44,25 @@ struct NatSettings {
     common::FilteringMode filtering = common::FilteringMode::endpoint_independent;
     common::Timeouts timeouts;
     uint32_t max_sessions = 1u << 16;
-    // This engine is worker `worker_index` of `workers`: it hands out ports only from the
-    // blocks Steering gives it.
+    // Subscribers this worker can hold at once; 0: max_sessions / 4.
+    uint32_t max_subscribers = 0;
+    // This engine is worker `worker_index` of `workers`: it claims port blocks in `blocks` as
+    // that worker.
     unsigned workers = 1;
     unsigned worker_index = 0;
+    // The port blocks shared by all workers and the control thread (block_map.hpp); null: the
+    // engine makes its own (one worker, no control thread).
+    BlockMap* blocks = nullptr;
+    uint32_t port_block_size = 512;  // used when `blocks` is null
+    uint64_t block_hold_down_ms = 120000;
+    common::SubscriberLimits limits;
     // RFC 4787 REQ-4: external ports keep the parity of the internal port when possible.
     bool port_parity = false;
     // Static (and later PCP) mappings, written by the control thread; null when there are none
     // to consult (tests of dynamic NAT only).
     const ExplicitMappingTable* explicit_mappings = nullptr;
+    // Where block and quota events go (read by the control thread); null: not recorded.
+    common::EventRing* events = nullptr;
 };
 
 class NatEngine {
@@ -72,23 +87,33 @@ public:
     // thread published, or a command it sent).
     void set_filtering(common::FilteringMode mode) { filtering_ = mode; }
     void set_timeouts(const common::Timeouts& t);
+    void set_limits(const common::SubscriberLimits& limits) { limits_ = limits; }
+    void set_block_hold_down_ms(uint64_t ms) { hold_down_ms_ = ms; }
     // Adds pool addresses whose port sets the control thread built (no allocation here).
     void extend_pool(AddressPool::Extension&& extension) { pool_.extend(std::move(extension)); }
     // Whether the explicit-mapping table may hold entries (skips its lookups when empty).
     void set_explicit_mappings_present(bool present) { explicit_present_ = present; }
-    // Takes (or gives back) an external port of this worker's blocks for an explicit mapping:
-    // false when it is in use by a dynamic mapping.
-    bool reserve_external_port(uint8_t protocol, uint32_t addr, uint16_t port);
+    // Takes (or gives back) an external port of a block this worker holds for an explicit
+    // mapping: kReserved, kInUse when a dynamic mapping has it, kNotHeld when this worker does
+    // not hold its block (any more).
+    enum ReserveResult : int { kReserved = 1, kInUse = 0, kNotHeld = 2 };
+    int reserve_external_port(uint8_t protocol, uint32_t addr, uint16_t port);
     void release_external_port(uint8_t protocol, uint32_t addr, uint16_t port);
     // Removes the mapping of an internal endpoint with all its sessions (an explicit mapping
     // replaced or withdrawn). Returns how many sessions went.
     uint32_t drop_mapping(uint8_t protocol, uint32_t addr, uint16_t port);
 
+    const BlockMap& block_map() const { return blocks_; }
     bool is_pool_address(uint32_t addr) const { return pool_.contains(addr); }
     std::optional<uint32_t> pool_index(uint32_t addr) const { return pool_.index_of(addr); }
     uint32_t session_count() const { return expiry_.size(); }
     uint32_t mapping_count() const { return mapping_count_; }
     uint32_t subscriber_count() const { return subscriber_count_; }
+    uint32_t held_blocks() const { return pool_.held_blocks(); }
+    // The blocks a subscriber holds, as (pool address, first port), in its order; and its
+    // session count. For tests and the control thread's "show subscriber".
+    std::vector<std::pair<uint32_t, uint16_t>> subscriber_blocks(uint32_t addr) const;
+    std::optional<uint32_t> subscriber_sessions(uint32_t addr) const;
     // The external endpoint of an internal one, if mapped.
     std::optional<std::pair<uint32_t, uint16_t>> find_mapping(uint8_t protocol, uint32_t addr,
                                                               uint16_t port) const;
@@ -129,6 +154,15 @@ private:
         uint32_t addr;
         uint32_t pool_index;
         uint32_t mappings;
+        uint32_t first_block;  // AddressPool block id of its first block; kNoSlot: none
+        uint16_t blocks;
+        uint32_t sessions;
+        uint32_t sessions_by_protocol[kProtocolCount];
+        uint16_t ports_by_protocol[kProtocolCount];
+        // New-session rate buckets in thousandths of a session: all protocols, then each.
+        uint32_t tokens[1 + kProtocolCount];
+        uint64_t tokens_ms;
+        uint64_t quota_event_ms;  // last quota event recorded (at most one a second)
     };
 
     // A fixed set of slots with a free list: indices are stable and double as table values.
@@ -150,7 +184,19 @@ private:
     void refresh(uint32_t session, const Ipv4Packet& p, bool from_inside, uint64_t now_ms);
     bool slow_in2out(Ipv4Packet& p, uint64_t now_ms);
     bool slow_out2in(Ipv4Packet& p, uint64_t now_ms);
-    std::optional<uint32_t> create_mapping(const Ipv4Packet& p);
+    std::optional<uint32_t> create_mapping(Ipv4Packet& p, uint64_t now_ms);
+    // A free port for the subscriber: in its blocks, or a new block. The drop reason when none.
+    std::optional<uint16_t> allocate_port(uint32_t subscriber, ProtocolIndex proto, int parity,
+                                          uint64_t now_ms, common::Counter& reason);
+    // RFC 6888 REQ-4/5: may the subscriber open one more session of this protocol now? When
+    // not, counts the reason, records a quota event and marks the packet refused (so that the
+    // worker answers the subscriber, REQ-11) when it came from inside.
+    bool admit_session(uint32_t subscriber, ProtocolIndex proto, Ipv4Packet& p, bool from_inside,
+                       uint64_t now_ms);
+    void refuse(uint32_t subscriber, common::Counter reason, common::NatEvent::Limit limit,
+                Ipv4Packet& p, bool from_inside, uint64_t now_ms);
+    void record(const common::NatEvent& e);
+    void block_released(uint32_t id, uint32_t subscriber);
     // A mapping whose external endpoint an explicit mapping names.
     std::optional<uint32_t> create_explicit_mapping(uint8_t protocol, Endpoint internal,
                                                     Endpoint external);
@@ -165,16 +211,25 @@ private:
     void release_session(uint32_t session);
     void release_mapping(uint32_t mapping);
     void release_subscriber(uint32_t subscriber);
+    // Releases the subscriber when nothing holds it any more (no mapping, no block).
+    void release_subscriber_if_unused(uint32_t subscriber);
     bool inbound_allowed(const Mapping& m, uint32_t remote_addr) const;
     bool explicit_lookups() const { return explicit_present_ && explicit_ != nullptr; }
     void drop(common::Counter c) { counters_.add(c); }
 
     common::FilteringMode filtering_;
     bool port_parity_;
+    common::SubscriberLimits limits_;
+    uint64_t hold_down_ms_;
+    common::EventRing* events_;
+    unsigned worker_index_;
+    uint64_t now_ms_ = 0;
     const ExplicitMappingTable* explicit_;
     bool explicit_present_ = false;
     common::WorkerCounters& counters_;
     common::Random random_;
+    std::unique_ptr<BlockMap> own_blocks_;  // when the settings gave none
+    BlockMap& blocks_;
     AddressPool pool_;
     ExpiryLists expiry_;
 

@@ -3,31 +3,18 @@
 // same way:
 //   - inside traffic belongs to the worker its subscriber (source address) hashes to, so a
 //     subscriber's mappings, sessions and pool pairing live on one core;
-//   - outside traffic belongs to the worker that owns the destination external port: the port
-//     range of every pool address is cut into blocks of kPortBlockSize ports, and block b of
-//     pool address i belongs to worker (i + b) mod N. A worker hands out ports only from its
-//     own blocks, so the owner of any external endpoint it created is found from the endpoint
-//     alone. (Per-subscriber port blocks claimed at run time replace this fixed interleaving
-//     with RFC 6888 REQ-13/14 block allocation.)
-// No DPDK, no shared state: the answer depends only on the packet and the configuration.
+//   - outside traffic belongs to the worker that holds the destination's port block in the
+//     shared BlockMap (a worker hands out ports only from blocks it claimed there for its
+//     subscribers), so the owner of any external endpoint is found from the endpoint alone.
+// No DPDK. The only shared state read is the BlockMap (one acquire load per outside packet).
 
 #include <cstdint>
 #include <optional>
 
 #include "common/config.hpp"
+#include "dataplane/nat/block_map.hpp"
 
 namespace cgn::dp {
-
-inline constexpr uint32_t kPortBlockSize = 512;
-
-// The blocks of one pool address that one worker may allocate from: those with
-// block % stride == offset.
-struct PortOwnership {
-    uint32_t block_size = kPortBlockSize;
-    uint32_t stride = 1;
-    uint32_t offset = 0;
-    bool owns_block(uint32_t block) const { return block % stride == offset; }
-};
 
 // The Toeplitz hash (Microsoft RSS) of an IPv4 source address, as a NIC computes it for RSS
 // on the source address only (the input is the address in network byte order). Computing it
@@ -86,8 +73,8 @@ inline constexpr uint32_t kDefaultRetaSize = 128;
 
 class Steering {
 public:
-    Steering(unsigned workers, common::PortRange range, uint32_t reta_size = kDefaultRetaSize)
-        : workers_(workers), range_(range), reta_size_(reta_size) {}
+    Steering(unsigned workers, const BlockMap* blocks, uint32_t reta_size = kDefaultRetaSize)
+        : workers_(workers), blocks_(blocks), reta_size_(reta_size) {}
 
     unsigned workers() const { return workers_; }
 
@@ -96,22 +83,16 @@ public:
         return (toeplitz_hash_ipv4(subscriber_addr) % reta_size_) % workers_;
     }
 
-    // The owner of external `port` of the pool address with index `pool_index`; nothing for a
-    // port outside the range (no mapping can use it).
+    // The worker holding the block of external `port` of the pool address with index
+    // `pool_index`; nothing when no worker holds it (no dynamic mapping can use it).
     std::optional<unsigned> external_owner(uint32_t pool_index, uint16_t port) const {
-        if (port < range_.first || port > range_.last) return std::nullopt;
-        const uint32_t block = (port - range_.first) / kPortBlockSize;
-        return static_cast<unsigned>((pool_index + block) % workers_);
-    }
-
-    PortOwnership ownership(unsigned worker, uint32_t pool_index) const {
-        return PortOwnership{kPortBlockSize, workers_,
-                             (worker + workers_ - pool_index % workers_) % workers_};
+        if (blocks_ == nullptr) return std::nullopt;
+        return blocks_->worker_holding(pool_index, port);
     }
 
 private:
     unsigned workers_;
-    common::PortRange range_;
+    const BlockMap* blocks_;
     uint32_t reta_size_;
 };
 

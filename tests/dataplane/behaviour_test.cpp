@@ -145,7 +145,8 @@ TEST_F(Behaviour, UdpSessionExpiresAfterIdleTimeoutNotBefore) {
     EXPECT_EQ(h.counter(Counter::sessions_expired), 1u);
     EXPECT_EQ(h.counter(Counter::mappings_removed), 1u);
     EXPECT_EQ(h.worker().nat().session_count(), 0u);
-    EXPECT_EQ(h.worker().nat().subscriber_count(), 0u);
+    // The subscriber keeps its (now idle) port block for the hold-down (RFC 6888 REQ-8).
+    EXPECT_EQ(h.worker().nat().subscriber_count(), 1u);
     EXPECT_FALSE(inbound_arrives(t().server1, 3478, ext));
     EXPECT_EQ(h.counter(Counter::drop_out2in_no_mapping), 1u);
 }
@@ -244,6 +245,7 @@ TEST_F(Behaviour, SessionTableFullDropsNewFlowsOnly) {
 
 TEST_F(Behaviour, ExternalPortsStayInConfiguredRange) {
     h.settings().nat.port_range = {5000, 5063};
+    h.settings().nat.port_block_size = 64;
     h.settings().nat.pool = {*common::Ipv4Prefix::parse("198.51.100.1/32")};
     start();
     std::set<uint16_t> seen;
@@ -264,6 +266,7 @@ TEST_F(Behaviour, ExternalPortsStayInConfiguredRange) {
 
 TEST_F(Behaviour, ExpiredMappingsGiveTheirPortsBack) {
     h.settings().nat.port_range = {5000, 5063};
+    h.settings().nat.port_block_size = 64;
     h.settings().nat.pool = {*common::Ipv4Prefix::parse("198.51.100.1/32")};
     h.settings().nat.timeouts.udp_s = 10;
     start();

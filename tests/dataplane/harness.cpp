@@ -59,12 +59,20 @@ DataplaneHarness::~DataplaneHarness() {
 }
 
 void DataplaneHarness::start(bool with_control, dp::WhileWaiting while_waiting) {
+    // The port blocks every worker (and the controller) claims in.
+    blocks_ = std::make_unique<dp::BlockMap>(settings_.nat.port_range,
+                                             settings_.nat.port_block_size);
+    settings_.nat.blocks = blocks_.get();
+    for (unsigned w = 0; w < workers_; ++w)
+        events_.push_back(std::make_unique<common::EventRing>(1024));
     if (with_control) {
         auto initial = std::make_unique<dp::RuntimeSettings>();
         initial->filtering = settings_.nat.filtering;
         initial->timeouts = settings_.nat.timeouts;
-        channel_ =
-            std::make_unique<dp::ControlChannel>(workers_, SOCKET_ID_ANY, std::move(initial), 1024);
+        initial->limits = settings_.nat.limits;
+        initial->block_hold_down_ms = settings_.nat.block_hold_down_ms;
+        channel_ = std::make_unique<dp::ControlChannel>(workers_, SOCKET_ID_ANY,
+                                                        std::move(initial), 1024, *blocks_);
         settings_.control = channel_.get();
         settings_.nat.explicit_mappings = &channel_->explicit_mappings();
     }
@@ -74,6 +82,7 @@ void DataplaneHarness::start(bool with_control, dp::WhileWaiting while_waiting) 
         ws.worker_index = w;
         ws.nat.worker_index = w;
         ws.seed = settings_.seed + w;
+        ws.nat.events = events_[w].get();
         ws.inside.rx_queue = ws.inside.tx_queue = static_cast<uint16_t>(w);
         ws.outside.rx_queue = ws.outside.tx_queue = static_cast<uint16_t>(w);
         workers_list_.push_back(std::make_unique<dp::Worker>(ws, pool_, *counters_[w], clock_));
@@ -87,6 +96,9 @@ void DataplaneHarness::start(bool with_control, dp::WhileWaiting while_waiting) 
         config.port_range = settings_.nat.port_range;
         config.filtering = settings_.nat.filtering;
         config.timeouts = settings_.nat.timeouts;
+        config.limits = settings_.nat.limits;
+        config.port_block_size = settings_.nat.port_block_size;
+        config.block_hold_down_s = static_cast<uint32_t>(settings_.nat.block_hold_down_ms / 1000);
         controller_ = std::make_unique<ctl::Controller>(
             *channel_, config, [] { return std::string("(counters)\n"); },
             while_waiting ? std::move(while_waiting) : dp::WhileWaiting([this] { poll(); }));

@@ -60,6 +60,14 @@ public:
     void start(bool with_control = false, dp::WhileWaiting while_waiting = {});
     ctl::Controller& controller() { return *controller_; }
     dp::ControlChannel& channel() { return *channel_; }
+    dp::BlockMap& blocks() { return *blocks_; }
+    // The events worker `w` recorded since the last call (block and quota events).
+    std::vector<common::NatEvent> take_events(unsigned w = 0) {
+        std::vector<common::NatEvent> out;
+        common::NatEvent e;
+        while (events_.at(w)->pop(e)) out.push_back(e);
+        return out;
+    }
 
     RingPort& inside() { return *inside_; }
     RingPort& outside() { return *outside_; }
@@ -97,6 +105,8 @@ private:
     std::unique_ptr<dp::RingPort> outside_;
     std::unique_ptr<dp::HandoffRings> handoff_;
     dp::WorkerSettings settings_;
+    std::unique_ptr<dp::BlockMap> blocks_;
+    std::vector<std::unique_ptr<common::EventRing>> events_;
     std::unique_ptr<dp::ControlChannel> channel_;
     std::vector<std::unique_ptr<dp::Worker>> workers_list_;
     std::unique_ptr<ctl::Controller> controller_;

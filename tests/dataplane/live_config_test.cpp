@@ -108,7 +108,7 @@ TEST_P(LiveConfig, StaticPortInsideTheRangeIsReservedOnItsBlockOwner) {
     start();
     // An external port whose block belongs to the worker that does not own subscriber 1
     // (with one worker: any port).
-    const dp::Steering steering(h.workers(), h.settings().nat.port_range);
+    const dp::Steering steering(h.workers(), &h.blocks());
     const unsigned sub_owner = steering.subscriber_owner(t().subscriber1.value);
     uint16_t port = 1024;
     while (h.workers() > 1 && steering.external_owner(1, port) == sub_owner) port += 512;
@@ -242,8 +242,9 @@ TEST_P(LiveConfig, StricterFilteringAlsoAppliesToSessionsLetInBefore) {
 
 TEST_P(LiveConfig, PoolAddedWhileRunningIsAnsweredAndUsed) {
     h.settings().nat.pool = {*common::Ipv4Prefix::parse("198.51.100.1/32")};
-    // One block per worker.
+    // A small range in small blocks: enough for the six subscribers over three addresses.
     h.settings().nat.port_range = {5000, static_cast<uint16_t>(5000 + 512 * GetParam() - 1)};
+    h.settings().nat.port_block_size = 64;
     start();
     const auto added = ip("203.0.113.129");
     h.outside().inject(arp_request(t().gateway_mac, t().gateway, added));

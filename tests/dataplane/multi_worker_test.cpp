@@ -57,7 +57,7 @@ protected:
 
 TEST_P(MultiWorker, EveryFlowTranslatedOnceByItsOwnerWhateverTheQueue) {
     const unsigned workers = h.workers();
-    const dp::Steering steering(workers, h.settings().nat.port_range);
+    const dp::Steering steering(workers, &h.blocks());
     common::Random random(7);
     unsigned sent = 0;
     for (unsigned i = 0; i < kSubscribers; ++i) {
@@ -182,7 +182,7 @@ TEST(Handoff, FullRingDropsAndCountsWithoutBlocking) {
     h.resolve_neighbors();
     h.reset_counters();
     const Topology& t = h.topo();
-    const dp::Steering steering(2, h.settings().nat.port_range);
+    const dp::Steering steering(2, &h.blocks());
     const unsigned owner = steering.subscriber_owner(t.subscriber1.value);
     const auto receiver = static_cast<uint16_t>(1 - owner);
     constexpr unsigned kPackets = 2000;  // more than a handoff ring (1024 slots) holds

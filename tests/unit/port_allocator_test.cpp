@@ -1,9 +1,11 @@
 #include "dataplane/nat/port_allocator.hpp"
+#include "dataplane/nat/steering.hpp"
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <set>
+#include <thread>
 #include <vector>
 
 #include "common/headers.hpp"
@@ -195,8 +197,9 @@ TEST(ProtocolIndex, MapsTheTranslatedProtocols) {
 common::Ipv4Prefix prefix(const char* text) { return common::Ipv4Prefix::parse(text).value(); }
 
 TEST(AddressPool, IndexesAddressesAcrossPrefixes) {
+    BlockMap blocks(kDefaultRange, 512);
     AddressPool pool({prefix("198.51.100.0/30"), prefix("203.0.113.8/29"), prefix("192.0.2.77/32")},
-                     kDefaultRange);
+                     blocks, 0);
     ASSERT_EQ(pool.size(), 13u);
     EXPECT_EQ(pool.address(0), 0xc6336400u);   // 198.51.100.0
     EXPECT_EQ(pool.address(3), 0xc6336403u);   // 198.51.100.3
@@ -214,108 +217,257 @@ TEST(AddressPool, IndexesAddressesAcrossPrefixes) {
     }
 }
 
-TEST(AddressPool, EachAddressHasItsOwnPortSets) {
-    AddressPool pool({prefix("198.51.100.0/31")}, {1024, 1087});
-    EXPECT_TRUE(pool.ports(0, ProtocolIndex::udp).reserve(1024));
-    EXPECT_FALSE(pool.ports(0, ProtocolIndex::tcp).in_use(1024));
-    EXPECT_FALSE(pool.ports(0, ProtocolIndex::icmp).in_use(1024));
-    EXPECT_FALSE(pool.ports(1, ProtocolIndex::udp).in_use(1024));
-    EXPECT_EQ(pool.ports(1, ProtocolIndex::tcp).capacity(), 64u);
+// ---- BlockMap --------------------------------------------------------------------------------
+
+TEST(BlockMap, CutsTheRangeIntoWholeBlocks) {
+    BlockMap blocks(kDefaultRange, 4096);  // 64512 ports: 15 whole blocks, 3072 ports left
+    EXPECT_EQ(blocks.blocks_per_address(), 15u);
+    EXPECT_EQ(blocks.block_of(1024), std::optional<uint32_t>(0));
+    EXPECT_EQ(blocks.block_of(5119), std::optional<uint32_t>(0));
+    EXPECT_EQ(blocks.block_of(5120), std::optional<uint32_t>(1));
+    EXPECT_EQ(blocks.block_of(62463), std::optional<uint32_t>(14));
+    EXPECT_FALSE(blocks.block_of(62464).has_value()) << "the tail is no block";
+    EXPECT_FALSE(blocks.block_of(65535).has_value());
+    EXPECT_FALSE(blocks.block_of(1023).has_value());
+    EXPECT_EQ(blocks.first_port(2), 9216);
+    EXPECT_EQ(blocks.last_port(2), 13311);
+    BlockMap small(kDefaultRange, 512);
+    EXPECT_EQ(small.blocks_per_address(), 126u);
+    EXPECT_EQ(small.block_of(65535), std::optional<uint32_t>(125));
 }
 
-TEST(AddressPool, PairsSubscribersRoundRobinOverEqualLoads) {
-    AddressPool pool({prefix("198.51.100.0/30")}, kDefaultRange);
-    std::vector<uint32_t> order;
-    for (int i = 0; i < 12; ++i) order.push_back(pool.pair_subscriber().value());
-    EXPECT_EQ(order, (std::vector<uint32_t>{0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3}));
-    for (uint32_t i = 0; i < 4; ++i) EXPECT_EQ(pool.subscribers(i), 3u);
+TEST(BlockMap, ClaimOnceReleaseAndCount) {
+    BlockMap blocks({1024, 2047}, 256, 4);  // 4 blocks per address, 4 addresses
+    EXPECT_EQ(blocks.free_blocks(1), 4u);
+    EXPECT_TRUE(blocks.claim(1, 2, BlockMap::worker_holder(0)));
+    EXPECT_FALSE(blocks.claim(1, 2, BlockMap::worker_holder(1))) << "held already";
+    EXPECT_EQ(blocks.holder(1, 2), BlockMap::worker_holder(0));
+    EXPECT_EQ(blocks.free_blocks(1), 3u);
+    EXPECT_EQ(blocks.free_blocks(0), 4u);
+    EXPECT_EQ(blocks.worker_holding(1, 1536), std::optional<unsigned>(0));
+    EXPECT_FALSE(blocks.worker_holding(1, 1535).has_value());
+    EXPECT_FALSE(blocks.worker_holding(0, 1536).has_value());
+    blocks.release(1, 2);
+    EXPECT_EQ(blocks.holder(1, 2), BlockMap::kFree);
+    EXPECT_EQ(blocks.free_blocks(1), 4u);
+    EXPECT_TRUE(blocks.claim(1, 2, BlockMap::kControl));
+    EXPECT_FALSE(blocks.worker_holding(1, 1536).has_value()) << "not a worker's";
+    blocks.reserve(2, 0);
+    EXPECT_EQ(blocks.free_blocks(2), 3u);
+    EXPECT_FALSE(blocks.claim(2, 0, BlockMap::worker_holder(0)));
+    // claim_any skips held blocks and finds none on a full address.
+    std::set<uint32_t> got;
+    while (auto b = blocks.claim_any(3, BlockMap::worker_holder(2), 3)) got.insert(*b);
+    EXPECT_EQ(got, (std::set<uint32_t>{0, 1, 2, 3}));
+    EXPECT_EQ(blocks.free_blocks(3), 0u);
 }
 
-TEST(AddressPool, PairsWithTheLeastLoadedAddress) {
-    AddressPool pool({prefix("198.51.100.0/30")}, kDefaultRange);
-    for (int i = 0; i < 8; ++i) pool.pair_subscriber();  // 2 each
-    pool.unpair_subscriber(2);
-    pool.unpair_subscriber(2);
-    pool.unpair_subscriber(1);
-    EXPECT_EQ(pool.subscribers(2), 0u);
-    EXPECT_EQ(pool.subscribers(1), 1u);
-    EXPECT_EQ(pool.pair_subscriber(), std::optional<uint32_t>(2));
-    // Now 2, 1, 1, 2 (indices 0..3): the two with one each.
-    const auto a = pool.pair_subscriber().value();
-    const auto b = pool.pair_subscriber().value();
-    EXPECT_EQ(std::set<uint32_t>({a, b}), std::set<uint32_t>({1, 2}));
-    for (uint32_t i = 0; i < 4; ++i) EXPECT_EQ(pool.subscribers(i), 2u);
-}
-
-TEST(AddressPool, SpreadsManySubscribersEvenly) {
-    AddressPool pool({prefix("198.51.100.0/28"), prefix("203.0.113.0/29")}, kDefaultRange);
-    Random random(3);
-    // Pair 2400 (100 per address), unpair a random third, pair 800 again: always taking the
-    // least-loaded address brings every address back to exactly 100.
-    std::vector<uint32_t> paired;
-    for (int i = 0; i < 2400; ++i) paired.push_back(pool.pair_subscriber().value());
-    for (uint32_t i = 0; i < pool.size(); ++i) EXPECT_EQ(pool.subscribers(i), 100u);
-    for (int i = 0; i < 800; ++i) {
-        const auto at = random.below(static_cast<uint32_t>(paired.size()));
-        pool.unpair_subscriber(paired[at]);
-        paired.erase(paired.begin() + at);
+// DESIGN invariant 4: blocks are claimed with a compare-and-swap, so threads racing for the
+// blocks of one address each get different blocks and together get all of them.
+TEST(BlockMap, RacingClaimersNeverShareABlock) {
+    BlockMap blocks(kDefaultRange, 64, 2);  // 1008 blocks per address
+    std::vector<std::vector<uint32_t>> claimed(4);
+    std::vector<std::thread> threads;
+    for (unsigned t = 0; t < 4; ++t) {
+        threads.emplace_back([&, t] {
+            common::Random random(t + 1);
+            while (auto b = blocks.claim_any(1, BlockMap::worker_holder(t),
+                                             random.below(blocks.blocks_per_address())))
+                claimed[t].push_back(*b);
+        });
     }
-    for (int i = 0; i < 800; ++i) paired.push_back(pool.pair_subscriber().value());
-    for (uint32_t i = 0; i < pool.size(); ++i) EXPECT_EQ(pool.subscribers(i), 100u) << i;
-}
-
-void fill(PortSet& set) {
-    Random random(1);
-    while (set.allocate(random)) {
+    for (auto& th : threads) th.join();
+    std::vector<unsigned> holder(blocks.blocks_per_address(), 99);
+    size_t total = 0;
+    for (unsigned t = 0; t < 4; ++t) {
+        for (uint32_t b : claimed[t]) {
+            EXPECT_EQ(holder[b], 99u) << "block " << b << " claimed twice";
+            holder[b] = t;
+            EXPECT_EQ(blocks.holder(1, b), BlockMap::worker_holder(t));
+        }
+        total += claimed[t].size();
     }
+    EXPECT_EQ(total, blocks.blocks_per_address());
+    EXPECT_EQ(blocks.free_blocks(1), 0u);
 }
 
-TEST(AddressPool, SkipsAddressesWithEveryPortSetFull) {
-    AddressPool pool({prefix("198.51.100.0/30")}, {1024, 1087});
+// ---- AddressPool: blocks ---------------------------------------------------------------------
+
+TEST(AddressPoolBlocks, AClaimedBlockOpensItsPortsForEveryProtocol) {
+    BlockMap blocks(kDefaultRange, 512);
+    AddressPool pool({prefix("198.51.100.0/31")}, blocks, 1);
     for (auto p : {ProtocolIndex::udp, ProtocolIndex::tcp, ProtocolIndex::icmp})
-        fill(pool.ports(1, p));
-    for (int i = 0; i < 9; ++i) EXPECT_NE(pool.pair_subscriber(), std::optional<uint32_t>(1));
-    EXPECT_EQ(pool.subscribers(1), 0u);
-    EXPECT_EQ(pool.subscribers(0), 3u);
-    EXPECT_EQ(pool.subscribers(2), 3u);
-    EXPECT_EQ(pool.subscribers(3), 3u);
+        EXPECT_EQ(pool.ports(0, p).capacity(), 0u) << "nothing before a block is held";
+    Random random(9);
+    EXPECT_FALSE(pool.ports(0, ProtocolIndex::udp).allocate(random).has_value());
+    const auto id = pool.claim_block(1, 7, 10, 0);
+    ASSERT_TRUE(id.has_value());
+    EXPECT_EQ(pool.index_of_block(*id), 1u);
+    EXPECT_EQ(blocks.holder(1, 10), BlockMap::worker_holder(1));
+    EXPECT_EQ(pool.first_port(*id), 1024 + 10 * 512);
+    EXPECT_EQ(pool.last_port(*id), 1024 + 11 * 512 - 1);
+    EXPECT_EQ(pool.block_record(*id).subscriber, 7u);
+    EXPECT_EQ(pool.held_block(1, pool.first_port(*id)), id);
+    EXPECT_FALSE(pool.held_block(1, pool.first_port(*id) - 1).has_value());
+    EXPECT_FALSE(pool.held_block(0, pool.first_port(*id)).has_value());
+    for (auto p : {ProtocolIndex::udp, ProtocolIndex::tcp, ProtocolIndex::icmp}) {
+        PortSet& set = pool.ports(1, p);
+        EXPECT_EQ(set.capacity(), 512u);
+        std::set<uint16_t> got;
+        while (auto port = set.allocate(random)) got.insert(*port);
+        EXPECT_EQ(got.size(), 512u);
+        EXPECT_EQ(*got.begin(), pool.first_port(*id));
+        EXPECT_EQ(*got.rbegin(), pool.last_port(*id));
+        for (uint16_t port : got) set.release(port);
+    }
+    pool.release_block(*id);
+    EXPECT_EQ(blocks.holder(1, 10), BlockMap::kFree);
+    EXPECT_EQ(pool.ports(1, ProtocolIndex::tcp).capacity(), 0u);
+    EXPECT_FALSE(pool.held_block(1, 1024 + 10 * 512).has_value());
+    EXPECT_EQ(pool.held_blocks(), 0u);
 }
 
-TEST(AddressPool, AnAddressWithSomeFreePortSetIsStillEligible) {
-    AddressPool pool({prefix("198.51.100.0/31")}, {1024, 1087});
-    fill(pool.ports(0, ProtocolIndex::udp));
-    fill(pool.ports(0, ProtocolIndex::tcp));  // ICMP still free
-    EXPECT_EQ(pool.pair_subscriber(), std::optional<uint32_t>(0));
-    EXPECT_EQ(pool.pair_subscriber(), std::optional<uint32_t>(1));
+TEST(AddressPoolBlocks, TwoWorkersNeverGetTheSameBlock) {
+    BlockMap blocks({1024, 3071}, 512);  // 4 blocks per address
+    AddressPool a({prefix("198.51.100.0/32")}, blocks, 0);
+    AddressPool b({prefix("198.51.100.0/32")}, blocks, 1);
+    std::set<uint32_t> ids;
+    for (int i = 0; i < 2; ++i) {
+        ids.insert(a.claim_block(0, 1, 0, 0).value());
+        ids.insert(b.claim_block(0, 1, 0, 0).value());
+    }
+    EXPECT_EQ(ids.size(), 4u);
+    EXPECT_FALSE(a.claim_block(0, 1, 0, 0).has_value());
+    EXPECT_FALSE(b.claim_block(0, 1, 0, 0).has_value());
+    // Each opened only its own: a port of b's block is not a's to give.
+    for (uint32_t id : ids) {
+        const bool mine = a.held_block(0, a.first_port(id)).has_value();
+        EXPECT_NE(mine, b.held_block(0, b.first_port(id)).has_value());
+        EXPECT_EQ(a.ports(0, ProtocolIndex::udp).is_open(a.first_port(id)), mine);
+        EXPECT_EQ(blocks.worker_holding(0, a.first_port(id)), std::optional<unsigned>(mine ? 0 : 1));
+    }
 }
 
-TEST(AddressPool, NothingWhenEveryAddressIsFull) {
-    AddressPool pool({prefix("198.51.100.0/31")}, {1024, 1087});
-    for (uint32_t i = 0; i < 2; ++i)
-        for (auto p : {ProtocolIndex::udp, ProtocolIndex::tcp, ProtocolIndex::icmp})
-            fill(pool.ports(i, p));
-    EXPECT_FALSE(pool.pair_subscriber().has_value());
-    EXPECT_EQ(pool.subscribers(0), 0u);
-    // Freeing one port makes its address eligible again.
-    pool.ports(1, ProtocolIndex::tcp).release(1050);
-    EXPECT_EQ(pool.pair_subscriber(), std::optional<uint32_t>(1));
+// RFC 6888 REQ-8: a block with no port in use goes back only after the hold-down, oldest first;
+// using a port again takes it off the idle list.
+TEST(AddressPoolBlocks, IdleBlocksReturnAfterTheHoldDownOldestFirst) {
+    BlockMap blocks(kDefaultRange, 512);
+    AddressPool pool({prefix("198.51.100.0/32")}, blocks, 0);
+    const uint32_t x = pool.claim_block(0, 1, 0, 0).value();
+    const uint32_t y = pool.claim_block(0, 2, 0, 0).value();
+    const uint32_t z = pool.claim_block(0, 3, 0, 0).value();
+    pool.port_taken(x);
+    pool.port_taken(y);
+    pool.port_taken(z);
+    pool.port_taken(z);
+    pool.port_freed(y, 1000);   // y idle from 1 s
+    pool.port_freed(x, 2000);   // x idle from 2 s
+    pool.port_freed(z, 2500);   // z still has one port
+    std::vector<std::pair<uint32_t, uint32_t>> released;
+    auto collect = [&](uint32_t id, uint32_t sub) { released.emplace_back(id, sub); };
+    EXPECT_EQ(pool.expire_blocks(120999, 120000, 10, collect), 0u);
+    EXPECT_EQ(pool.expire_blocks(121000, 120000, 10, collect), 1u);
+    ASSERT_EQ(released.size(), 1u);
+    EXPECT_EQ(released[0], std::make_pair(y, 2u));
+    EXPECT_EQ(blocks.free_blocks(0), blocks.blocks_per_address() - 2);
+    pool.port_taken(x);  // busy again: stays
+    EXPECT_EQ(pool.expire_blocks(500000, 120000, 10, collect), 0u);
+    pool.port_freed(x, 500000);
+    pool.port_freed(z, 500001);
+    EXPECT_EQ(pool.expire_blocks(620001, 120000, 1, collect), 1u) << "the budget is kept";
+    EXPECT_EQ(pool.expire_blocks(620001, 120000, 10, collect), 1u);
+    ASSERT_EQ(released.size(), 3u);
+    EXPECT_EQ(released[1].first, x);
+    EXPECT_EQ(released[2].first, z);
+    EXPECT_EQ(pool.held_blocks(), 0u);
+    EXPECT_EQ(blocks.free_blocks(0), blocks.blocks_per_address());
 }
 
-TEST(AddressPool, EmptyPoolPairsNobody) {
-    AddressPool pool({}, kDefaultRange);
+// Load spreading: a new subscriber gets the address with the most free blocks over all
+// workers; equal addresses take turns.
+TEST(AddressPoolBlocks, PicksTheAddressWithTheMostFreeBlocks) {
+    BlockMap blocks({1024, 5119}, 512);  // 8 blocks per address
+    AddressPool pool({prefix("198.51.100.0/30")}, blocks, 0);
+    std::vector<uint32_t> order;
+    for (int i = 0; i < 8; ++i) order.push_back(pool.pick_address().value());
+    EXPECT_EQ(order, (std::vector<uint32_t>{0, 1, 2, 3, 0, 1, 2, 3}));
+    // Another worker's claims count too.
+    AddressPool other({prefix("198.51.100.0/30")}, blocks, 1);
+    for (uint32_t i : {0u, 1u, 3u}) other.claim_block(i, 1, 0, 0);
+    other.claim_block(0, 1, 0, 0);
+    EXPECT_EQ(pool.pick_address(), std::optional<uint32_t>(2));
+    pool.claim_block(2, 1, 0, 0);
+    pool.claim_block(2, 1, 0, 0);
+    // Free: 6, 7, 6, 7 -> 1 and 3 take turns.
+    EXPECT_EQ(std::set<uint32_t>({pool.pick_address().value(), pool.pick_address().value()}),
+              (std::set<uint32_t>{1, 3}));
+    for (uint32_t i = 0; i < 4; ++i)
+        while (pool.claim_block(i, 1, 0, 0)) {
+        }
+    EXPECT_FALSE(pool.pick_address().has_value()) << "no free block anywhere";
+}
+
+TEST(AddressPoolBlocks, EmptyPoolPicksNothing) {
+    BlockMap blocks(kDefaultRange, 512);
+    AddressPool pool({}, blocks, 0);
     EXPECT_EQ(pool.size(), 0u);
-    EXPECT_FALSE(pool.pair_subscriber().has_value());
+    EXPECT_FALSE(pool.pick_address().has_value());
     EXPECT_FALSE(pool.contains(0xc6336401));
 }
 
-TEST(AddressPool, UnpairNeverGoesBelowZero) {
-    AddressPool pool({prefix("198.51.100.0/31")}, kDefaultRange);
-    pool.unpair_subscriber(0);
-    EXPECT_EQ(pool.subscribers(0), 0u);
-    EXPECT_EQ(pool.pair_subscriber(), std::optional<uint32_t>(0));
-    pool.unpair_subscriber(0);
-    pool.unpair_subscriber(0);
-    EXPECT_EQ(pool.subscribers(0), 0u);
+// ---- PortSet spans ---------------------------------------------------------------------------
+
+// allocate_in stays in its span, which need not be aligned to 64-bit words, and finds every
+// free port of it; parity restricts it.
+TEST(PortSet, AllocateInCoversExactlyItsSpan) {
+    const std::pair<uint16_t, uint16_t> spans[] = {
+        {1024, 1087}, {1030, 1030}, {1030, 1100}, {2000, 2999}, {1100, 1163}, {65500, 65535}};
+    uint64_t seed = 3;
+    for (auto [first, last] : spans) {
+        PortSet set(kDefaultRange);
+        Random random(seed++);
+        std::set<uint16_t> got;
+        while (auto port = set.allocate_in(random, first, last)) {
+            ASSERT_GE(*port, first);
+            ASSERT_LE(*port, last);
+            ASSERT_TRUE(got.insert(*port).second);
+        }
+        EXPECT_EQ(got.size(), uint32_t{last} - first + 1u) << first << "-" << last;
+        EXPECT_EQ(set.used(), got.size()) << "nothing outside the span was taken";
+        for (uint16_t p : got) set.release(p);
+        for (int parity : {0, 1}) {
+            std::set<uint16_t> same;
+            while (auto port = set.allocate_in(random, first, last, parity)) {
+                EXPECT_EQ(*port & 1, parity);
+                same.insert(*port);
+            }
+            uint32_t expected = 0;
+            for (uint32_t p = first; p <= last; ++p) expected += (p & 1) == uint32_t(parity);
+            EXPECT_EQ(same.size(), expected);
+        }
+    }
+}
+
+TEST(PortSet, OpenAndCloseSpans) {
+    PortSet set(kDefaultRange, false);
+    Random random(4);
+    EXPECT_FALSE(set.allocate(random).has_value());
+    EXPECT_FALSE(set.reserve(3000));
+    set.open(3000, 3099);
+    EXPECT_EQ(set.capacity(), 100u);
+    EXPECT_TRUE(set.reserve(3000));
+    EXPECT_FALSE(set.reserve(2999));
+    std::set<uint16_t> got{3000};
+    while (auto p = set.allocate(random)) got.insert(*p);
+    EXPECT_EQ(got.size(), 100u);
+    EXPECT_EQ(*got.begin(), 3000);
+    EXPECT_EQ(*got.rbegin(), 3099);
+    for (uint16_t p : got) set.release(p);
+    set.close(3000, 3099);
+    EXPECT_EQ(set.capacity(), 0u);
+    EXPECT_EQ(set.used(), 0u);
+    EXPECT_FALSE(set.in_use(3000));
+    EXPECT_FALSE(set.allocate(random).has_value());
 }
 
 }  // namespace
@@ -324,34 +476,23 @@ TEST(AddressPool, UnpairNeverGoesBelowZero) {
 namespace cgn::dp {
 namespace {
 
-// With N workers each worker allocates only from its own blocks, and Steering names that
-// worker as the owner of every port it can hand out: replies find their way back.
-TEST(PortOwnership, WorkersSplitEveryAddressAndSteeringAgrees) {
-    const common::PortRange range{1024, 65535};
-    for (unsigned workers : {1u, 2u, 3u, 4u}) {
-        const Steering steering(workers, range);
-        for (uint32_t pool_index = 0; pool_index < 5; ++pool_index) {
-            uint32_t total = 0;
-            for (unsigned w = 0; w < workers; ++w) {
-                PortSet ports(range, steering.ownership(w, pool_index));
-                total += ports.capacity();
-                common::Random random(w * 31 + pool_index);
-                for (int i = 0; i < 2000; ++i) {
-                    auto port = ports.allocate(random);
-                    ASSERT_TRUE(port.has_value());
-                    EXPECT_EQ(steering.external_owner(pool_index, *port), w);
-                }
-                // Ports of another worker's block are never ours.
-                for (uint32_t port = range.first; port <= range.last; port += kPortBlockSize) {
-                    if (steering.external_owner(pool_index, static_cast<uint16_t>(port)) != w) {
-                        EXPECT_FALSE(ports.reserve(static_cast<uint16_t>(port))) << port;
-                    }
-                }
-            }
-            EXPECT_EQ(total, range.size()) << "the workers' blocks cover the range exactly";
-        }
-    }
-    EXPECT_FALSE(Steering(2, range).external_owner(0, 80).has_value());
+// Steering finds the worker holding the block of an external port, and nothing for ports of
+// no worker's block.
+TEST(Steering, OutsideOwnerIsTheBlockHolder) {
+    BlockMap blocks(kDefaultRange, 512);
+    const Steering steering(3, &blocks);
+    AddressPool w0({prefix("198.51.100.0/31")}, blocks, 0);
+    AddressPool w2({prefix("198.51.100.0/31")}, blocks, 2);
+    const uint32_t a = w0.claim_block(1, 5, 4, 0).value();
+    const uint32_t b = w2.claim_block(1, 6, 4, 0).value();
+    for (uint16_t port = w0.first_port(a); port <= w0.last_port(a); port += 37)
+        EXPECT_EQ(steering.external_owner(1, port), std::optional<unsigned>(0));
+    for (uint16_t port = w2.first_port(b); port <= w2.last_port(b); port += 37)
+        EXPECT_EQ(steering.external_owner(1, port), std::optional<unsigned>(2));
+    EXPECT_FALSE(steering.external_owner(0, w0.first_port(a)).has_value());
+    EXPECT_FALSE(steering.external_owner(1, 80).has_value());
+    w0.release_block(a);
+    EXPECT_FALSE(steering.external_owner(1, w0.first_port(a)).has_value());
 }
 
 }  // namespace
