@@ -10,6 +10,16 @@ Builds this, with a unique name prefix per run (default ``cgnt<pid>``)::
 cgnd runs in ``<prefix>-cgn`` on the address-less veths ``in0``/``out0`` (net_af_packet);
 it is 100.64.0.1 inside, 192.0.2.1 outside, and translates to the pool 198.51.100.0/29.
 
+``Topology(router=True)`` adds a router behind which a far host sits on a link with a smaller
+MTU (for path MTU discovery through cgnd); cgnd is then started with ``--outside-gateway``::
+
+    br-out ─ <prefix>-rtr 192.0.2.254/24 | 203.0.113.1/24 ─(MTU 1280)─ <prefix>-far 203.0.113.10/24
+
+The router forwards (and sends ICMP errors such as "fragmentation needed") and routes the pool
+back through cgnd; the far host routes the pool through the router and advertises an MSS of
+1460 on that route, so subscribers' full-size segments meet the small link. Without
+``router=True`` none of this exists and the topology is exactly the one above.
+
 Everything it creates is removed again: by the context manager, by an atexit hook, and on
 SIGINT/SIGTERM/SIGHUP once ``install_signal_handlers()`` has been called (they become
 KeyboardInterrupt so ``with`` blocks unwind). Processes are started in their own sessions
@@ -20,8 +30,8 @@ Stdlib only (Debian 12 /usr/bin/python3). Needs root, iproute2 and ethtool.
 
 Also a small command line tool::
 
-    cgn_topology.py up [--prefix P]      build the topology and wait (Ctrl-C removes it)
-    cgn_topology.py cleanup PREFIX       remove namespaces PREFIX-* left by a killed run
+    cgn_topology.py up [--prefix P] [--router]   build the topology and wait (Ctrl-C removes it)
+    cgn_topology.py cleanup PREFIX               remove namespaces PREFIX-* left by a killed run
 """
 
 from __future__ import annotations
@@ -78,7 +88,7 @@ KNOWN_COUNTERS = (
 @dataclass(frozen=True)
 class Host:
     name: str          # short name, namespace is <prefix>-<name>
-    side: str          # "in" (on br-in) or "out" (on br-out)
+    side: str          # "in" (on br-in) or "out" (on br-out); "far": behind the router
     address: str       # with prefix length
     routes: tuple      # (destination, gateway) pairs
 
@@ -95,6 +105,22 @@ HOSTS = {
 }
 SUBSCRIBERS = ("sub1", "sub2")
 OUTSIDE_HOSTS = ("ext1", "ext2")
+
+# The optional router (Topology(router=True)). It is a port of br-out like ext1/ext2, and
+# cgnd's --outside-gateway; its second leg "far0" is a point-to-point veth to the host "far",
+# with a smaller MTU on both ends.
+ROUTER_OUTSIDE = "192.0.2.254"
+FAR_NET = ipaddress.ip_network("203.0.113.0/24")
+ROUTER_FAR = "203.0.113.1"
+FAR_MTU = 1280
+# The far host advertises the MSS of a 1500-byte link (route option advmss), as a server on an
+# ordinary LAN behind a smaller-MTU hop would: with the MSS its own 1280-byte link implies
+# (1240), the subscribers' segments would fit the far link and never need PMTUD.
+FAR_ADVMSS = 1460
+ROUTER_HOSTS = {
+    "rtr": Host("rtr", "out", f"{ROUTER_OUTSIDE}/24", ((str(POOL), CGN_OUTSIDE),)),
+    "far": Host("far", "far", "203.0.113.10/24", ((str(POOL), ROUTER_FAR),)),
+}
 
 
 def cgnd_path() -> Path:
@@ -393,7 +419,8 @@ def default_workers() -> int:
 
 
 def cgnd_argv(binary=None, *, pool=(str(POOL),), filtering=None, max_sessions=65536,
-              eal=None, extra=(), pmd="net_af_packet", workers=None) -> list[str]:
+              eal=None, extra=(), pmd="net_af_packet", workers=None,
+              outside_gateway=None) -> list[str]:
     if pmd not in PMDS:
         raise ValueError(f"pmd must be one of {PMDS}, not {pmd!r}")
     workers = workers or default_workers()
@@ -420,6 +447,8 @@ def cgnd_argv(binary=None, *, pool=(str(POOL),), filtering=None, max_sessions=65
         argv += ["--filtering", filtering]
     if max_sessions is not None:
         argv += ["--max-sessions", str(max_sessions)]
+    if outside_gateway:
+        argv += ["--outside-gateway", str(outside_gateway)]
     argv += list(extra)
     return argv
 
@@ -518,8 +547,9 @@ class UdpAgent:
 
 class Topology:
     def __init__(self, prefix: str | None = None, peer: Path | str | None = None,
-                 log=None, verbose: bool = False):
+                 log=None, verbose: bool = False, router: bool = False):
         self.prefix = prefix or f"cgnt{os.getpid()}"
+        self.router = router     # add <prefix>-rtr and <prefix>-far (see the module docstring)
         self.peer_path = Path(peer or os.environ.get("CGN_PEER") or DEFAULT_PEER)
         self.log = log or (lambda msg: None)
         self.verbose = verbose
@@ -533,8 +563,13 @@ class Topology:
         return f"{self.prefix}-{host}"
 
     @property
+    def hosts(self) -> tuple[str, ...]:
+        """The namespaces with an ordinary network stack: HOSTS, and rtr/far with the router."""
+        return (*HOSTS, *(ROUTER_HOSTS if self.router else ()))
+
+    @property
     def namespaces(self) -> list[str]:
-        return [self.ns(h) for h in ("sw", "cgn", *HOSTS)]
+        return [self.ns(h) for h in ("sw", "cgn", *self.hosts)]
 
     # commands -------------------------------------------------------------------------
     def _cmd(self, host: str | None, argv) -> list[str]:
@@ -666,6 +701,44 @@ class Topology:
                 self.run(h.name, ["ip", "route", "add", dst, "via", gw, "dev", "eth0"])
         self.log("topology up: sub1 100.64.0.11, sub2 100.64.0.12 | cgnd 100.64.0.1 / 192.0.2.1 "
                  f"pool {POOL} | ext1 192.0.2.10, ext2 192.0.2.20")
+        if self.router:
+            self._build_router()
+
+    def _build_router(self) -> None:
+        rtr, far = ROUTER_HOSTS["rtr"], ROUTER_HOSTS["far"]
+        self.log(f"creating namespaces {self.prefix}-{{rtr,far}}")
+        for name in ROUTER_HOSTS:
+            self._ns_add(name)
+        sw = self.ns("sw")
+        # the router's outside leg: a port of br-out
+        self.run(None, ["ip", "-n", self.ns("rtr"), "link", "add", "name", "eth0", "type", "veth",
+                        "peer", "name", "p-rtr", "netns", sw])
+        # the far link: rtr far0 <-> far eth0, both with the small MTU
+        self.run(None, ["ip", "-n", self.ns("rtr"), "link", "add", "name", "far0", "type", "veth",
+                        "peer", "name", "eth0", "netns", self.ns("far")])
+        # No offloads anywhere on the path: cgnd cannot take GSO/TSO frames, and the router
+        # must see (and refuse with "fragmentation needed") every oversized packet as it is,
+        # not merged by GRO.
+        for host, dev in (("sw", "p-rtr"), ("rtr", "eth0"), ("rtr", "far0"), ("far", "eth0")):
+            self._no_offload(host, dev)
+            self.run(host, ["ethtool", "-K", dev, "gro", "off"])
+        self.run("sw", ["ip", "link", "set", "dev", "p-rtr", "master", "br-out"])
+        self.run("sw", ["ip", "link", "set", "dev", "p-rtr", "up"])
+        for host, dev in (("rtr", "far0"), ("far", "eth0")):
+            self.run(host, ["ip", "link", "set", "dev", dev, "mtu", str(FAR_MTU)])
+        self.run("rtr", ["ip", "addr", "add", rtr.address, "dev", "eth0"])
+        self.run("rtr", ["ip", "addr", "add", f"{ROUTER_FAR}/{FAR_NET.prefixlen}", "dev", "far0"])
+        self.run("far", ["ip", "addr", "add", far.address, "dev", "eth0"])
+        for host, dev in (("rtr", "eth0"), ("rtr", "far0"), ("far", "eth0")):
+            self.run(host, ["ip", "link", "set", "dev", dev, "up"])
+        self.run("rtr", ["sysctl", "-qw", "net.ipv4.ip_forward=1"])
+        for dst, gw in rtr.routes:
+            self.run("rtr", ["ip", "route", "add", dst, "via", gw, "dev", "eth0"])
+        for dst, gw in far.routes:
+            self.run("far", ["ip", "route", "add", dst, "via", gw, "dev", "eth0",
+                             "advmss", str(FAR_ADVMSS)])
+        self.log(f"router up: rtr {ROUTER_OUTSIDE} / {ROUTER_FAR} | far {far.ip} "
+                 f"(far link MTU {FAR_MTU}) | cgnd needs --outside-gateway {ROUTER_OUTSIDE}")
 
     def mac(self, host: str, dev: str = "eth0") -> str:
         return self.run(host, ["cat", f"/sys/class/net/{dev}/address"]).stdout.strip()
@@ -674,18 +747,25 @@ class Topology:
         """Forget learned neighbours on the hosts (e.g. between cgnd restarts)."""
         for h in HOSTS:
             self.run(h, ["ip", "neigh", "flush", "dev", "eth0"], check=False)
+        if self.router:
+            for h, dev in (("rtr", "eth0"), ("rtr", "far0"), ("far", "eth0")):
+                self.run(h, ["ip", "neigh", "flush", "dev", dev], check=False)
 
     # cgnd -----------------------------------------------------------------------------
     def start_cgnd(self, *, filtering=None, extra=(), pool=(str(POOL),), binary=None,
                    max_sessions=65536, ready_timeout: float = 20.0, wait: bool = True,
                    pmd: str = "net_af_packet", argv: list[str] | None = None) -> Cgnd:
-        """Starts cgnd in the cgn namespace; `argv`, when given, is used as it is."""
+        """Starts cgnd in the cgn namespace; `argv`, when given, is used as it is.
+
+        With the router, cgnd gets --outside-gateway (the router) to reach the far network.
+        """
         binary = Path(binary or cgnd_path())
         if not binary.exists():
             raise TopologyError(f"cgnd not found at {binary} (build it, or set CGND=/path/to/cgnd)")
         if argv is None:
             argv = cgnd_argv(binary, pool=pool, filtering=filtering, max_sessions=max_sessions,
-                             eal=eal_args(self.prefix), extra=extra, pmd=pmd)
+                             eal=eal_args(self.prefix), extra=extra, pmd=pmd,
+                             outside_gateway=ROUTER_OUTSIDE if self.router else None)
         proc = self.spawn("cgn", argv, stdin=subprocess.DEVNULL)
         c = Cgnd(proc, self._cmd("cgn", argv), log=self.log)
         self.cgnds.append(c)
@@ -734,8 +814,8 @@ class Topology:
 
 
 def cleanup_prefix(prefix: str) -> list[str]:
-    """Remove namespaces named exactly <prefix>-{sw,cgn,sub1,sub2,ext1,ext2}."""
-    names = [f"{prefix}-{h}" for h in ("sw", "cgn", *HOSTS)]
+    """Remove namespaces named exactly <prefix>-{sw,cgn,sub1,sub2,ext1,ext2,rtr,far}."""
+    names = [f"{prefix}-{h}" for h in ("sw", "cgn", *HOSTS, *ROUTER_HOSTS)]
     gone = []
     for ns in names:
         if ns in list_netns():
@@ -750,6 +830,9 @@ def main(argv=None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     up = sub.add_parser("up", help="build the topology and keep it until Ctrl-C")
     up.add_argument("--prefix", default=None)
+    up.add_argument("--router", action="store_true",
+                    help=f"add the router and the far host {ROUTER_HOSTS['far'].ip} behind a "
+                         f"{FAR_MTU}-byte link")
     cl = sub.add_parser("cleanup", help="remove the namespaces of a killed run")
     cl.add_argument("prefix")
     a = ap.parse_args(argv)
@@ -759,9 +842,12 @@ def main(argv=None) -> int:
         return 0
     install_signal_handlers()
     try:
-        with Topology(a.prefix, log=print) as t:
+        with Topology(a.prefix, log=print, router=a.router) as t:
             print("namespaces: " + " ".join(t.namespaces))
             print(f"e.g.: ip netns exec {t.ns('sub1')} ping 192.0.2.10")
+            if a.router:
+                print(f"(start cgnd with --outside-gateway {ROUTER_OUTSIDE} to reach "
+                      f"{ROUTER_HOSTS['far'].ip})")
             print("Ctrl-C removes everything")
             while True:
                 time.sleep(3600)

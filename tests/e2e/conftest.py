@@ -4,7 +4,9 @@ Run as root with Debian's python:  /usr/bin/python3 -m pytest tests/e2e -v
 cgnd is build/dataplane/cgnd unless CGND=/path/to/cgnd is set.
 
 One topology (deploy/cgn_topology.py) is built per session; every test starts its own cgnd
-(fixture ``start_cgnd``) which is stopped when the test ends. When a test fails, cgnd's
+(fixture ``start_cgnd``) which is stopped when the test ends. Tests that need the router and
+the far host behind a smaller-MTU link use ``router_net`` instead of ``net``: a second topology
+(prefix ``cgnt<pid>r``), built for the test module that uses it and removed after it. When a test fails, cgnd's
 output and a fresh counters block are added to the report.
 """
 
@@ -69,12 +71,11 @@ def require_cgnd():
     return b
 
 
-@pytest.fixture(scope="session")
-def topo():
+def _topology(**kw):
     if os.geteuid() != 0:
         pytest.skip("e2e tests need root (network namespaces)")
     require_cgnd()
-    t = ct.Topology(peer=PEER)
+    t = ct.Topology(peer=PEER, **kw)
     t.create()
     try:
         yield t
@@ -83,6 +84,17 @@ def topo():
         # (other namespaces may come and go meanwhile: only ours are checked)
         left = sorted(ns for ns in ct.list_netns() if ns.startswith(t.prefix + "-"))
         assert not left, f"namespaces left behind: {left}"
+
+
+@pytest.fixture(scope="session")
+def topo():
+    yield from _topology()
+
+
+@pytest.fixture(scope="module")
+def router_topo():
+    """The topology with the router and the far host (cgn_topology.Topology(router=True))."""
+    yield from _topology(prefix=f"cgnt{os.getpid()}r", router=True)
 
 
 class Net:
@@ -132,8 +144,7 @@ class Net:
             ct.kill_proc(p, term_timeout=1.0)
 
 
-@pytest.fixture
-def net(topo, request):
+def _net(topo, request):
     n = Net(topo, request)
     try:
         yield n
@@ -147,6 +158,16 @@ def net(topo, request):
             c.stop(timeout=5)
         if died:
             pytest.fail("\n".join(died))
+
+
+@pytest.fixture
+def net(topo, request):
+    yield from _net(topo, request)
+
+
+@pytest.fixture
+def router_net(router_topo, request):
+    yield from _net(router_topo, request)
 
 
 def read_json_line(proc: subprocess.Popen, timeout: float = 10.0) -> dict:
