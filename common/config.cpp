@@ -7,6 +7,8 @@
 #include <set>
 #include <sstream>
 
+#include "common/deterministic.hpp"
+
 namespace po = boost::program_options;
 
 namespace cgn::common {
@@ -430,6 +432,7 @@ Config build(const po::variables_map& vm) {
             bad_value("exempt-destination", std::to_string(c.exempt_destinations.size()),
                       "at most 64 prefixes");
     }
+    if (c.deterministic.enabled()) check_deterministic(c);
     c.control_socket = vm["control-socket"].as<std::string>();
     if (c.control_socket.empty() || c.control_socket.size() > 100)
         bad_value("control-socket", c.control_socket, "a path of 1 to 100 characters");

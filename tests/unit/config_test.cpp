@@ -666,3 +666,206 @@ TEST(PortParityOption, OffByDefaultOnWhenGiven) {
 
 }  // namespace
 }  // namespace cgn::common
+
+namespace cgn::common {
+namespace {
+
+// ---- Port blocks and per-subscriber limits (RFC 6888 REQ-4/5, REQ-8, REQ-13/14) --------------
+
+TEST(PortBlockSizeOption, DefaultAcceptedAndRefusedValues) {
+    EXPECT_EQ(parse_config(required_options()).port_block_size, 512u);
+    for (uint32_t size : {64u, 128u, 1024u, 4096u})
+        EXPECT_EQ(parse_config(with(required_options(), "port-block-size", std::to_string(size)))
+                      .port_block_size,
+                  size);
+    for (const char* bad : {"100", "32", "8192", "0", "4160", "-64", "512x", ""})
+        expect_named(with(required_options(), "port-block-size", bad), "port-block-size", bad);
+}
+
+TEST(PortBlockSizeOption, DefaultShrinksToASmallRangeAGivenSizeMustFit) {
+    // 200 ports hold 3 whole blocks of 64: the default becomes 192.
+    EXPECT_EQ(parse_config(with(required_options(), "port-range", "1-200")).port_block_size, 192u);
+    EXPECT_EQ(parse_config(with(required_options(), "port-range", "1-64")).port_block_size, 64u);
+    // 1024 ports: the default 512 already fits.
+    EXPECT_EQ(parse_config(with(required_options(), "port-range", "1024-2047")).port_block_size,
+              512u);
+    const Options small = with(required_options(), "port-range", "1-200");
+    EXPECT_EQ(parse_config(with(small, "port-block-size", "128")).port_block_size, 128u);
+    expect_named(with(small, "port-block-size", "256"), "port-block-size", "256 over 200 ports");
+}
+
+TEST(BlockHoldDownOption, DefaultAndLimits) {
+    EXPECT_EQ(parse_config(required_options()).block_hold_down_s, 120u);
+    EXPECT_EQ(parse_config(with(required_options(), "block-hold-down", "0")).block_hold_down_s, 0u);
+    EXPECT_EQ(parse_config(with(required_options(), "block-hold-down", "86400")).block_hold_down_s,
+              86400u);
+    for (const char* bad : {"86401", "-1", "2m", ""})
+        expect_named(with(required_options(), "block-hold-down", bad), "block-hold-down", bad);
+}
+
+TEST(MaxBlocksPerSubscriberOption, DefaultClampedToTheBlocksOfAnAddress) {
+    EXPECT_EQ(parse_config(required_options()).limits.max_blocks, 8u);
+    // 1024-2047 holds 2 blocks of 512; 1-200 one block of 192.
+    EXPECT_EQ(parse_config(with(required_options(), "port-range", "1024-2047")).limits.max_blocks,
+              2u);
+    EXPECT_EQ(parse_config(with(required_options(), "port-range", "1-200")).limits.max_blocks, 1u);
+    // 64512 / 512 = 126 blocks per address.
+    EXPECT_EQ(parse_config(with(required_options(), "max-blocks-per-subscriber", "126"))
+                  .limits.max_blocks,
+              126u);
+    EXPECT_EQ(
+        parse_config(with(required_options(), "max-blocks-per-subscriber", "1")).limits.max_blocks,
+        1u);
+    for (const char* bad : {"127", "0", "x"})
+        expect_named(with(required_options(), "max-blocks-per-subscriber", bad),
+                     "max-blocks-per-subscriber", bad);
+    expect_named(
+        with(with(required_options(), "port-range", "1-200"), "max-blocks-per-subscriber", "2"),
+        "max-blocks-per-subscriber", "2 blocks of a 1-block address");
+}
+
+TEST(SubscriberLimitOptions, DefaultsAreNoPerProtocolLimit) {
+    const SubscriberLimits limits = parse_config(required_options()).limits;
+    EXPECT_EQ(limits.max_sessions, 16384u);
+    EXPECT_EQ(limits.new_sessions_per_second, 0u);
+    for (size_t i = 0; i < kLimitProtocols; ++i) {
+        EXPECT_EQ(limits.max_sessions_per_protocol[i], 0u) << i;
+        EXPECT_EQ(limits.max_ports_per_protocol[i], 0u) << i;
+        EXPECT_EQ(limits.new_sessions_per_second_per_protocol[i], 0u) << i;
+    }
+}
+
+TEST(SubscriberLimitOptions, EachOptionLandsInItsProtocolsSlot) {
+    Options o = required_options();
+    o["max-sessions-per-subscriber"] = "100";
+    o["max-sessions-per-subscriber-udp"] = "11";
+    o["max-sessions-per-subscriber-tcp"] = "12";
+    o["max-sessions-per-subscriber-icmp"] = "13";
+    o["max-ports-per-subscriber-udp"] = "21";
+    o["max-ports-per-subscriber-tcp"] = "22";
+    o["max-ports-per-subscriber-icmp"] = "23";
+    o["max-new-sessions-per-second"] = "30";
+    o["max-new-sessions-per-second-udp"] = "31";
+    o["max-new-sessions-per-second-tcp"] = "32";
+    o["max-new-sessions-per-second-icmp"] = "33";
+    const SubscriberLimits limits = parse_config(o).limits;
+    EXPECT_EQ(limits.max_sessions, 100u);
+    EXPECT_EQ(limits.new_sessions_per_second, 30u);
+    // udp 0, tcp 1, icmp 2.
+    for (size_t i = 0; i < kLimitProtocols; ++i) {
+        const auto n = static_cast<uint32_t>(i + 1);
+        EXPECT_EQ(limits.max_sessions_per_protocol[i], 10 + n) << i;
+        EXPECT_EQ(limits.max_ports_per_protocol[i], 20 + n) << i;
+        EXPECT_EQ(limits.new_sessions_per_second_per_protocol[i], 30 + n) << i;
+    }
+    // 0 switches the overall limit off.
+    EXPECT_EQ(parse_config(with(required_options(), "max-sessions-per-subscriber", "0"))
+                  .limits.max_sessions,
+              0u);
+}
+
+TEST(SubscriberLimitOptions, OutOfRangeValuesNameTheirOption) {
+    const BadValue cases[] = {
+        {"max-sessions-per-subscriber", "67108865"},  // above 2^26
+        {"max-sessions-per-subscriber", "-1"},
+        {"max-sessions-per-subscriber-udp", "67108865"},
+        {"max-sessions-per-subscriber-tcp", "x"},
+        {"max-sessions-per-subscriber-icmp", ""},
+        {"max-ports-per-subscriber-udp", "65537"},
+        {"max-ports-per-subscriber-tcp", "1e3"},
+        {"max-ports-per-subscriber-icmp", "70000"},
+        {"max-new-sessions-per-second", "10000001"},
+        {"max-new-sessions-per-second-udp", "10000001"},
+        {"max-new-sessions-per-second-tcp", "-5"},
+        {"max-new-sessions-per-second-icmp", "10000001"},
+    };
+    for (const auto& c : cases)
+        expect_named(with(required_options(), c.option, c.value), c.option,
+                     std::string(c.option) + "=" + c.value);
+    // The upper edges are accepted.
+    Options o = required_options();
+    o["max-sessions-per-subscriber-icmp"] = "67108864";
+    o["max-ports-per-subscriber-udp"] = "65536";
+    o["max-new-sessions-per-second-tcp"] = "10000000";
+    const SubscriberLimits limits = parse_config(o).limits;
+    EXPECT_EQ(limits.max_sessions_per_protocol[2], 67108864u);
+    EXPECT_EQ(limits.max_ports_per_protocol[0], 65536u);
+    EXPECT_EQ(limits.new_sessions_per_second_per_protocol[1], 10000000u);
+}
+
+// ---- Deterministic NAT (RFC 7422) ------------------------------------------------------------
+
+TEST(DeterministicOptions, OffByDefault) {
+    const DeterministicConfig d = parse_config(required_options()).deterministic;
+    EXPECT_FALSE(d.enabled());
+    EXPECT_TRUE(d.subscribers.empty());
+    EXPECT_EQ(d.ports_per_subscriber, 0u);
+    EXPECT_FALSE(d.overflow);
+}
+
+TEST(DeterministicOptions, RepeatablePrefixesKeepTheirOrder) {
+    // 1024 + 256 subscribers over the 16 addresses of the pool: 80 per address, 806 ports each.
+    std::vector<std::string> args = to_args(required_options());
+    args.insert(args.end(), {"--deterministic", "100.64.4.0/22", "--deterministic", "10.0.0.0/24",
+                             "--deterministic-ports", "500", "--deterministic-overflow"});
+    const DeterministicConfig d = parse(args).config.deterministic;
+    ASSERT_EQ(d.subscribers.size(), 2u);
+    EXPECT_EQ(d.subscribers[0].to_string(), "100.64.4.0/22");
+    EXPECT_EQ(d.subscribers[1].to_string(), "10.0.0.0/24");
+    EXPECT_TRUE(d.enabled());
+    EXPECT_EQ(d.ports_per_subscriber, 500u);
+    EXPECT_TRUE(d.overflow);
+}
+
+TEST(DeterministicOptions, BadPrefixesAreRefused) {
+    for (const char* bad : {"198.51.100.0/29",   // inside the pool 198.51.100.0/28
+                            "198.51.0.0/16",     // holding the pool
+                            "100.64.0.1/24",     // host bits
+                            "100.64.0.0",        // no length
+                            "10.0.0.0/7",        // shorter than /8
+                            "100.64.0.0/33"}) {  // malformed
+        std::vector<std::string> args = to_args(required_options());
+        args.insert(args.end(), {"--deterministic", bad});
+        const auto message = error_of(args);
+        EXPECT_NE(message.find("--deterministic"), std::string::npos) << bad << ": " << message;
+    }
+    for (const char* second : {"100.64.0.128/25", "100.64.0.0/16", "100.64.0.0/24"}) {
+        std::vector<std::string> args = to_args(required_options());
+        args.insert(args.end(), {"--deterministic", "100.64.0.0/24", "--deterministic", second});
+        const auto message = error_of(args);
+        EXPECT_NE(message.find("not overlapping --deterministic 100.64.0.0/24"), std::string::npos)
+            << second << ": " << message;
+    }
+    // Adjacent prefixes are fine.
+    std::vector<std::string> args = to_args(required_options());
+    args.insert(args.end(),
+                {"--deterministic", "100.64.0.0/24", "--deterministic", "100.64.1.0/24"});
+    EXPECT_EQ(parse(args).config.deterministic.subscribers.size(), 2u);
+}
+
+TEST(DeterministicOptions, PortsBoundedByTheRangeAndThePool) {
+    auto with_ports = [](const std::string& ports, const std::string& range) {
+        std::vector<std::string> args = to_args(
+            with(with(required_options(), "deterministic-ports", ports), "port-range", range));
+        args.insert(args.end(), {"--deterministic", "100.64.0.0/24"});
+        return args;
+    };
+    EXPECT_EQ(parse(with_ports("1000", "1024-65535")).config.deterministic.ports_per_subscriber,
+              1000u);
+    // 256 subscribers on 16 addresses need 16 per address: at most 1000 / 16 = 62 ports each in
+    // a 1000-port range.
+    EXPECT_EQ(parse(with_ports("62", "2000-2999")).config.deterministic.ports_per_subscriber, 62u);
+    for (const auto& [ports, range] : std::vector<std::pair<std::string, std::string>>{
+             {"63", "2000-2999"},  // 15 per address: 18 addresses needed
+             {"1001", "2000-2999"},
+             {"64513", "1024-65535"},
+             {"x", "1024-65535"},
+             {"-1", "1024-65535"}}) {
+        const auto message = error_of(with_ports(ports, range));
+        EXPECT_NE(message.find("--deterministic-ports"), std::string::npos)
+            << ports << " over " << range << ": " << message;
+    }
+}
+
+}  // namespace
+}  // namespace cgn::common
