@@ -233,6 +233,13 @@ po::options_description describe() {
         "deterministic-overflow", po::bool_switch(),
         "let a deterministic subscriber whose range is full take dynamic port blocks (logged "
         "as block events like any other)")(
+        "lookup", po::value<std::string>()->value_name("QUERY"),
+        "answer from the configuration, without starting: a subscriber address (\"100.64.0.5\": "
+        "its deterministic address and ports) or an external endpoint (\"198.51.100.2:40123\": "
+        "the deterministic subscriber or static mapping that owns it), then exit")(
+        "deterministic-table", po::bool_switch(),
+        "print every deterministic subscriber's address and port range, then exit (keep it "
+        "with the configuration: it answers who used which port)")(
         "exempt-destination", po::value<std::vector<std::string>>()->value_name("PREFIX"),
         "destination prefix reached without translation (RFC 6888 REQ-6), e.g. the ISP's own "
         "DNS servers: subscribers' packets to it leave with their own source address, and its "
@@ -469,6 +476,14 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
         }
         po::notify(vm);
         out.config = build(vm);
+        // Offline answers (RFC 7422: the mapping is known from the configuration alone).
+        if (vm.count("lookup")) {
+            out.action = ParseOutcome::Action::answer;
+            out.help_text = deterministic_lookup(out.config, vm["lookup"].as<std::string>());
+        } else if (vm["deterministic-table"].as<bool>()) {
+            out.action = ParseOutcome::Action::answer;
+            out.help_text = deterministic_table(out.config);
+        }
     } catch (const po::error& e) {
         throw ConfigError(e.what());
     }

@@ -116,7 +116,8 @@ struct Config {
 };
 
 struct ParseOutcome {
-    enum class Action { run, help, version };
+    // answer: print help_text (an offline --lookup or --deterministic-table) and exit.
+    enum class Action { run, help, version, answer };
     Action action = Action::run;
     std::string help_text;
     Config config;

@@ -20,6 +20,7 @@
 #include "common/counters.hpp"
 #include "control/control_socket.hpp"
 #include "control/controller.hpp"
+#include "common/deterministic.hpp"
 #include "common/events.hpp"
 #include "dataplane/io/control_channel.hpp"
 #include "dataplane/io/handoff.hpp"
@@ -105,6 +106,11 @@ int run(const common::Config& config, int argc, const char* const* argv) {
     initial->block_hold_down_ms = uint64_t{config.block_hold_down_s} * 1000;
     // Port blocks (RFC 6888 REQ-13/14), shared by the workers and the control thread.
     dp::BlockMap blocks(config.port_range, config.port_block_size);
+    // Deterministic NAT (RFC 7422): the formula's ranges, fixed at start; their blocks are
+    // never dynamic.
+    const common::DeterministicMap deterministic(config);
+    for (uint32_t i = 0; i < deterministic.addresses_used(); ++i)
+        for (uint32_t b = 0; b < deterministic.first_dynamic_block(i); ++b) blocks.reserve(i, b);
     dp::ControlChannel channel(workers, socket, std::move(initial), 65536, blocks);
     // Block and quota events, one ring per worker, written out by the control thread.
     std::vector<std::unique_ptr<common::EventRing>> events;
@@ -131,6 +137,8 @@ int run(const common::Config& config, int argc, const char* const* argv) {
     ws.nat.port_block_size = config.port_block_size;
     ws.nat.block_hold_down_ms = uint64_t{config.block_hold_down_s} * 1000;
     ws.nat.limits = config.limits;
+    ws.nat.deterministic = &deterministic;
+    ws.nat.deterministic_overflow = config.deterministic.overflow;
     ws.icmp_error_rate = config.icmp_error_rate;
     ws.exempt_destinations = config.exempt_destinations;
 
@@ -244,7 +252,8 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "cgnd: error: %s\n", e.what());
         return 2;
     }
-    if (parsed.action == common::ParseOutcome::Action::help) {
+    if (parsed.action == common::ParseOutcome::Action::help ||
+        parsed.action == common::ParseOutcome::Action::answer) {
         std::fputs(parsed.help_text.c_str(), stdout);
         return 0;
     }

@@ -124,6 +124,10 @@ NatEngine::NatEngine(const NatSettings& settings, unsigned worker_id, int socket
       limits_(settings.limits),
       hold_down_ms_(settings.block_hold_down_ms),
       events_(settings.events),
+      deterministic_(settings.deterministic != nullptr && settings.deterministic->enabled()
+                         ? settings.deterministic
+                         : nullptr),
+      deterministic_overflow_(settings.deterministic_overflow),
       worker_index_(settings.worker_index),
       explicit_(settings.explicit_mappings),
       counters_(counters),
@@ -149,6 +153,20 @@ NatEngine::NatEngine(const NatSettings& settings, unsigned worker_id, int socket
       subscriber_table_(table_name("subscribers", worker_id), subscriber_capacity(settings),
                         sizeof(uint32_t), socket_id) {
     set_timeouts(settings.timeouts);
+    // RFC 7422: the deterministic ranges are open in every worker (each allocates only in the
+    // ranges of its own subscribers) and their blocks are never dynamic (the BlockMap owner
+    // reserved them).
+    if (deterministic_ != nullptr) {
+        const uint32_t used = std::min<uint32_t>(deterministic_->addresses_used(),
+                                                 static_cast<uint32_t>(pool_.size()));
+        for (uint32_t i = 0; i < used; ++i) {
+            const uint32_t n = deterministic_->subscribers_on(i);
+            if (n == 0) continue;
+            const uint32_t first = deterministic_->port_range().first;
+            pool_.open_range(i, static_cast<uint16_t>(first),
+                             static_cast<uint16_t>(first + n * deterministic_->ports_per_subscriber() - 1));
+        }
+    }
 }
 
 void NatEngine::set_timeouts(const common::Timeouts& t) {
@@ -391,7 +409,10 @@ std::optional<uint32_t> NatEngine::pair_subscriber(uint32_t addr) {
         drop(Counter::drop_subscriber_table_full);
         return std::nullopt;
     }
-    auto pool_index = pool_.pick_address();
+    // RFC 7422: a deterministic subscriber's address and port range come from the formula.
+    std::optional<common::DeterministicMap::Range> det;
+    if (deterministic_ != nullptr) det = deterministic_->forward(common::Ipv4Address{addr});
+    auto pool_index = det ? std::optional<uint32_t>(det->pool_index) : pool_.pick_address();
     if (!pool_index) {
         free_subscribers_.give_back(*index);
         drop(Counter::drop_pool_exhausted);
@@ -413,6 +434,8 @@ std::optional<uint32_t> NatEngine::pair_subscriber(uint32_t addr) {
         sub.tokens[1 + i] = limits_.new_sessions_per_second_per_protocol[i] * 1000;
     sub.tokens_ms = now_ms_;
     sub.quota_event_ms = 0;
+    sub.det_first = det ? det->first_port : 0;
+    sub.det_last = det ? det->last_port : 0;
     ++subscriber_count_;
     counters_.add(Counter::subscribers_paired);
     return *index;
@@ -475,6 +498,16 @@ std::optional<uint16_t> NatEngine::allocate_port(uint32_t sub_slot, ProtocolInde
         if (port) pool_.port_taken(id);
         return port;
     };
+    // A deterministic subscriber's own range first (RFC 7422); past it only with overflow.
+    if (sub.det_last != 0) {
+        auto port = ports.allocate_in(random_, sub.det_first, sub.det_last, parity);
+        if (!port && parity >= 0) port = ports.allocate_in(random_, sub.det_first, sub.det_last);
+        if (port) return port;
+        if (!deterministic_overflow_) {
+            reason = Counter::drop_ports_exhausted;
+            return std::nullopt;
+        }
+    }
     // The subscriber's blocks first (with the wanted parity, RFC 4787 REQ-4, when asked).
     for (uint32_t id = sub.first_block; id != kNoSlot; id = pool_.block_record(id).next)
         if (auto port = take(id, parity)) return port;
@@ -488,7 +521,9 @@ std::optional<uint16_t> NatEngine::allocate_port(uint32_t sub_slot, ProtocolInde
             ++sub.blocks;
             counters_.add(Counter::blocks_claimed);
             common::NatEvent e;
-            e.kind = common::NatEvent::Kind::block_allocated;
+            // A deterministic subscriber past its range: the one case its ports need a log.
+            e.kind = sub.det_last != 0 ? common::NatEvent::Kind::deterministic_overflow
+                                       : common::NatEvent::Kind::block_allocated;
             e.subscriber = sub.addr;
             e.external = pool_.address(sub.pool_index);
             e.first_port = pool_.first_port(*id);

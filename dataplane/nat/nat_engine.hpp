@@ -27,6 +27,7 @@
 
 #include "common/config.hpp"
 #include "common/counters.hpp"
+#include "common/deterministic.hpp"
 #include "common/events.hpp"
 #include "common/random.hpp"
 #include "dataplane/nat/expiry_lists.hpp"
@@ -61,6 +62,11 @@ struct NatSettings {
     // Static (and later PCP) mappings, written by the control thread; null when there are none
     // to consult (tests of dynamic NAT only).
     const ExplicitMappingTable* explicit_mappings = nullptr;
+    // Deterministic NAT (RFC 7422): subscribers it knows get their formula's address and
+    // port range; null or disabled: none. `deterministic_overflow`: a full range borrows
+    // dynamic blocks.
+    const common::DeterministicMap* deterministic = nullptr;
+    bool deterministic_overflow = false;
     // Where block and quota events go (read by the control thread); null: not recorded.
     common::EventRing* events = nullptr;
 };
@@ -163,6 +169,8 @@ private:
         uint32_t tokens[1 + kProtocolCount];
         uint64_t tokens_ms;
         uint64_t quota_event_ms;  // last quota event recorded (at most one a second)
+        uint16_t det_first;       // deterministic range (RFC 7422); det_last == 0: none
+        uint16_t det_last;
     };
 
     // A fixed set of slots with a free list: indices are stable and double as table values.
@@ -222,6 +230,8 @@ private:
     common::SubscriberLimits limits_;
     uint64_t hold_down_ms_;
     common::EventRing* events_;
+    const common::DeterministicMap* deterministic_;
+    bool deterministic_overflow_;
     unsigned worker_index_;
     uint64_t now_ms_ = 0;
     const ExplicitMappingTable* explicit_;

@@ -12,6 +12,7 @@
 #include <optional>
 
 #include "common/config.hpp"
+#include "common/deterministic.hpp"
 #include "dataplane/nat/block_map.hpp"
 
 namespace cgn::dp {
@@ -73,8 +74,13 @@ inline constexpr uint32_t kDefaultRetaSize = 128;
 
 class Steering {
 public:
-    Steering(unsigned workers, const BlockMap* blocks, uint32_t reta_size = kDefaultRetaSize)
-        : workers_(workers), blocks_(blocks), reta_size_(reta_size) {}
+    Steering(unsigned workers, const BlockMap* blocks, uint32_t reta_size = kDefaultRetaSize,
+             const common::DeterministicMap* deterministic = nullptr)
+        : workers_(workers),
+          blocks_(blocks),
+          reta_size_(reta_size),
+          deterministic_(deterministic != nullptr && deterministic->enabled() ? deterministic
+                                                                                : nullptr) {}
 
     unsigned workers() const { return workers_; }
 
@@ -85,7 +91,13 @@ public:
 
     // The worker holding the block of external `port` of the pool address with index
     // `pool_index`; nothing when no worker holds it (no dynamic mapping can use it).
+    // A port of a deterministic range (RFC 7422) belongs to the worker of the subscriber the
+    // formula gives, whether or not its block is a whole one.
     std::optional<unsigned> external_owner(uint32_t pool_index, uint16_t port) const {
+        if (deterministic_ != nullptr) {
+            if (auto k = deterministic_->reverse_index(pool_index, port))
+                return subscriber_owner(deterministic_->subscriber_address(*k).value);
+        }
         if (blocks_ == nullptr) return std::nullopt;
         return blocks_->worker_holding(pool_index, port);
     }
@@ -94,6 +106,7 @@ private:
     unsigned workers_;
     const BlockMap* blocks_;
     uint32_t reta_size_;
+    const common::DeterministicMap* deterministic_;
 };
 
 }  // namespace cgn::dp

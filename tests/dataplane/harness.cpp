@@ -63,6 +63,10 @@ void DataplaneHarness::start(bool with_control, dp::WhileWaiting while_waiting) 
     blocks_ = std::make_unique<dp::BlockMap>(settings_.nat.port_range,
                                              settings_.nat.port_block_size);
     settings_.nat.blocks = blocks_.get();
+    if (const common::DeterministicMap* det = settings_.nat.deterministic) {
+        for (uint32_t i = 0; i < det->addresses_used(); ++i)
+            for (uint32_t b = 0; b < det->first_dynamic_block(i); ++b) blocks_->reserve(i, b);
+    }
     for (unsigned w = 0; w < workers_; ++w)
         events_.push_back(std::make_unique<common::EventRing>(1024));
     if (with_control) {

@@ -50,3 +50,25 @@ def test_help():
     text = r.stdout + r.stderr
     for opt in ("--filtering", "--pool", "--inside-port", "--outside-port"):
         assert opt in text, f"--help does not mention {opt}:\n{text}"
+
+
+def test_deterministic_lookup_offline():
+    """RFC 7422: who used an external port is answered from the configuration alone."""
+    binary = require_cgnd()
+    argv = ct.cgnd_argv(binary) + ["--deterministic", "100.64.0.0/24"]
+    # The topology's pool is 198.51.100.0/29: 256 subscribers over 8 addresses, 32 each,
+    # 2016 ports each; 100.64.0.11 is the 12th subscriber of the first address.
+    r = run_cgnd(argv + ["--lookup", "100.64.0.11"])
+    assert r.returncode == 0, r.stderr
+    first = 1024 + 11 * 2016
+    assert f"198.51.100.0 ports {first}-{first + 2015}" in r.stdout, r.stdout
+    r = run_cgnd(argv + ["--lookup", f"198.51.100.0:{first + 7}"])
+    assert r.returncode == 0, r.stderr
+    assert "100.64.0.11" in r.stdout, r.stdout
+    r = run_cgnd(argv + ["--lookup", "198.51.100.1:1024"])
+    assert r.returncode == 0 and "100.64.0.32" in r.stdout, r.stdout + r.stderr
+    r = run_cgnd(argv + ["--deterministic-table"])
+    assert r.returncode == 0 and len(r.stdout.splitlines()) >= 256, r.stdout[:500]
+    # A malformed query is an error naming --lookup, before anything starts.
+    r = run_cgnd(argv + ["--lookup", "198.51.100.0:99999"])
+    assert r.returncode == 2 and "--lookup" in r.stderr, r.stderr
