@@ -54,7 +54,12 @@ namespace cgn::common {
     X(drop_ipv4_header_length, "dropped: IHL below 5 or beyond the frame")                    \
     X(drop_ipv4_total_length, "dropped: total length inconsistent with the frame")            \
     X(drop_ipv4_checksum, "dropped: IPv4 header checksum wrong")                              \
-    X(drop_ipv4_fragment, "dropped: IPv4 fragment (reassembly not supported yet)")            \
+    X(drop_ipv4_fragment, "dropped: fragmented ICMP error (not translated)")                   \
+    X(fragments_held, "fragments held until their datagram's first fragment came")           \
+    X(drop_fragment_timeout, "dropped: held fragment whose first fragment never came")       \
+    X(drop_fragment_table_full, "dropped: fragment of a datagram the full table cannot track") \
+    X(drop_fragment_hold_full, "dropped: fragment beyond the few held per datagram")         \
+    X(drop_fragment_no_session, "dropped: fragment of a datagram whose first was not let in") \
     X(drop_ipv4_martian, "dropped: source or destination address not acceptable")             \
     X(drop_ttl_exceeded, "dropped: TTL expired in transit (ICMP time exceeded sent)")         \
     X(drop_l4_truncated, "dropped: TCP/UDP/ICMP header truncated or malformed")               \

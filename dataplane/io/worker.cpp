@@ -44,6 +44,8 @@ Worker::Worker(const WorkerSettings& settings, rte_mempool* pool, common::Worker
       nat_(settings.nat, settings.worker_id, settings.socket_id, counters, settings.seed),
       steering_(settings.workers, &nat_.block_map(), settings.reta_size,
                 settings.nat.deterministic),
+      fragments_("cgn_frag_w" + std::to_string(settings.worker_id), settings.fragment_capacity,
+                 settings.fragment_timeout_ms, settings.socket_id),
       neighbors_inside_("cgn_nbr_in_w" + std::to_string(settings.worker_id),
                         settings.neighbor_capacity, settings.socket_id),
       neighbors_outside_("cgn_nbr_out_w" + std::to_string(settings.worker_id),
@@ -52,6 +54,8 @@ Worker::Worker(const WorkerSettings& settings, rte_mempool* pool, common::Worker
       exempt_(settings.exempt_destinations) {}
 
 Worker::~Worker() {
+    for (unsigned side = 0; side < 2; ++side)
+        rte_pktmbuf_free_bulk(replay_[side], replay_count_[side]);
     for (auto& q : tx_) rte_pktmbuf_free_bulk(q.mbufs, q.count);
     for (auto& q : handoff_out_) rte_pktmbuf_free_bulk(q.mbufs, q.count);
 }
@@ -126,6 +130,9 @@ void Worker::poll_once() {
             });
     }
     nat_.expire(now_ms_, kExpiryBudget);
+    fragments_.expire(now_ms_, kExpiryBudget, [this](rte_mbuf* m) {
+        drop(m, Counter::drop_fragment_timeout);
+    });
     for (unsigned w = 0; w < workers_; ++w) flush_handoff(w);
     flush_tx(kInside);
     flush_tx(kOutside);
@@ -149,9 +156,12 @@ unsigned Worker::owner_of(SideIndex side, const rte_mbuf* m) const {
     const auto pool_index = nat_.pool_index(dst);
     if (!pool_index) return index_;
     const uint32_t ihl = (ip[ipv4::kVersionIhl] & 0x0f) * 4u;
-    if ((load_be16(ip + ipv4::kFragment) & ipv4::kFragmentOffsetMask) != 0 ||
-        length < eth::kHeaderLength + ihl + 8)
-        return index_;
+    // Every fragment of a datagram goes to one worker, which learns the ports from the first.
+    if ((load_be16(ip + ipv4::kFragment) &
+         (ipv4::kFragmentOffsetMask | ipv4::kFlagMoreFragments)) != 0)
+        return fragment_owner(common::load_be32(ip + ipv4::kSrc), dst,
+                              load_be16(ip + ipv4::kId));
+    if (length < eth::kHeaderLength + ihl + 8) return index_;
     const uint8_t* l4 = ip + ihl;
     uint8_t protocol = ip[ipv4::kProtocol];
     uint16_t port = 0;
@@ -319,11 +329,25 @@ void Worker::process_burst(SideIndex side, rte_mbuf** mbufs, uint16_t n, bool fr
             }
             continue;
         }
+        if (parsed[count].fragment && !resolve_fragment(side, mbufs[i], parsed[count], from_handoff))
+            continue;
         to_translate[count] = &parsed[count];
         translate_mbufs[count] = mbufs[i];
         ++count;
     }
-    if (count == 0) return;
+    if (count != 0) translate(side, to_translate, translate_mbufs, parsed, count);
+    // Fragments that waited for the first fragment of their datagram, which this burst brought.
+    if (replay_count_[side] != 0) {
+        rte_mbuf* replay[kBurst];
+        const uint16_t n_replay = replay_count_[side];
+        std::memcpy(replay, replay_[side], n_replay * sizeof(rte_mbuf*));
+        replay_count_[side] = 0;
+        process_burst(side, replay, n_replay, false);
+    }
+}
+
+void Worker::translate(SideIndex side, Ipv4Packet** to_translate, rte_mbuf** translate_mbufs,
+                       Ipv4Packet* parsed, unsigned count) {
     bool forward[kBurst];
     if (side == kInside)
         nat_.in2out(to_translate, count, now_ms_, forward);
@@ -349,6 +373,76 @@ void Worker::process_burst(SideIndex side, rte_mbuf** mbufs, uint16_t n, bool fr
         decrement_ttl(parsed[i]);
         output(out, translate_mbufs[i], parsed[i].dst);
     }
+}
+
+bool Worker::resolve_fragment(SideIndex side, rte_mbuf* m, Ipv4Packet& p, bool from_handoff) {
+    const uint16_t frag = load_be16(p.l3 + common::ipv4::kFragment);
+    const uint32_t offset_bytes = (frag & common::ipv4::kFragmentOffsetMask) * 8u;
+    const bool last = (frag & common::ipv4::kFlagMoreFragments) == 0;
+    // Resolved by the outside datagram's fragment owner and handed here, to the owner of its
+    // ports, with the ports in the mbuf's hash field.
+    if (side == kOutside && workers_ > 1 && from_handoff &&
+        fragment_owner(p.src, p.dst, p.ip_id) != index_) {
+        if (!p.l4_header) {
+            p.src_port = static_cast<uint16_t>(m->hash.usr >> 16);
+            p.dst_port = static_cast<uint16_t>(m->hash.usr & 0xffff);
+        }
+        return true;
+    }
+    const FragmentTable::Key key{p.src, p.dst, p.ip_id, p.protocol, static_cast<uint8_t>(side)};
+    FragmentTable::Entry* e = fragments_.find_or_create(key, now_ms_);
+    if (e == nullptr) {
+        // Untracked: a first fragment still goes through (it has its ports); the others
+        // cannot.
+        if (p.l4_header) return true;
+        drop(m, Counter::drop_fragment_table_full);
+        return false;
+    }
+    if (p.l4_header) {
+        // The first fragment: the datagram's ports, and the fragments that waited for them.
+        e->known = true;
+        e->src_port = p.src_port;
+        e->dst_port = p.dst_port;
+        for (unsigned i = 0; i < e->held; ++i) {
+            if (replay_count_[side] == kBurst) {
+                drop(e->held_mbufs[i], Counter::drop_fragment_hold_full);
+                continue;
+            }
+            replay_[side][replay_count_[side]++] = e->held_mbufs[i];
+        }
+        e->held = 0;
+    } else if (!e->known) {
+        if (e->held == FragmentTable::kMaxHeld) {
+            drop(m, Counter::drop_fragment_hold_full);
+            return false;
+        }
+        e->held_mbufs[e->held++] = m;
+        counters_.add(Counter::fragments_held);
+        return false;
+    } else {
+        p.src_port = e->src_port;
+        p.dst_port = e->dst_port;
+    }
+    fragments_.account(e, offset_bytes, p.l4_length, last);  // may free e
+    // Outside, with several workers: the ports' owner translates it.
+    if (side == kOutside && workers_ > 1) {
+        const auto pool_index = nat_.pool_index(p.dst);
+        std::optional<unsigned> owner;
+        if (pool_index) {
+            if (explicit_present_) {
+                if (auto internal = control_->explicit_mappings().internal_of(
+                        p.protocol, {p.dst, p.dst_port}))
+                    owner = steering_.subscriber_owner(internal->addr);
+            }
+            if (!owner) owner = steering_.external_owner(*pool_index, p.dst_port);
+        }
+        if (owner && *owner != index_) {
+            m->hash.usr = (uint32_t{p.src_port} << 16) | p.dst_port;
+            hand_off(*owner, m);
+            return false;
+        }
+    }
+    return true;
 }
 
 bool Worker::classify(SideIndex side, rte_mbuf* m, Ipv4Packet& p, bool from_handoff) {

@@ -19,6 +19,7 @@
 #include "common/clock.hpp"
 #include "common/counters.hpp"
 #include "dataplane/io/control_channel.hpp"
+#include "dataplane/io/fragments.hpp"
 #include "dataplane/io/handoff.hpp"
 #include "dataplane/io/neighbor_table.hpp"
 #include "dataplane/nat/ipv4_packet.hpp"
@@ -59,6 +60,10 @@ struct WorkerSettings {
     // Destinations forwarded without translation (RFC 6888 REQ-6), both ways.
     std::vector<common::Ipv4Prefix> exempt_destinations;
     uint32_t neighbor_capacity = 4096;
+    // Virtual reassembly (RFC 4787 REQ-14): datagrams tracked at once, and how long one waits
+    // for its first fragment.
+    uint32_t fragment_capacity = 4096;
+    uint64_t fragment_timeout_ms = 2000;
 };
 
 class Worker {
@@ -104,6 +109,9 @@ private:
     // `from_handoff`: the frames come from another worker (an ARP copy is learned from, not
     // answered).
     void process_burst(SideIndex side, rte_mbuf** mbufs, uint16_t n, bool from_handoff);
+    // Translates the parsed packets of a burst and sends each on (or drops it, counted).
+    void translate(SideIndex side, Ipv4Packet** to_translate, rte_mbuf** translate_mbufs,
+                   Ipv4Packet* parsed, unsigned count);
     // Returns true when the frame was consumed (forwarded, answered or dropped with a counter)
     // and false when it is an IPv4 packet to translate, with `parsed` filled.
     bool classify(SideIndex side, rte_mbuf* m, Ipv4Packet& parsed, bool from_handoff);
@@ -115,6 +123,15 @@ private:
     void send_icmp_error(SideIndex side, rte_mbuf* m, const Ipv4Packet& p, uint8_t type,
                          uint8_t code, common::Counter sent);
     void send_arp_request(SideIndex side, uint32_t target);
+    // Virtual reassembly: gives a fragment its datagram's ports (from the first fragment).
+    // True when it is to be translated here now; false when it was held, handed to the
+    // worker owning its ports, or dropped (counted).
+    bool resolve_fragment(SideIndex side, rte_mbuf* m, Ipv4Packet& p, bool from_handoff);
+    // The worker that tracks an outside datagram's fragments (those after the first carry no
+    // port to steer by): by its source, destination and IP ID.
+    unsigned fragment_owner(uint32_t src, uint32_t dst, uint16_t id) const {
+        return (toeplitz_hash_ipv4(src ^ dst) ^ id) % workers_;
+    }
     // Sends a translated inside packet addressed to a pool address back inside.
     void hairpin(rte_mbuf* m, Ipv4Packet& p);
     // Forwards an IPv4 packet out of `side`: next hop, neighbour, Ethernet header, TX queue.
@@ -149,6 +166,10 @@ private:
     const common::Clock& clock_;
     NatEngine nat_;
     Steering steering_;  // after nat_: reads the block map the engine uses
+    FragmentTable fragments_;
+    // Held fragments set free by their first fragment, processed at the end of the burst.
+    rte_mbuf* replay_[2][kBurst];
+    uint16_t replay_count_[2] = {0, 0};
     NeighborTable neighbors_inside_;
     NeighborTable neighbors_outside_;
     TxQueue tx_[2];

@@ -26,6 +26,8 @@ std::optional<Counter> parse_ipv4(uint8_t* l3, size_t available, Ipv4Packet& out
     const uint16_t frag = load_be16(l3 + ipv4::kFragment);
     out.l3 = l3;
     out.refused = false;
+    out.l4_header = true;
+    out.ip_id = load_be16(l3 + ipv4::kId);
     out.header_length = ihl;
     out.total_length = total;
     out.l4 = l3 + ihl;
@@ -92,12 +94,26 @@ std::optional<Counter> parse_transport(Ipv4Packet& p) {
     namespace tcp = common::tcp;
     namespace udp = common::udp;
     namespace icmp = common::icmp;
-    if (p.fragment) return Counter::drop_ipv4_fragment;
+    if (p.fragment) {
+        if (p.protocol != ipv4::kProtoUdp && p.protocol != ipv4::kProtoTcp &&
+            p.protocol != ipv4::kProtoIcmp)
+            return Counter::drop_protocol;
+        if ((load_be16(p.l3 + ipv4::kFragment) & ipv4::kFragmentOffsetMask) != 0) {
+            p.l4_header = false;
+            return std::nullopt;
+        }
+        // An ICMP error is small; a fragmented one is not translated.
+        if (p.protocol == ipv4::kProtoIcmp &&
+            (p.l4_length < icmp::kHeaderLength ||
+             (p.l4[icmp::kType] != icmp::kEchoRequest && p.l4[icmp::kType] != icmp::kEchoReply)))
+            return Counter::drop_ipv4_fragment;
+    }
     switch (p.protocol) {
         case ipv4::kProtoUdp:
+            // The UDP length covers the whole datagram: more than a first fragment holds.
             if (p.l4_length < udp::kHeaderLength ||
                 load_be16(p.l4 + udp::kLength) < udp::kHeaderLength ||
-                load_be16(p.l4 + udp::kLength) > p.l4_length)
+                (!p.fragment && load_be16(p.l4 + udp::kLength) > p.l4_length))
                 return Counter::drop_l4_truncated;
             p.src_port = load_be16(p.l4 + udp::kSrcPort);
             p.dst_port = load_be16(p.l4 + udp::kDstPort);

@@ -22,6 +22,11 @@ struct Ipv4Packet {
     uint32_t src = 0;
     uint32_t dst = 0;
     bool fragment = false;  // MF set or offset non-zero
+    uint16_t ip_id = 0;
+    // False for a non-first fragment: no transport header; its ports (src_port, dst_port) are
+    // those virtual reassembly learned from the datagram's first fragment, and translation
+    // rewrites only the IP header (the transport checksum is in the first fragment).
+    bool l4_header = true;
     // Transport fields (valid after parse_transport): TCP/UDP ports, or for ICMP echo the
     // identifier in both src_port and dst_port.
     uint16_t src_port = 0;
@@ -52,7 +57,8 @@ std::optional<common::Counter> parse_ipv4(uint8_t* l3, size_t available, Ipv4Pac
 
 // Parses the TCP, UDP or ICMP header. ICMP: echo request/reply (queries), and errors about a
 // TCP, UDP or ICMP echo packet (icmp_error and the inner fields set).
-// Fragments are refused here (reassembly arrives with RFC 4787 REQ-14 support).
+// Fragments (RFC 4787 REQ-14): a first fragment must hold the whole transport header; a
+// non-first fragment gets l4_header false and no ports (the worker's reassembly adds them).
 std::optional<common::Counter> parse_transport(Ipv4Packet& p);
 
 }  // namespace cgn::dp

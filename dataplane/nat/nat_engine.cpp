@@ -309,8 +309,10 @@ bool NatEngine::translate_icmp_error(Ipv4Packet& p, bool from_inside) {
 // ---- slow path -------------------------------------------------------------------------------
 
 bool NatEngine::slow_in2out(Ipv4Packet& p, uint64_t now_ms) {
-    // RFC 5508 §3.1: only echo requests open an ICMP query mapping from inside.
-    if (p.protocol == ipv4::kProtoIcmp && p.icmp_type != common::icmp::kEchoRequest) {
+    // RFC 5508 §3.1: only echo requests open an ICMP query mapping from inside (a later
+    // fragment has no ICMP header: its first fragment was an echo).
+    if (p.protocol == ipv4::kProtoIcmp && p.l4_header &&
+        p.icmp_type != common::icmp::kEchoRequest) {
         drop(Counter::drop_icmp_type);
         return false;
     }
@@ -320,6 +322,12 @@ bool NatEngine::slow_in2out(Ipv4Packet& p, uint64_t now_ms) {
     if (created_in_burst_ != 0 && session_table_.lookup(&key, slot)) {
         translate_in2out(p, static_cast<uint32_t>(slot), now_ms);
         return true;
+    }
+    // Only a first fragment (or a whole packet) may open a session: a later fragment whose
+    // first was refused has nothing to follow.
+    if (!p.l4_header) {
+        drop(Counter::drop_fragment_no_session);
+        return false;
     }
     const EndpointKey ek = endpoint_key(p.protocol, p.src, p.src_port, Side::inside);
     uint64_t mapping = 0;
@@ -345,7 +353,8 @@ bool NatEngine::slow_in2out(Ipv4Packet& p, uint64_t now_ms) {
 }
 
 bool NatEngine::slow_out2in(Ipv4Packet& p, uint64_t now_ms) {
-    if (p.protocol == ipv4::kProtoIcmp && p.icmp_type != common::icmp::kEchoReply) {
+    if (p.protocol == ipv4::kProtoIcmp && p.l4_header &&
+        p.icmp_type != common::icmp::kEchoReply) {
         drop(Counter::drop_icmp_type);
         return false;
     }
@@ -353,6 +362,10 @@ bool NatEngine::slow_out2in(Ipv4Packet& p, uint64_t now_ms) {
     uint64_t slot = 0;
     if (created_in_burst_ != 0 && session_table_.lookup(&key, slot))
         return translate_out2in(p, static_cast<uint32_t>(slot), now_ms);
+    if (!p.l4_header) {
+        drop(Counter::drop_fragment_no_session);
+        return false;
+    }
     const EndpointKey ek = endpoint_key(p.protocol, p.dst, p.dst_port, Side::outside);
     uint64_t mapping = 0;
     if (!mapping_table_.lookup(&ek, mapping)) {

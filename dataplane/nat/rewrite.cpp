@@ -24,6 +24,9 @@ void rewrite_endpoint(Ipv4Packet& p, size_t addr_offset, size_t port_offset, uin
     store_be16(ip + ipv4::kChecksum,
                checksum_update32(load_be16(ip + ipv4::kChecksum), old_addr, addr));
     store_be32(ip + addr_offset, addr);
+    // A non-first fragment has no transport header: the first fragment's checksum update
+    // covers the whole datagram's pseudo-header and port change.
+    if (!p.l4_header) return;
 
     uint8_t* l4 = p.l4;
     switch (p.protocol) {

@@ -265,7 +265,7 @@ TEST_F(Translation, MalformedIpv4DroppedWithItsReason) {
                          .ethernet(t().subscriber1_mac, h.inside().mac())
                          .ipv4(t().subscriber1, t().server1)
                          .ipv4_fragment(common::ipv4::kFlagMoreFragments)
-                         .udp(40000, 53)
+                         .icmp_echo(common::icmp::kDestUnreachable, 1, 1)
                          .payload("part")
                          .build();
     Frame gre = PacketBuilder()
@@ -285,6 +285,8 @@ TEST_F(Translation, MalformedIpv4DroppedWithItsReason) {
         common::store_be16(&gre[common::eth::kHeaderLength + common::ipv4::kChecksum],
                            static_cast<uint16_t>(~s));
     }
+    // A fragmented ICMP error is not translated (errors are small; RFC 4787 REQ-14 is about
+    // queries and data).
     for (const auto& f : {bad_checksum, bad_version, truncated, fragment, gre})
         h.inside().inject(f);
     h.poll();

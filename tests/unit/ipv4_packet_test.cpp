@@ -444,10 +444,11 @@ TEST(ParseTransport, RejectsOtherProtocols) {
     }
 }
 
-TEST(ParseTransport, RejectsFragmentsOfEveryProtocol) {
-    const std::vector<uint8_t> frames[] = {
+// RFC 4787 REQ-14: fragments of UDP, TCP and ICMP echo are parsed for virtual reassembly: a
+// first fragment with its ports, a later one without a transport header.
+TEST(ParseTransport, FragmentsOfTranslatedProtocolsAreParsed) {
+    const std::vector<uint8_t> firsts[] = {
         udp_frame().ipv4_fragment(common::ipv4::kFlagMoreFragments).build(),
-        udp_frame().ipv4_fragment(0x0010).build(),
         PacketBuilder()
             .ethernet(kMacA, kMacB)
             .ipv4(kSubscriber, kServer)
@@ -457,22 +458,34 @@ TEST(ParseTransport, RejectsFragmentsOfEveryProtocol) {
         PacketBuilder()
             .ethernet(kMacA, kMacB)
             .ipv4(kSubscriber, kServer)
-            .ipv4_fragment(0x0003)
-            .icmp_echo(common::icmp::kEchoRequest, 1, 1)
+            .ipv4_fragment(common::ipv4::kFlagMoreFragments)
+            .icmp_echo(common::icmp::kEchoRequest, 77, 1)
             .build(),
     };
-    for (auto frame : frames) {
+    for (auto frame : firsts) {
         Ipv4Packet p;
-        EXPECT_EQ(parse_all(frame, p), Counter::drop_ipv4_fragment);
+        EXPECT_EQ(parse_all(frame, p), std::nullopt);
+        EXPECT_TRUE(p.fragment);
+        EXPECT_TRUE(p.l4_header);
+        EXPECT_NE(p.src_port, 0);
     }
-    // A non-first fragment of a protocol we do not translate is still a fragment drop.
+    for (uint16_t offset : {uint16_t{0x0010}, uint16_t{0x0003 | common::ipv4::kFlagMoreFragments}}) {
+        auto later = udp_frame().ipv4_fragment(offset).build();
+        Ipv4Packet p;
+        EXPECT_EQ(parse_all(later, p), std::nullopt);
+        EXPECT_TRUE(p.fragment);
+        EXPECT_FALSE(p.l4_header) << "a later fragment's payload is no transport header";
+        EXPECT_EQ(p.src_port, 0);
+    }
+    // A fragment of a protocol we do not translate is a protocol drop.
     auto gre = udp_frame().ipv4_fragment(0x0020).build();
     set_protocol(gre, 47);
     Ipv4Packet p;
-    EXPECT_EQ(parse_all(gre, p), Counter::drop_ipv4_fragment);
+    EXPECT_EQ(parse_all(gre, p), Counter::drop_protocol);
     // DF alone is not a fragment.
     auto df = udp_frame().ipv4_fragment(common::ipv4::kFlagDontFragment).build();
     EXPECT_EQ(parse_all(df, p), std::nullopt);
+    EXPECT_FALSE(p.fragment);
 }
 
 }  // namespace
