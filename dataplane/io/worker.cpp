@@ -342,7 +342,9 @@ void Worker::process_burst(SideIndex side, rte_mbuf** mbufs, uint16_t n, bool fr
         const uint16_t n_replay = replay_count_[side];
         std::memcpy(replay, replay_[side], n_replay * sizeof(rte_mbuf*));
         replay_count_[side] = 0;
+        replaying_ = true;
         process_burst(side, replay, n_replay, false);
+        replaying_ = false;
     }
 }
 
@@ -389,6 +391,12 @@ bool Worker::resolve_fragment(SideIndex side, rte_mbuf* m, Ipv4Packet& p, bool f
         }
         return true;
     }
+    if (replaying_) {
+        // Held until its first fragment came, which gave it its ports (already counted).
+        p.src_port = static_cast<uint16_t>(m->hash.usr >> 16);
+        p.dst_port = static_cast<uint16_t>(m->hash.usr & 0xffff);
+        return to_port_owner(side, m, p);
+    }
     const FragmentTable::Key key{p.src, p.dst, p.ip_id, p.protocol, static_cast<uint8_t>(side)};
     FragmentTable::Entry* e = fragments_.find_or_create(key, now_ms_);
     if (e == nullptr) {
@@ -403,12 +411,23 @@ bool Worker::resolve_fragment(SideIndex side, rte_mbuf* m, Ipv4Packet& p, bool f
         e->known = true;
         e->src_port = p.src_port;
         e->dst_port = p.dst_port;
+        const uint32_t ports = (uint32_t{p.src_port} << 16) | p.dst_port;
         for (unsigned i = 0; i < e->held; ++i) {
+            rte_mbuf* held = e->held_mbufs[i];
             if (replay_count_[side] == kBurst) {
-                drop(e->held_mbufs[i], Counter::drop_fragment_hold_full);
+                drop(held, Counter::drop_fragment_hold_full);
                 continue;
             }
-            replay_[side][replay_count_[side]++] = e->held_mbufs[i];
+            // Count its bytes now: the entry may be complete (and gone) before it is replayed.
+            const uint8_t* ip = rte_pktmbuf_mtod(held, const uint8_t*) + eth::kHeaderLength;
+            const uint16_t held_frag = load_be16(ip + common::ipv4::kFragment);
+            const uint32_t held_len =
+                load_be16(ip + common::ipv4::kTotalLength) - (ip[0] & 0x0f) * 4u;
+            e->bytes_seen += held_len;
+            if ((held_frag & common::ipv4::kFlagMoreFragments) == 0)
+                e->total_bytes = (held_frag & common::ipv4::kFragmentOffsetMask) * 8u + held_len;
+            held->hash.usr = ports;
+            replay_[side][replay_count_[side]++] = held;
         }
         e->held = 0;
     } else if (!e->known) {
@@ -424,6 +443,10 @@ bool Worker::resolve_fragment(SideIndex side, rte_mbuf* m, Ipv4Packet& p, bool f
         p.dst_port = e->dst_port;
     }
     fragments_.account(e, offset_bytes, p.l4_length, last);  // may free e
+    return to_port_owner(side, m, p);
+}
+
+bool Worker::to_port_owner(SideIndex side, rte_mbuf* m, Ipv4Packet& p) {
     // Outside, with several workers: the ports' owner translates it.
     if (side == kOutside && workers_ > 1) {
         const auto pool_index = nat_.pool_index(p.dst);

@@ -127,6 +127,9 @@ private:
     // True when it is to be translated here now; false when it was held, handed to the
     // worker owning its ports, or dropped (counted).
     bool resolve_fragment(SideIndex side, rte_mbuf* m, Ipv4Packet& p, bool from_handoff);
+    // Hands an outside fragment whose ports are known to their owner (ports in hash.usr);
+    // true when this worker is the owner.
+    bool to_port_owner(SideIndex side, rte_mbuf* m, Ipv4Packet& p);
     // The worker that tracks an outside datagram's fragments (those after the first carry no
     // port to steer by): by its source, destination and IP ID.
     unsigned fragment_owner(uint32_t src, uint32_t dst, uint16_t id) const {
@@ -170,6 +173,7 @@ private:
     // Held fragments set free by their first fragment, processed at the end of the burst.
     rte_mbuf* replay_[2][kBurst];
     uint16_t replay_count_[2] = {0, 0};
+    bool replaying_ = false;  // processing replay_: the fragments carry their ports
     NeighborTable neighbors_inside_;
     NeighborTable neighbors_outside_;
     TxQueue tx_[2];
