@@ -456,7 +456,6 @@ def cgnd_argv(binary=None, *, pool=(str(POOL),), filtering=None, max_sessions=65
 # --------------------------------------------------------------------------------------
 # helpers around peer.py
 
-_readers: dict[int, "queue.Queue"] = {}
 _readers_lock = threading.Lock()
 
 
@@ -464,12 +463,14 @@ def read_line(proc: subprocess.Popen, timeout: float) -> str | None:
     """Next stdout line of a spawned (text mode) process, None on EOF.
 
     A reader thread per process feeds a queue, so lines that arrive together are never
-    stuck in a buffer that select() cannot see. Raises TimeoutError.
+    stuck in a buffer that select() cannot see. Raises TimeoutError. The queue lives on the
+    Popen object itself: keyed by id(proc), a new process could inherit the queue (and EOF)
+    of a finished one whose id was reused.
     """
     with _readers_lock:
-        q = _readers.get(id(proc))
+        q = getattr(proc, "_cgn_line_queue", None)
         if q is None:
-            q = _readers[id(proc)] = queue.Queue()
+            q = proc._cgn_line_queue = queue.Queue()
 
             def pump(stream=proc.stdout, q=q):
                 try:
