@@ -830,6 +830,7 @@ Result create_sessions(Rig& rig, const Topology& t, WorkerUnderTest& w, const Fr
     for (uint32_t i = n_flows; i > 1; --i) std::swap(order[i - 1], order[random.below(i)]);
 
     const auto before = w.counters();
+    const uint32_t held_before = w.worker().nat().held_blocks();
     auto choose = [&](uint64_t round, uint32_t* flows) {
         const uint64_t base = round * rig.batch();
         if (base >= n_flows) return 0u;
@@ -857,7 +858,9 @@ Result create_sessions(Rig& rig, const Topology& t, WorkerUnderTest& w, const Fr
                     {Counter::in2out_translated, n_flows},
                     {Counter::sessions_created, n_flows},
                     {Counter::mappings_created, n_flows},
-                    {Counter::subscribers_paired, subscribers}},
+                    {Counter::subscribers_paired, subscribers},
+                    // Each subscriber's first mapping (and every 512th) claims a port block.
+                    {Counter::blocks_claimed, w.worker().nat().held_blocks() - held_before}},
                    name.c_str());
     if (w.worker().nat().session_count() != n_flows)
         fail(name + ": " + std::to_string(w.worker().nat().session_count()) +
@@ -962,7 +965,11 @@ void create_owned_sessions(Rig& rig, const Topology& t, WorkerUnderTest& w, cons
                            const std::vector<std::vector<uint32_t>>& owned,
                            const std::string& name) {
     std::vector<common::CounterSnapshot> before;
-    for (unsigned o = 0; o < w.size(); ++o) before.push_back(w.counters(o));
+    std::vector<uint32_t> held_before;
+    for (unsigned o = 0; o < w.size(); ++o) {
+        before.push_back(w.counters(o));
+        held_before.push_back(w.worker(o).nat().held_blocks());
+    }
     const MacAddress outside_mac = rig.outside().mac();
     for (unsigned o = 0; o < w.size(); ++o) {
         for (size_t base = 0; base < owned[o].size(); base += rig.batch()) {
@@ -991,7 +998,9 @@ void create_owned_sessions(Rig& rig, const Topology& t, WorkerUnderTest& w, cons
                         {Counter::in2out_translated, f},
                         {Counter::sessions_created, f},
                         {Counter::mappings_created, f},
-                        {Counter::subscribers_paired, subscribers}},
+                        {Counter::subscribers_paired, subscribers},
+                        {Counter::blocks_claimed,
+                         w.worker(o).nat().held_blocks() - held_before[o]}},
                        who.c_str());
         if (w.worker(o).nat().session_count() != f)
             fail(who + ": " + std::to_string(w.worker(o).nat().session_count()) +
