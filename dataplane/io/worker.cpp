@@ -197,12 +197,17 @@ unsigned Worker::owner_of(SideIndex side, const rte_mbuf* m) const {
         default:
             return index_;
     }
+    return external_endpoint_owner(*pool_index, protocol, dst, port).value_or(index_);
+}
+
+std::optional<unsigned> Worker::external_endpoint_owner(uint32_t pool_index, uint8_t protocol,
+                                                        uint32_t addr, uint16_t port) const {
     // A static mapping belongs to its subscriber's worker, whichever block its port is in.
     if (explicit_present_) {
-        if (auto internal = control_->explicit_mappings().internal_of(protocol, {dst, port}))
+        if (auto internal = control_->explicit_mappings().internal_of(protocol, {addr, port}))
             return steering_.subscriber_owner(internal->addr);
     }
-    return steering_.external_owner(*pool_index, port).value_or(index_);
+    return steering_.external_owner(pool_index, port);
 }
 
 // RFC 4787 REQ-9, RFC 5382 REQ-8: a subscriber reaching another subscriber through its
@@ -450,15 +455,9 @@ bool Worker::to_port_owner(SideIndex side, rte_mbuf* m, Ipv4Packet& p) {
     // Outside, with several workers: the ports' owner translates it.
     if (side == kOutside && workers_ > 1) {
         const auto pool_index = nat_.pool_index(p.dst);
-        std::optional<unsigned> owner;
-        if (pool_index) {
-            if (explicit_present_) {
-                if (auto internal = control_->explicit_mappings().internal_of(
-                        p.protocol, {p.dst, p.dst_port}))
-                    owner = steering_.subscriber_owner(internal->addr);
-            }
-            if (!owner) owner = steering_.external_owner(*pool_index, p.dst_port);
-        }
+        const auto owner =
+            pool_index ? external_endpoint_owner(*pool_index, p.protocol, p.dst, p.dst_port)
+                       : std::nullopt;
         if (owner && *owner != index_) {
             m->hash.usr = (uint32_t{p.src_port} << 16) | p.dst_port;
             hand_off(*owner, m);

@@ -103,6 +103,10 @@ private:
     void steer(SideIndex side, rte_mbuf** mbufs, uint16_t n);
     static constexpr unsigned kEveryWorker = ~0u;
     unsigned owner_of(SideIndex side, const rte_mbuf* m) const;
+    // The worker owning an external endpoint: its static mapping's subscriber, else the holder
+    // of its port block; nothing when no worker holds it.
+    std::optional<unsigned> external_endpoint_owner(uint32_t pool_index, uint8_t protocol,
+                                                    uint32_t addr, uint16_t port) const;
     void hand_off(unsigned worker, rte_mbuf* m);
     void flush_handoff(unsigned worker);
     void receive_handoff();

@@ -196,15 +196,21 @@ std::optional<uint32_t> AddressPool::claim_block(uint32_t index, uint32_t subscr
     b.subscriber = subscriber;
     ++held_;
     // Idle until its first port is taken (normally at once).
+    append_idle(id, now_ms);
+    return id;
+}
+
+void AddressPool::append_idle(uint32_t id, uint64_t now_ms) {
+    Block& b = block_record(id);
     b.idle = true;
     b.idle_since_ms = now_ms;
     b.idle_prev = idle_tail_;
+    b.idle_next = kNone;
     if (idle_tail_ != kNone)
         block_record(idle_tail_).idle_next = id;
     else
         idle_head_ = id;
     idle_tail_ = id;
-    return id;
 }
 
 void AddressPool::unlink_idle(uint32_t id) {
@@ -231,15 +237,7 @@ void AddressPool::port_freed(uint32_t id, uint64_t now_ms) {
     Block& b = block_record(id);
     if (b.used == 0 || --b.used != 0) return;
     // RFC 6888 REQ-8: the block's ports are not handed to anyone else before the hold-down.
-    b.idle = true;
-    b.idle_since_ms = now_ms;
-    b.idle_prev = idle_tail_;
-    b.idle_next = kNone;
-    if (idle_tail_ != kNone)
-        block_record(idle_tail_).idle_next = id;
-    else
-        idle_head_ = id;
-    idle_tail_ = id;
+    append_idle(id, now_ms);
 }
 
 void AddressPool::release_block(uint32_t id) {

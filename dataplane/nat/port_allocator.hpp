@@ -190,6 +190,7 @@ public:
 
 private:
     void unlink_idle(uint32_t id);
+    void append_idle(uint32_t id, uint64_t now_ms);
 
     BlockMap& blocks_;
     uint8_t holder_;
