@@ -524,8 +524,9 @@ std::optional<uint16_t> NatEngine::allocate_port(uint32_t sub_slot, ProtocolInde
     // The subscriber's blocks first (with the wanted parity, RFC 4787 REQ-4, when asked).
     for (uint32_t id = sub.first_block; id != kNoSlot; id = pool_.block_record(id).next)
         if (auto port = take(id, parity)) return port;
-    // Then a new block, while the subscriber may have one more (RFC 6888 REQ-4).
-    if (sub.blocks < limits_.max_blocks) {
+    // Then a new block, while the subscriber may have one more (RFC 6888 REQ-4; 0: no limit,
+    // as for every field of SubscriberLimits).
+    if (limits_.max_blocks == 0 || sub.blocks < limits_.max_blocks) {
         if (auto id = pool_.claim_block(sub.pool_index, sub_slot,
                                         random_.below(pool_.blocks_per_address()), now_ms)) {
             AddressPool::Block& b = pool_.block_record(*id);

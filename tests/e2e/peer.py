@@ -19,9 +19,15 @@
         A UDP socket controlled through stdin JSON lines: {"op": "send", "host", "port",
         "data"} and {"op": "recv", "timeout", "max"} -> {"ok": true, "packets": [{"from",
         "data"}]}. Prints {"ok": true, "local": [ip, port]} when bound.
-  udp-probe --host H --port P [--timeout T] [--tries K]
+  udp-probe --host H --port P [--timeout T] [--tries K] [--recverr]
         Sends from a connected UDP socket and reports what came back: {"result": "reply" |
-        "refused" (an ICMP port unreachable reached the socket) | "timeout", "local"}.
+        "refused" (an ICMP port unreachable reached the socket) | "timeout" | another errno
+        name the socket reported, "local"}. Linux reports only "hard" ICMP errors (RFC 1122
+        §4.2.3.9) to a UDP socket; --recverr sets IP_RECVERR so that soft ones, e.g. host
+        unreachable (code 1), come back too, as "EHOSTUNREACH".
+  tcp-connect --host H --port P [--timeout T]
+        One TCP connect: {"result": "connected" | "timeout" | the errno name, e.g.
+        "ECONNREFUSED" or "EHOSTUNREACH", "elapsed": seconds, "local"}.
   capture   --iface IF [--max-seconds T]
         AF_PACKET capture of frames arriving on IF (not the ones sent by this host) until
         stdin closes or a line "stop" arrives. Prints {"ready": true} when the socket is bound,
@@ -31,6 +37,7 @@
 """
 
 import argparse
+import errno
 import hashlib
 import json
 import os
@@ -239,8 +246,14 @@ def udp_agent(a) -> int:
     return 0
 
 
+# <linux/in.h>; the socket module does not export it.
+IP_RECVERR = 11
+
+
 def udp_probe(a) -> int:
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    if a.recverr:
+        s.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
     s.connect((a.host, a.port))
     s.settimeout(a.timeout)
     result = "timeout"
@@ -253,8 +266,28 @@ def udp_probe(a) -> int:
             result = "refused"
         except socket.timeout:
             continue
+        except OSError as e:  # e.g. EHOSTUNREACH: an ICMP host unreachable about our datagram
+            result = errno.errorcode.get(e.errno, str(e.errno))
         break
     emit({"result": result, "local": list(s.getsockname()), "remote": [a.host, a.port]})
+    return 0
+
+
+def tcp_connect(a) -> int:
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(a.timeout)
+    start = time.monotonic()
+    try:
+        s.connect((a.host, a.port))
+        result = "connected"
+    except socket.timeout:
+        result = "timeout"
+    except OSError as e:
+        result = errno.errorcode.get(e.errno, str(e.errno))
+    elapsed = time.monotonic() - start
+    emit({"result": result, "elapsed": round(elapsed, 3), "local": list(s.getsockname()),
+          "remote": [a.host, a.port]})
+    s.close()
     return 0
 
 
@@ -375,13 +408,18 @@ def main() -> int:
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--timeout", type=float, default=1.0)
     p.add_argument("--tries", type=int, default=2)
+    p.add_argument("--recverr", action="store_true")
+    p = sub.add_parser("tcp-connect")
+    p.add_argument("--host", required=True)
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--timeout", type=float, default=5.0)
     p = sub.add_parser("capture")
     p.add_argument("--iface", required=True)
     p.add_argument("--max-seconds", type=float, default=120.0)
     a = ap.parse_args()
     return {"tcp-sink": tcp_sink, "tcp-send": tcp_send, "udp-echo": udp_echo,
             "udp-send": udp_send, "udp-agent": udp_agent, "udp-probe": udp_probe,
-            "capture": capture}[a.mode](a)
+            "tcp-connect": tcp_connect, "capture": capture}[a.mode](a)
 
 
 if __name__ == "__main__":
