@@ -184,7 +184,10 @@ po::options_description describe() {
         "static port mapping \"PROTO INTERNAL:PORT EXTERNAL:PORT\", e.g. \"tcp 100.64.0.11:80 "
         "198.51.100.1:8080\": inbound traffic to the external endpoint reaches the internal one "
         "(no filtering), and the internal endpoint's outbound traffic uses it; repeat for "
-        "several. An external port outside --port-range is never used dynamically")(
+        "several. An external port outside --port-range is never used dynamically. \"ip "
+        "100.64.0.11 198.51.100.9\" maps the whole address one-to-one (every protocol and "
+        "port, ICMP echo included, ports unchanged; the external address is then used for "
+        "nothing else)")(
         "port-parity", po::bool_switch(),
         "give an internal port an external port of the same parity when one is free (RFC 4787 "
         "REQ-4; RTP on an even port keeps RTCP on the next odd one possible)")(
@@ -346,17 +349,6 @@ Config build(const po::variables_map& vm) {
         parse_number("max-sessions", vm["max-sessions"].as<std::string>(), 16, 1u << 26);
     c.icmp_error_rate =
         parse_number("icmp-error-rate", vm["icmp-error-rate"].as<std::string>(), 0, 1000000);
-    if (vm.count("static-mapping")) {
-        for (const auto& text : vm["static-mapping"].as<std::vector<std::string>>()) {
-            auto m = StaticMapping::parse(text);
-            if (!m)
-                bad_value("static-mapping", text,
-                          "\"tcp|udp INTERNAL-ADDRESS:PORT EXTERNAL-ADDRESS:PORT\", e.g. \"tcp "
-                          "100.64.0.11:80 198.51.100.1:8080\"");
-            check_static_mapping(c, *m);
-            c.static_mappings.push_back(*m);
-        }
-    }
     c.port_parity = vm["port-parity"].as<bool>();
     c.port_block_size =
         parse_number("port-block-size", vm["port-block-size"].as<std::string>(), 64, 4096);
@@ -419,6 +411,18 @@ Config build(const po::variables_map& vm) {
     c.deterministic.ports_per_subscriber = parse_number(
         "deterministic-ports", vm["deterministic-ports"].as<std::string>(), 0, c.port_range.size());
     c.deterministic.overflow = vm["deterministic-overflow"].as<bool>();
+    if (vm.count("static-mapping")) {
+        for (const auto& text : vm["static-mapping"].as<std::vector<std::string>>()) {
+            auto m = StaticMapping::parse(text);
+            if (!m)
+                bad_value("static-mapping", text,
+                          "\"tcp|udp INTERNAL-ADDRESS:PORT EXTERNAL-ADDRESS:PORT\", e.g. \"tcp "
+                          "100.64.0.11:80 198.51.100.1:8080\", or \"ip INTERNAL-ADDRESS "
+                          "EXTERNAL-ADDRESS\" (one-to-one)");
+            check_static_mapping(c, *m);
+            c.static_mappings.push_back(*m);
+        }
+    }
     if (vm.count("exempt-destination")) {
         for (const auto& text : vm["exempt-destination"].as<std::vector<std::string>>()) {
             auto p = Ipv4Prefix::parse(text);
@@ -522,7 +526,23 @@ void check_static_mapping(const Config& c, const StaticMapping& m) {
     for (const auto& p : c.pool)
         if (p.contains(m.internal_addr))
             bad_value("static-mapping", text, "an internal address outside the pool");
+    for (const auto& d : c.deterministic.subscribers)
+        if (m.one_to_one() && d.contains(m.internal_addr))
+            bad_value("static-mapping", text,
+                      "an internal address outside --deterministic " + d.to_string());
     for (const auto& other : c.static_mappings) {
+        // A one-to-one mapping takes its two addresses whole.
+        if (m.one_to_one() || other.one_to_one()) {
+            if (other.internal_addr == m.internal_addr)
+                bad_value("static-mapping", text,
+                          "an internal address not mapped already (by \"" + other.to_string() +
+                              "\")");
+            if (other.external_addr == m.external_addr)
+                bad_value("static-mapping", text,
+                          "an external address not mapped already (by \"" + other.to_string() +
+                              "\")");
+            continue;
+        }
         if (other.protocol != m.protocol) continue;
         if (other.internal_addr == m.internal_addr && other.internal_port == m.internal_port)
             bad_value("static-mapping", text,
@@ -538,6 +558,16 @@ std::optional<StaticMapping> StaticMapping::parse(std::string_view text) {
     std::string proto, internal, external, rest;
     if (!(in >> proto >> internal >> external) || (in >> rest)) return std::nullopt;
     StaticMapping m;
+    if (proto == "ip") {
+        // One-to-one: two bare addresses.
+        auto in_addr = Ipv4Address::parse(internal);
+        auto ex_addr = Ipv4Address::parse(external);
+        if (!in_addr || !ex_addr) return std::nullopt;
+        m.protocol = kOneToOne;
+        m.internal_addr = *in_addr;
+        m.external_addr = *ex_addr;
+        return m;
+    }
     if (proto == "tcp")
         m.protocol = 6;
     else if (proto == "udp")
@@ -565,6 +595,7 @@ std::optional<StaticMapping> StaticMapping::parse(std::string_view text) {
 }
 
 std::string StaticMapping::to_string() const {
+    if (one_to_one()) return "ip " + internal_addr.to_string() + " " + external_addr.to_string();
     return std::string(protocol == 6 ? "tcp " : "udp ") + internal_addr.to_string() + ":" +
            std::to_string(internal_port) + " " + external_addr.to_string() + ":" +
            std::to_string(external_port);

@@ -44,13 +44,19 @@ struct PortRange {
 // A static port mapping: an internal endpoint always translated to one external endpoint,
 // reachable from outside (port forwarding at CGN scale). TCP or UDP.
 struct StaticMapping {
-    uint8_t protocol = 0;  // 6 or 17
+    // 6 or 17: one port of one protocol. kOneToOne: the whole internal address to the whole
+    // external address, every protocol, ports and ICMP identifiers unchanged (Basic NAT,
+    // RFC 3022 §2.1), the ports then 0.
+    static constexpr uint8_t kOneToOne = 0;
+    uint8_t protocol = 0;
     Ipv4Address internal_addr;
     uint16_t internal_port = 0;
     Ipv4Address external_addr;
     uint16_t external_port = 0;
 
-    // "udp 100.64.0.11:5060 198.51.100.1:5060" (protocol, internal, external).
+    bool one_to_one() const { return protocol == kOneToOne; }
+    // "udp 100.64.0.11:5060 198.51.100.1:5060" (protocol, internal, external), or
+    // "ip 100.64.0.11 198.51.100.9" (one-to-one).
     static std::optional<StaticMapping> parse(std::string_view text);
     std::string to_string() const;
     friend bool operator==(const StaticMapping&, const StaticMapping&) = default;

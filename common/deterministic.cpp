@@ -218,6 +218,15 @@ void check_deterministic(const Config& config) {
     for (const auto& m : config.static_mappings) {
         const auto pool = map.pool_index(m.external_addr);
         if (!pool) continue;
+        if (m.one_to_one()) {
+            // A one-to-one mapping takes every port of its external address.
+            if (map.subscribers_on(*pool) > 0)
+                bad_value("static-mapping", m.to_string(),
+                          "an external address without deterministic ranges (" +
+                              m.external_addr.to_string() + " has those of " +
+                              std::to_string(map.subscribers_on(*pool)) + " subscribers)");
+            continue;
+        }
         if (const auto owner = map.reverse_index(*pool, m.external_port)) {
             const auto range = map.range_of(*owner);
             bad_value("static-mapping", m.to_string(),
@@ -287,7 +296,7 @@ std::string lookup_endpoint(const Config& config, const DeterministicMap& map, I
     // A static mapping names its party as surely as the formula does.
     std::string statics;
     for (const auto& m : config.static_mappings)
-        if (m.external_addr == address && m.external_port == port)
+        if (m.external_addr == address && (m.one_to_one() || m.external_port == port))
             statics += (statics.empty() ? "" : "\n") + endpoint + " -> " +
                        m.internal_addr.to_string() + " (static mapping " + m.to_string() + ")";
     if (!statics.empty()) return statics;

@@ -21,7 +21,9 @@ const char* kHelp =
     "set filtering endpoint-independent|address-dependent|address-and-port-dependent\n"
     "pool add PREFIX                        e.g. pool add 203.0.113.0/28\n"
     "static add tcp|udp INTERNAL:PORT EXTERNAL:PORT\n"
+    "static add ip INTERNAL EXTERNAL        one-to-one: the whole address, ports unchanged\n"
     "static del tcp|udp INTERNAL:PORT\n"
+    "static del ip INTERNAL\n"
     "static list\n";
 
 std::vector<std::string> words(std::string_view line) {
@@ -130,10 +132,16 @@ void Controller::add_pool(const common::Ipv4Prefix& prefix) {
 void Controller::add_static(const common::StaticMapping& m) {
     common::check_static_mapping(config_, m);
     const uint32_t ext = m.external_addr.value;
-    reserve_static_port(m);
+    if (m.one_to_one())
+        reserve_address(m);
+    else
+        reserve_static_port(m);
     if (!channel_.explicit_mappings().insert(m.protocol, {m.internal_addr.value, m.internal_port},
                                              {ext, m.external_port})) {
-        release_static_port(m);
+        if (m.one_to_one())
+            release_address(m);
+        else
+            release_static_port(m);
         throw ConfigError("invalid value '" + m.to_string() +
                           "' for --static-mapping: the explicit mapping table is full");
     }
@@ -141,10 +149,11 @@ void Controller::add_static(const common::StaticMapping& m) {
     publish();
     // From now on the internal endpoint's new packets take the static mapping; a dynamic
     // mapping it had goes, with its sessions (endpoint-independent mapping: one external
-    // endpoint per internal endpoint).
+    // endpoint per internal endpoint). A one-to-one mapping replaces all of them.
     command(steering_.subscriber_owner(m.internal_addr.value),
-            dp::WorkerCommand::Kind::drop_mapping, m.protocol, m.internal_addr.value,
-            m.internal_port);
+            m.one_to_one() ? dp::WorkerCommand::Kind::drop_address
+                           : dp::WorkerCommand::Kind::drop_mapping,
+            m.protocol, m.internal_addr.value, m.internal_port);
 }
 
 void Controller::remove_static(uint8_t protocol, common::Ipv4Address addr, uint16_t port) {
@@ -154,15 +163,60 @@ void Controller::remove_static(uint8_t protocol, common::Ipv4Address addr, uint1
                                       m.internal_port == port;
                            });
     if (it == config_.static_mappings.end())
-        throw ConfigError("no static mapping of " + std::string(protocol == 6 ? "tcp " : "udp ") +
-                          addr.to_string() + ":" + std::to_string(port));
+        throw ConfigError(protocol == common::StaticMapping::kOneToOne
+                              ? "no one-to-one mapping of " + addr.to_string()
+                              : "no static mapping of " +
+                                    std::string(protocol == 6 ? "tcp " : "udp ") +
+                                    addr.to_string() + ":" + std::to_string(port));
     const common::StaticMapping m = *it;
     channel_.explicit_mappings().erase(m.protocol, {addr.value, port});
     config_.static_mappings.erase(it);
     publish();  // no worker can find the mapping after this
+    if (m.one_to_one()) {
+        // Its mappings were made per endpoint as traffic came: the worker finds them all.
+        command(steering_.subscriber_owner(addr.value), dp::WorkerCommand::Kind::drop_address,
+                m.protocol, addr.value, 0);
+        release_address(m);
+        return;
+    }
     command(steering_.subscriber_owner(addr.value), dp::WorkerCommand::Kind::drop_mapping,
             m.protocol, addr.value, port);
     release_static_port(m);
+}
+
+void Controller::reserve_address(const common::StaticMapping& m) {
+    // Every block of the external address goes to the control thread: no subscriber gets a
+    // port there while the one-to-one mapping exists.
+    dp::BlockMap& blocks = channel_.blocks();
+    const uint32_t index = *pool_index(m.external_addr.value);
+    unsigned held = 0, reserved = 0;
+    std::vector<uint32_t> claimed;
+    for (uint32_t b = 0; b < blocks.blocks_per_address(); ++b) {
+        if (blocks.claim(index, b, dp::BlockMap::kControl)) {
+            claimed.push_back(b);
+            continue;
+        }
+        const uint8_t holder = blocks.holder(index, b);
+        if (holder == dp::BlockMap::kReserved)
+            ++reserved;
+        else
+            ++held;
+    }
+    if (held == 0 && reserved == 0) return;
+    for (const uint32_t b : claimed) blocks.release(index, b);
+    throw ConfigError(
+        "invalid value '" + m.to_string() + "' for --static-mapping: " +
+        m.external_addr.to_string() + " is in use (" +
+        (reserved ? std::to_string(reserved) + " port blocks are deterministic NAT ranges"
+                  : std::to_string(held) +
+                        " port blocks are held by subscribers or static port mappings") +
+        "); a one-to-one mapping needs an external address nothing else uses");
+}
+
+void Controller::release_address(const common::StaticMapping& m) {
+    dp::BlockMap& blocks = channel_.blocks();
+    const uint32_t index = *pool_index(m.external_addr.value);
+    for (uint32_t b = 0; b < blocks.blocks_per_address(); ++b) blocks.release(index, b);
 }
 
 void Controller::reserve_static_port(const common::StaticMapping& m) {
@@ -279,16 +333,18 @@ std::string Controller::execute(std::string_view line) {
             if (!m)
                 throw ConfigError("invalid value '" + text +
                                   "' for --static-mapping: expected \"tcp|udp INTERNAL:PORT "
-                                  "EXTERNAL:PORT\"");
+                                  "EXTERNAL:PORT\" or \"ip INTERNAL EXTERNAL\"");
             add_static(*m);
             return "ok: static mapping " + m->to_string() + " added\n";
         }
         if (w.size() == 4 && w[0] == "static" && w[1] == "del") {
             // Reuse the mapping parser with a dummy external endpoint for the internal one.
-            auto m = common::StaticMapping::parse(w[2] + " " + w[3] + " 0.0.0.0:1");
+            auto m = common::StaticMapping::parse(w[2] + " " + w[3] +
+                                                  (w[2] == "ip" ? " 0.0.0.0" : " 0.0.0.0:1"));
             if (!m)
                 throw ConfigError("invalid value '" + w[2] + " " + w[3] +
-                                  "' for static del: expected \"tcp|udp INTERNAL:PORT\"");
+                                  "' for static del: expected \"tcp|udp INTERNAL:PORT\" or "
+                                  "\"ip INTERNAL\"");
             remove_static(m->protocol, m->internal_addr, m->internal_port);
             return "ok: static mapping of " + w[2] + " " + w[3] + " removed\n";
         }

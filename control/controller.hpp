@@ -57,6 +57,10 @@ private:
     // in a block the control thread claims; throws ConfigError when a dynamic mapping has it.
     void reserve_static_port(const common::StaticMapping& m);
     void release_static_port(const common::StaticMapping& m);
+    // A one-to-one mapping's external address, all its blocks claimed by the control thread;
+    // throws ConfigError naming what holds any of them.
+    void reserve_address(const common::StaticMapping& m);
+    void release_address(const common::StaticMapping& m);
     std::optional<uint32_t> pool_index(uint32_t addr) const;
     bool in_port_range(uint16_t port) const {
         return port >= config_.port_range.first && port <= config_.port_range.last;

@@ -50,7 +50,7 @@ struct RuntimeSettings {
 };
 
 struct WorkerCommand {
-    enum class Kind : uint8_t { reserve_port, release_port, drop_mapping };
+    enum class Kind : uint8_t { reserve_port, release_port, drop_mapping, drop_address };
     static constexpr int kPending = -1;
 
     Kind kind = Kind::reserve_port;

@@ -94,6 +94,9 @@ void Worker::apply_control() {
             case WorkerCommand::Kind::drop_mapping:
                 nat_.drop_mapping(command->protocol, command->addr, command->port);
                 break;
+            case WorkerCommand::Kind::drop_address:
+                nat_.drop_address(command->addr);
+                break;
         }
         command->result.store(result, std::memory_order_release);
     }

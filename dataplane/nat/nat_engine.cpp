@@ -353,8 +353,13 @@ bool NatEngine::slow_in2out(Ipv4Packet& p, uint64_t now_ms) {
 }
 
 bool NatEngine::slow_out2in(Ipv4Packet& p, uint64_t now_ms) {
+    // From outside, an echo reply answers a subscriber's query. An echo request opens a query
+    // session only towards a one-to-one mapped subscriber (Basic NAT: RFC 5508 REQ-7 asks
+    // that hairpinned queries reach it; a NAPT address has no host to ask).
     if (p.protocol == ipv4::kProtoIcmp && p.l4_header &&
-        p.icmp_type != common::icmp::kEchoReply) {
+        p.icmp_type != common::icmp::kEchoReply &&
+        !(p.icmp_type == common::icmp::kEchoRequest && explicit_lookups() &&
+          explicit_->internal_of(p.protocol, {p.dst, p.dst_port}))) {
         drop(Counter::drop_icmp_type);
         return false;
     }
@@ -800,6 +805,20 @@ uint32_t NatEngine::drop_mapping(uint8_t protocol, uint32_t addr, uint16_t port)
     const uint32_t n = mappings_[slot].sessions;
     for (uint32_t i = 0; i < n; ++i) release_session(mappings_[slot].first_session);
     return n;
+}
+
+uint32_t NatEngine::drop_address(uint32_t addr) {
+    uint32_t dropped = 0;
+    for (uint32_t slot = 0; slot < mappings_.size(); ++slot) {
+        const Mapping& m = mappings_[slot];
+        if (m.int_addr != addr) continue;
+        // A free slot keeps its old contents: the table says whether it is this mapping.
+        const EndpointKey k = endpoint_key(m.protocol, m.int_addr, m.int_port, Side::inside);
+        uint64_t found = 0;
+        if (!mapping_table_.lookup(&k, found) || found != slot) continue;
+        dropped += drop_mapping(m.protocol, m.int_addr, m.int_port);
+    }
+    return dropped;
 }
 
 int NatEngine::reserve_external_port(uint8_t protocol, uint32_t addr, uint16_t port) {

@@ -108,6 +108,9 @@ public:
     // Removes the mapping of an internal endpoint with all its sessions (an explicit mapping
     // replaced or withdrawn). Returns how many sessions went.
     uint32_t drop_mapping(uint8_t protocol, uint32_t addr, uint16_t port);
+    // Removes every mapping of an internal address, with its sessions (a one-to-one mapping
+    // added or withdrawn): one pass over the mapping array. Returns how many sessions went.
+    uint32_t drop_address(uint32_t addr);
 
     const BlockMap& block_map() const { return blocks_; }
     bool is_pool_address(uint32_t addr) const { return pool_.contains(addr); }

@@ -29,20 +29,27 @@ ExplicitMappingTable::ExplicitMappingTable(const std::string& name, uint32_t cap
     table_.attach_rcu(readers);
 }
 
+std::optional<Endpoint> ExplicitMappingTable::find(uint8_t protocol, Endpoint e,
+                                                   bool inside) const {
+    const Side side = inside ? Side::inside : Side::outside;
+    const EndpointKey k = key(protocol, e, side);
+    uint64_t v = 0;
+    if (table_.lookup(&k, v)) return unpack(v);
+    if (protocol == kAnyProtocol || one_to_one_.load(std::memory_order_relaxed) == 0)
+        return std::nullopt;
+    const EndpointKey any = key(kAnyProtocol, Endpoint{e.addr, 0}, side);
+    if (!table_.lookup(&any, v)) return std::nullopt;
+    return Endpoint{unpack(v).addr, e.port};  // RFC 3022 §2.1: the port is not translated
+}
+
 std::optional<Endpoint> ExplicitMappingTable::external_of(uint8_t protocol,
                                                           Endpoint internal) const {
-    const EndpointKey k = key(protocol, internal, Side::inside);
-    uint64_t v = 0;
-    if (!table_.lookup(&k, v)) return std::nullopt;
-    return unpack(v);
+    return find(protocol, internal, true);
 }
 
 std::optional<Endpoint> ExplicitMappingTable::internal_of(uint8_t protocol,
                                                           Endpoint external) const {
-    const EndpointKey k = key(protocol, external, Side::outside);
-    uint64_t v = 0;
-    if (!table_.lookup(&k, v)) return std::nullopt;
-    return unpack(v);
+    return find(protocol, external, false);
 }
 
 bool ExplicitMappingTable::insert(uint8_t protocol, Endpoint internal, Endpoint external) {
@@ -56,6 +63,7 @@ bool ExplicitMappingTable::insert(uint8_t protocol, Endpoint internal, Endpoint 
         table_.erase(&in);
         return false;
     }
+    if (protocol == kAnyProtocol) one_to_one_.fetch_add(1, std::memory_order_relaxed);
     return true;
 }
 
@@ -66,6 +74,7 @@ std::optional<Endpoint> ExplicitMappingTable::erase(uint8_t protocol, Endpoint i
     const EndpointKey out = key(protocol, *external, Side::outside);
     table_.erase(&out);
     table_.erase(&in);
+    if (protocol == kAnyProtocol) one_to_one_.fetch_sub(1, std::memory_order_relaxed);
     return external;
 }
 

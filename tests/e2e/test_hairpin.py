@@ -6,6 +6,7 @@ import cgn_topology as ct
 from conftest import assert_pool, learn, read_json_line
 
 EXT1 = ct.HOSTS["ext1"].ip
+SUB2 = ct.HOSTS["sub2"].ip
 
 
 def test_udp_hairpin_between_subscribers(net):
@@ -38,3 +39,33 @@ def test_tcp_hairpin_to_a_static_mapping(net):
     assert seen["recv_sha256"] == r["sent_sha256"], (seen, r)
     assert r["recv_sha256"] == seen["sent_sha256"], (seen, r)
     assert_pool(seen["peer"][0], "the source sub2's listener saw for sub1")
+
+
+def test_icmp_echo_hairpin_to_a_one_to_one_mapping(net):
+    """RFC 5508 REQ-7: sub1 pings sub2's one-to-one external address with the real ping tool.
+    sub2 sees the echo requests come from sub1's external address (never its 100.64 one), its
+    kernel answers, and sub1 gets every reply. Outside hosts reach sub2's address too, and
+    sub2's own traffic keeps its port numbers (Basic NAT for that address)."""
+    b_ext = "198.51.100.6"
+    c = net.start_cgnd(extra=["--static-mapping", f"ip {SUB2} {b_ext}"])
+    assert f"static mapping ip {SUB2} {b_ext}" in c.output(), c.output(tail=30)
+    cap = net.spawn_peer("sub2", "capture", "--iface", "eth0", "--max-seconds", 60)
+    assert read_json_line(cap).get("ready")
+    r = net.ping("sub1", b_ext, count=3)
+    assert r.returncode == 0 and " 0% packet loss" in r.stdout, r.stdout + r.stderr
+    # sub1's external address, as the Internet sees it (paired pooling: ICMP uses it too).
+    e1 = net.agent("ext1", 7041)
+    a_ext = learn(net.agent("sub1", 43031), e1, EXT1, 7041)
+    cap.stdin.write("stop\n")
+    cap.stdin.flush()
+    st = read_json_line(cap, timeout=10)
+    requests = {f: n for f, n in st["flows"].items() if "echo-request" in f}
+    assert sum(requests.values()) >= 3, st["flows"]
+    for flow in requests:
+        assert flow.startswith(f"icmp {a_ext[0]} > {SUB2} echo-request id "), (
+            f"sub2 saw {flow}: the source must be sub1's external address {a_ext[0]}")
+    # Inbound queries reach the one-to-one subscriber; sub2's own port is kept outside.
+    r = net.ping("ext1", b_ext, count=2)
+    assert r.returncode == 0, r.stdout + r.stderr
+    seen = learn(net.agent("sub2", 43032), e1, EXT1, 7041)
+    assert tuple(seen) == (b_ext, 43032), seen

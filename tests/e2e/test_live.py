@@ -299,6 +299,40 @@ def test_static_add_and_del_live(net):
         raise bg_error
 
 
+def test_one_to_one_add_and_del_live(net):
+    """'static add ip' makes sub2 reachable on every port of its own address (and pingable);
+    'static del ip' withdraws it and sub2 goes back to a dynamic mapping; an address whose
+    blocks subscribers hold is refused, naming it."""
+    c = net.start_cgnd()
+    b_ext = "198.51.100.7"
+    assert net.ping("ext1", b_ext, count=1, wait=0.5).returncode != 0  # nobody there yet
+    s2 = net.agent("sub2", 43040)
+    e1 = net.agent("ext1", 7302)
+    dyn = learn(s2, e1, EXT1, 7302)
+    assert_pool(dyn[0], "sub2's dynamic external address")
+    if dyn[0] != b_ext:
+        # sub1's address is in use: refused without touching anything
+        a_ext = learn(net.agent("sub1", 43041), e1, EXT1, 7302)
+        if a_ext[0] != dyn[0]:
+            error(c, f"static add ip 100.64.0.13 {a_ext[0]}", a_ext[0], "is in use")
+    else:
+        b_ext = "198.51.100.6"
+    reply = ok(c, f"static add ip {SUB2} {b_ext}")
+    assert f"ip {SUB2} {b_ext}" in reply, reply
+    assert ok(c, "static list").splitlines()[1:] == [f"ip {SUB2} {b_ext}"]
+    assert learn(s2, e1, EXT1, 7302, payload="one-to-one") == (b_ext, 43040)
+    r = net.ping("ext1", b_ext, count=2)
+    assert r.returncode == 0, r.stdout + r.stderr
+    e1.send(b_ext, 43040, "inbound")
+    assert s2.recv(timeout=1.0, max_packets=1), "an outside host did not reach sub2:43040"
+    ok(c, f"static del ip {SUB2}")
+    assert ok(c, "static list").splitlines()[1:] == []
+    assert net.ping("ext1", b_ext, count=1, wait=0.5).returncode != 0
+    again = learn(s2, e1, EXT1, 7302, payload="dynamic-again")
+    assert again != (b_ext, 43040) and 1024 <= again[1] <= 65535, again
+    error(c, f"static del ip {SUB2}", "no one-to-one mapping")
+
+
 # --------------------------------------------------------------------------------------
 # 3. live timeout change
 

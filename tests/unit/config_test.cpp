@@ -596,6 +596,54 @@ TEST(StaticMappingConfig, RepeatedOptionCheckedAgainstPoolAndEachOther) {
         EXPECT_NE(error_of(with_static(bad)).find("--static-mapping"), std::string::npos) << bad;
 }
 
+TEST(StaticMappingConfig, OneToOneParsesAndPrints) {
+    auto m = StaticMapping::parse("ip 100.64.0.12 198.51.100.9");
+    ASSERT_TRUE(m.has_value());
+    EXPECT_TRUE(m->one_to_one());
+    EXPECT_EQ(m->protocol, StaticMapping::kOneToOne);
+    EXPECT_EQ(m->internal_addr.to_string(), "100.64.0.12");
+    EXPECT_EQ(m->external_addr.to_string(), "198.51.100.9");
+    EXPECT_EQ(m->internal_port, 0);
+    EXPECT_EQ(m->external_port, 0);
+    EXPECT_EQ(m->to_string(), "ip 100.64.0.12 198.51.100.9");
+    EXPECT_FALSE(StaticMapping::parse("tcp 100.64.0.12:1 198.51.100.9:1")->one_to_one());
+    for (const char* bad : {"ip 100.64.0.12", "ip 100.64.0.12:80 198.51.100.9:80",
+                            "ip 100.64.0.12 198.51.100.9 extra", "ip 100.64.0.12 nonsense",
+                            "IP 100.64.0.12 198.51.100.9"})
+        EXPECT_FALSE(StaticMapping::parse(bad).has_value()) << bad;
+}
+
+TEST(StaticMappingConfig, OneToOneTakesBothAddressesWhole) {
+    auto with_statics = [](std::vector<std::string> texts) {
+        std::vector<std::string> a = to_args(required_options());
+        for (const auto& t : texts) a.insert(a.end(), {"--static-mapping", t});
+        return a;
+    };
+    const Config c = parse(with_statics({"ip 100.64.0.12 198.51.100.9",
+                                         "tcp 100.64.0.11:80 198.51.100.1:80"}))
+                         .config;
+    ASSERT_EQ(c.static_mappings.size(), 2u);
+    EXPECT_TRUE(c.static_mappings[0].one_to_one());
+    // Either address in another mapping, of either kind, in either order, is refused and named.
+    for (const auto& pair : std::vector<std::vector<std::string>>{
+             {"ip 100.64.0.12 198.51.100.9", "tcp 100.64.0.12:80 198.51.100.1:80"},
+             {"tcp 100.64.0.12:80 198.51.100.1:80", "ip 100.64.0.12 198.51.100.9"},
+             {"ip 100.64.0.12 198.51.100.9", "udp 100.64.0.11:53 198.51.100.9:53"},
+             {"ip 100.64.0.12 198.51.100.9", "ip 100.64.0.13 198.51.100.9"},
+             {"ip 100.64.0.12 198.51.100.9", "ip 100.64.0.12 198.51.100.10"}}) {
+        const std::string error = error_of(with_statics(pair));
+        EXPECT_NE(error.find("--static-mapping"), std::string::npos) << pair[1];
+        EXPECT_NE(error.find("mapped already"), std::string::npos) << error;
+    }
+    for (const char* bad : {"ip 100.64.0.12 203.0.113.1", "ip 198.51.100.3 198.51.100.9"})
+        EXPECT_NE(error_of(with_statics({bad})).find("--static-mapping"), std::string::npos)
+            << bad;
+    // A deterministic subscriber has its range; its address cannot also be mapped whole.
+    auto args = with_statics({"ip 100.64.0.12 198.51.100.9"});
+    args.insert(args.end(), {"--deterministic", "100.64.0.0/24"});
+    EXPECT_NE(error_of(args).find("outside --deterministic 100.64.0.0/24"), std::string::npos);
+}
+
 TEST(StaticMappingConfig, ControlSocketOption) {
     EXPECT_EQ(parse_config(required_options()).control_socket, "/run/cgnd.sock");
     Options o = required_options();

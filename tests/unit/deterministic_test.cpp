@@ -520,6 +520,23 @@ TEST(DeterministicLookup, StaticMappingNamesItsInternalAddress) {
               "198.51.100.3:65300)");
 }
 
+TEST(DeterministicLookup, OneToOneMappingNamesItsInternalAddressForEveryPort) {
+    // 100.64.0.0/26 fills two addresses at 1000 ports; the fourth is free for a one-to-one.
+    const Config c = parsed({"--pool", "198.51.100.0/30", "--deterministic", "100.64.0.0/26",
+                             "--deterministic-ports", "1000", "--static-mapping",
+                             "ip 100.64.1.7 198.51.100.3"});
+    for (const char* port : {"22", "7500", "65535"})
+        EXPECT_EQ(deterministic_lookup(c, std::string("198.51.100.3:") + port),
+                  std::string("198.51.100.3:") + port +
+                      " -> 100.64.1.7 (static mapping ip 100.64.1.7 198.51.100.3)");
+    // An address with deterministic ranges cannot be mapped one-to-one.
+    const std::string error = error_of([] {
+        parsed({"--pool", "198.51.100.0/30", "--deterministic", "100.64.0.0/26",
+                "--deterministic-ports", "1000", "--static-mapping", "ip 100.64.1.7 198.51.100.0"});
+    });
+    EXPECT_NE(error.find("without deterministic ranges"), std::string::npos) << error;
+}
+
 std::string lookup_error(const Config& c, const std::string& query) {
     return error_of([&] { deterministic_lookup(c, query); });
 }
