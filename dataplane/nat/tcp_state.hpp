@@ -21,8 +21,8 @@
 //     unsolicited SYN or segment (RFC 7857 §7.1: "TCP RST outbound packets sent as a response
 //     to inbound packets SHOULD NOT refresh the mapping"); the engine does not count such a
 //     packet as the subscriber sending to the remote either;
-//   - both FINs seen: the closing timer runs from the second FIN (RFC 6146: the lifetime is
-//     not updated);
+//   - both FINs seen: the closing timer runs from the second FIN, only a new SYN restarts it
+//     (RFC 6146: the lifetime is not updated);
 //   - trans: further RSTs do not restart the timer (RFC 7857 §2.2: the session is deleted
 //     "if no packets are received during that 4-minute timeout"), so a stream of RSTs cannot
 //     keep a reset session alive; any other packet brings it back to established.
