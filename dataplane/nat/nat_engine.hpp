@@ -137,7 +137,8 @@ private:
         uint8_t protocol;
         uint8_t tcp;  // tcp_state::State
         // Opened by an inbound packet that the filtering let in, and the subscriber has not
-        // sent on it yet: it does not count as "the subscriber sent to this endpoint" for
+        // sent on it yet (a packet that refreshes nothing, e.g. an RST refusing the SYN, is not
+        // sending: RFC 7857 §7.1): it does not count as "the subscriber sent to this endpoint" for
         // filtering (filter table), and each inbound packet is checked against the filtering
         // mode of the moment, which may have become stricter since.
         uint8_t inbound_only;

@@ -1,10 +1,12 @@
 """TCP per RFC 5382 / RFC 7857: a cleanly closed connection frees its session within the
-transitory timeout, while an open idle one keeps it."""
+transitory (closing) timeout, while an open idle one keeps it; a connection that never opened
+goes at the opening timeout."""
 
 import time
 
 import cgn_topology as ct
 from conftest import read_json_line
+from test_live import ok, show_config
 
 EXT1 = ct.HOSTS["ext1"].ip
 
@@ -36,8 +38,6 @@ def test_refused_connection_goes_at_the_opening_timeout_set_live(net):
     out, RST back) never opened: its session stays on the opening timeout, which neither the
     server's RST nor a short closing (transitory) timeout cuts short, and goes once
     `set timeout tcp-opening` on the control socket lowers that timeout."""
-    from test_live import ok, show_config
-
     c = net.start_cgnd(extra=["--timeout-tcp-opening", "60", "--timeout-tcp-transitory", "1",
                               "--timeout-tcp-established", "7440"])
     cfg = show_config(c)
