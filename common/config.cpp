@@ -172,8 +172,12 @@ po::options_description describe() {
         "UDP session idle timeout in seconds (RFC 4787 REQ-5)")(
         "timeout-tcp-established", po::value<std::string>()->value_name("S")->default_value("7440"),
         "established TCP session idle timeout in seconds (RFC 5382 REQ-5)")(
+        "timeout-tcp-opening", po::value<std::string>()->value_name("S")->default_value("240"),
+        "TCP idle timeout in seconds while a connection opens (SYN from one side only; RFC 7857 "
+        "§2.1 asks for separate opening and closing timeouts; 1 to 86400)")(
         "timeout-tcp-transitory", po::value<std::string>()->value_name("S")->default_value("240"),
-        "TCP idle timeout in seconds while opening, closing or after RST (RFC 5382 REQ-5)")(
+        "TCP closing idle timeout in seconds: after FINs from both sides or an RST (RFC 5382 "
+        "REQ-5, RFC 7857 §2.1 and §2.2)")(
         "timeout-icmp", po::value<std::string>()->value_name("S")->default_value("60"),
         "ICMP query idle timeout in seconds (RFC 5508 REQ-1)")(
         "max-sessions", po::value<std::string>()->value_name("N")->default_value("1048576"),
@@ -253,10 +257,10 @@ po::options_description describe() {
         "control-socket",
         po::value<std::string>()->value_name("PATH")->default_value("/run/cgnd.sock"),
         "unix socket for live commands (one per connection, answered with one reply): 'help', "
-        "'show counters', 'show config', 'set timeout udp|tcp-established|tcp-transitory|icmp "
-        "S', 'set filtering MODE', 'pool add PREFIX', 'static add PROTO INT:PORT EXT:PORT', "
-        "'static del PROTO INT:PORT', 'static list'. SIGHUP re-reads --config and applies what "
-        "changed the same way");
+        "'show counters', 'show config', 'set timeout "
+        "udp|tcp-established|tcp-opening|tcp-transitory|icmp S', 'set filtering MODE', 'pool "
+        "add PREFIX', 'static add PROTO INT:PORT EXT:PORT', 'static del PROTO INT:PORT', "
+        "'static list'. SIGHUP re-reads --config and applies what changed the same way");
 
     po::options_description all("cgnd options", kWidth);
     all.add(general).add(dpdk).add(net).add(nat).add(control);
@@ -342,6 +346,8 @@ Config build(const po::variables_map& vm) {
     c.timeouts.udp_s = parse_number("timeout-udp", vm["timeout-udp"].as<std::string>(), 1, kDay);
     c.timeouts.tcp_established_s = parse_number(
         "timeout-tcp-established", vm["timeout-tcp-established"].as<std::string>(), 1, 7 * kDay);
+    c.timeouts.tcp_opening_s =
+        parse_number("timeout-tcp-opening", vm["timeout-tcp-opening"].as<std::string>(), 1, kDay);
     c.timeouts.tcp_transitory_s = parse_number(
         "timeout-tcp-transitory", vm["timeout-tcp-transitory"].as<std::string>(), 1, kDay);
     c.timeouts.icmp_s = parse_number("timeout-icmp", vm["timeout-icmp"].as<std::string>(), 1, kDay);

@@ -29,9 +29,12 @@ std::string_view to_string(FilteringMode m);
 struct Timeouts {
     // Defaults: RFC 4787 REQ-5 (UDP >= 2 min, 5 min recommended), RFC 5382 REQ-5 (TCP
     // established >= 2 h 4 min, transitory >= 4 min), RFC 5508 REQ-1 (ICMP query >= 60 s).
+    // RFC 7857 §2.1 splits the transitory timeout: "a NAT SHOULD provide different configurable
+    // parameters for configuring the open and closing idle timeouts"; both default to 4 min.
     uint32_t udp_s = 300;
     uint32_t tcp_established_s = 7440;
-    uint32_t tcp_transitory_s = 240;
+    uint32_t tcp_opening_s = 240;     // a connection not yet established
+    uint32_t tcp_transitory_s = 240;  // closing: both FINs seen, or after an RST
     uint32_t icmp_s = 60;
 };
 

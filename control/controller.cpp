@@ -17,7 +17,7 @@ const char* kHelp =
     "help                                   this text\n"
     "show counters                          every counter, summed over the workers\n"
     "show config                            the live settings\n"
-    "set timeout udp|tcp-established|tcp-transitory|icmp SECONDS\n"
+    "set timeout udp|tcp-established|tcp-opening|tcp-transitory|icmp SECONDS\n"
     "set filtering endpoint-independent|address-dependent|address-and-port-dependent\n"
     "pool add PREFIX                        e.g. pool add 203.0.113.0/28\n"
     "static add tcp|udp INTERNAL:PORT EXTERNAL:PORT\n"
@@ -99,12 +99,13 @@ void Controller::set_timeout(std::string_view which, uint32_t seconds) {
     common::Timeouts t = config_.timeouts;
     uint32_t* field = which == "udp"               ? &t.udp_s
                       : which == "tcp-established" ? &t.tcp_established_s
+                      : which == "tcp-opening"     ? &t.tcp_opening_s
                       : which == "tcp-transitory"  ? &t.tcp_transitory_s
                       : which == "icmp"            ? &t.icmp_s
                                                    : nullptr;
     if (field == nullptr)
         throw ConfigError("unknown timeout '" + std::string(which) +
-                          "': expected udp, tcp-established, tcp-transitory or icmp");
+                          "': expected udp, tcp-established, tcp-opening, tcp-transitory or icmp");
     const uint32_t max = which == "tcp-established" ? 7 * kDay : kDay;
     if (seconds < 1 || seconds > max)
         throw ConfigError("invalid value '" + std::to_string(seconds) + "' for --timeout-" +
@@ -290,6 +291,7 @@ std::string Controller::execute(std::string_view line) {
             out << "ok\nfiltering " << common::to_string(config_.filtering) << "\n"
                 << "timeout-udp " << config_.timeouts.udp_s << "\n"
                 << "timeout-tcp-established " << config_.timeouts.tcp_established_s << "\n"
+                << "timeout-tcp-opening " << config_.timeouts.tcp_opening_s << "\n"
                 << "timeout-tcp-transitory " << config_.timeouts.tcp_transitory_s << "\n"
                 << "timeout-icmp " << config_.timeouts.icmp_s << "\n";
             for (const auto& p : config_.pool) out << "pool " << p.to_string() << "\n";
@@ -403,12 +405,14 @@ std::string Controller::apply_config(const common::Config& next) {
     const auto& t = next.timeouts;
     const std::pair<const char*, uint32_t> timeouts[] = {{"udp", t.udp_s},
                                                          {"tcp-established", t.tcp_established_s},
+                                                         {"tcp-opening", t.tcp_opening_s},
                                                          {"tcp-transitory", t.tcp_transitory_s},
                                                          {"icmp", t.icmp_s}};
     const common::Timeouts before = cur.timeouts;
-    const uint32_t old_values[] = {before.udp_s, before.tcp_established_s, before.tcp_transitory_s,
-                                   before.icmp_s};
-    for (size_t i = 0; i < 4; ++i)
+    const uint32_t old_values[] = {before.udp_s, before.tcp_established_s, before.tcp_opening_s,
+                                   before.tcp_transitory_s, before.icmp_s};
+    static_assert(std::size(timeouts) == std::size(old_values));
+    for (size_t i = 0; i < std::size(timeouts); ++i)
         if (timeouts[i].second != old_values[i])
             attempt(std::string("timeout-") + timeouts[i].first + " " +
                         std::to_string(timeouts[i].second),

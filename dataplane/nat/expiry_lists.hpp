@@ -1,12 +1,12 @@
 #pragma once
 // Idle-timeout tracking for sessions with a bounded cost per call (no table scan).
 //
-// Each timeout class (UDP, TCP established, TCP transitory, ICMP) has one intrusive list in
-// least-recently-used order. All entries of a class share one timeout, so the head of a list
-// is always the next to expire: expiry looks only at list heads, and stops at the first entry
-// still alive or when its budget is spent. A refresh moves an entry to its list's tail, but
-// only once per `refresh_granularity_ms` so a busy flow does not relink on every packet
-// (see touch() for what that costs in precision).
+// Each timeout class (UDP, TCP established, TCP opening, TCP transitory, ICMP) has one
+// intrusive list in least-recently-used order. All entries of a class share one timeout, so
+// the head of a list is always the next to expire: expiry looks only at list heads, and stops
+// at the first entry still alive or when its budget is spent. A refresh moves an entry to its
+// list's tail, but only once per `refresh_granularity_ms` so a busy flow does not relink on
+// every packet (see touch() for what that costs in precision).
 //
 // Time is passed in (milliseconds); nothing here reads a clock. Owned by one worker.
 
@@ -18,8 +18,10 @@
 
 namespace cgn::dp {
 
-enum class TimeoutClass : uint8_t { udp, tcp_established, tcp_transitory, icmp };
-inline constexpr size_t kTimeoutClassCount = 4;
+// TCP transitory is the closing timer (both FINs, or after an RST); TCP opening covers a
+// connection not yet established (RFC 7857 §2.1).
+enum class TimeoutClass : uint8_t { udp, tcp_established, tcp_opening, tcp_transitory, icmp };
+inline constexpr size_t kTimeoutClassCount = 5;
 
 class ExpiryLists {
 public:

@@ -21,7 +21,7 @@ constexpr uint64_t kRefreshGranularityMs = 100;
 TimeoutClass initial_class(uint8_t protocol) {
     switch (protocol) {
         case ipv4::kProtoTcp:
-            return TimeoutClass::tcp_transitory;
+            return tcp_state::timeout_class(tcp_state::kClosed);
         case ipv4::kProtoIcmp:
             return TimeoutClass::icmp;
         default:
@@ -174,6 +174,7 @@ void NatEngine::set_timeouts(const common::Timeouts& t) {
     // already there as well: the expiry lists stay ordered.
     expiry_.set_timeout(TimeoutClass::udp, uint64_t{t.udp_s} * 1000);
     expiry_.set_timeout(TimeoutClass::tcp_established, uint64_t{t.tcp_established_s} * 1000);
+    expiry_.set_timeout(TimeoutClass::tcp_opening, uint64_t{t.tcp_opening_s} * 1000);
     expiry_.set_timeout(TimeoutClass::tcp_transitory, uint64_t{t.tcp_transitory_s} * 1000);
     expiry_.set_timeout(TimeoutClass::icmp, uint64_t{t.icmp_s} * 1000);
 }
@@ -234,13 +235,14 @@ void NatEngine::translate_burst(Ipv4Packet* const* packets, unsigned n, uint64_t
 
 void NatEngine::translate_in2out(Ipv4Packet& p, uint32_t session, uint64_t now_ms) {
     Session& s = sessions_[session];
-    if (s.inbound_only) {
-        // The subscriber answers: from now on it has sent to this remote endpoint.
+    rewrite_source(p, s.ext_addr, s.ext_port);
+    // The subscriber answers: from now on it has sent to this remote endpoint. Not so for a
+    // packet that does not refresh the session (RFC 7857 §7.1: an RST "sent as a response to
+    // inbound packets"): it must not open the filter to the host it refuses.
+    if (refresh(session, p, true, now_ms) && s.inbound_only) {
         s.inbound_only = 0;
         count_in_filter(mappings_[s.mapping], s.remote_addr, +1);
     }
-    rewrite_source(p, s.ext_addr, s.ext_port);
-    refresh(session, p, true, now_ms);
     counters_.add(Counter::in2out_translated);
 }
 
@@ -258,19 +260,25 @@ bool NatEngine::translate_out2in(Ipv4Packet& p, uint32_t session, uint64_t now_m
     return true;
 }
 
-// Restarts the idle timer; for TCP, follows the flags and moves the session to the timeout
-// class its state calls for.
-void NatEngine::refresh(uint32_t session, const Ipv4Packet& p, bool from_inside, uint64_t now_ms) {
+// Restarts the idle timer; for TCP, steps the session's state machine (tcp_state.hpp), which
+// says whether the segment restarts the timer and may move the session to another timeout
+// class. Returns whether the timer restarted.
+bool NatEngine::refresh(uint32_t session, const Ipv4Packet& p, bool from_inside, uint64_t now_ms) {
     if (p.protocol == ipv4::kProtoTcp) {
         Session& s = sessions_[session];
-        s.tcp = tcp_state::update(s.tcp, p.tcp_flags, from_inside);
-        const TimeoutClass c = tcp_state::timeout_class(s.tcp);
+        const tcp_state::Step step = tcp_state::step(s.tcp, p.tcp_flags, from_inside);
+        s.tcp = step.state;
+        // Only a step that restarts the timer changes the class (a step that keeps the timer
+        // keeps the state).
+        if (!step.restart_timer) return false;
+        const TimeoutClass c = tcp_state::timeout_class(step.state);
         if (c != expiry_.class_of(session)) {
             expiry_.change_class(session, c, now_ms);
-            return;
+            return true;
         }
     }
     expiry_.touch(session, now_ms);
+    return true;
 }
 
 bool NatEngine::translate_icmp_error(Ipv4Packet& p, bool from_inside) {

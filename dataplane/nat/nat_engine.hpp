@@ -138,9 +138,10 @@ private:
         uint16_t ext_port;
         uint16_t remote_port;
         uint8_t protocol;
-        uint8_t tcp;  // tcp_state flags
+        uint8_t tcp;  // tcp_state::State
         // Opened by an inbound packet that the filtering let in, and the subscriber has not
-        // sent on it yet: it does not count as "the subscriber sent to this endpoint" for
+        // sent on it yet (a packet that refreshes nothing, e.g. an RST refusing the SYN, is not
+        // sending: RFC 7857 §7.1): it does not count as "the subscriber sent to this endpoint" for
         // filtering (filter table), and each inbound packet is checked against the filtering
         // mode of the moment, which may have become stricter since.
         uint8_t inbound_only;
@@ -192,7 +193,8 @@ private:
     void translate_in2out(Ipv4Packet& p, uint32_t session, uint64_t now_ms);
     // False when the packet was refused (an inbound-only session the filtering now forbids).
     bool translate_out2in(Ipv4Packet& p, uint32_t session, uint64_t now_ms);
-    void refresh(uint32_t session, const Ipv4Packet& p, bool from_inside, uint64_t now_ms);
+    // Whether the packet restarted the session's idle timer.
+    bool refresh(uint32_t session, const Ipv4Packet& p, bool from_inside, uint64_t now_ms);
     bool slow_in2out(Ipv4Packet& p, uint64_t now_ms);
     bool slow_out2in(Ipv4Packet& p, uint64_t now_ms);
     std::optional<uint32_t> create_mapping(Ipv4Packet& p, uint64_t now_ms);

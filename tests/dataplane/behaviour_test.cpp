@@ -59,6 +59,34 @@ protected:
             .tcp(80, ext.second, flags)
             .build();
     }
+    // How many IPv4 frames the subscriber (inside) and the outside received since the last
+    // call (after a long advance of the clock the worker also refreshes its neighbours by ARP).
+    static size_t ipv4_frames(const std::vector<Frame>& frames) {
+        size_t n = 0;
+        for (const auto& f : frames)
+            n += common::load_be16(f.data() + common::eth::kType) == common::eth::kTypeIpv4;
+        return n;
+    }
+    size_t inside_got() { return ipv4_frames(h.inside().drain()); }
+    size_t outside_got() { return ipv4_frames(h.outside().drain()); }
+    size_t tcp_sessions() { return h.worker().nat().session_count(); }
+    // A three-way handshake from subscriber1:sport to server1:80; its external endpoint.
+    std::pair<uint32_t, uint16_t> establish_tcp(uint16_t sport) {
+        h.inside().inject(in_tcp(sport, tcp::kSyn));
+        h.poll();
+        EXPECT_EQ(outside_got(), 1u);
+        const auto ext =
+            h.worker().nat().find_mapping(ipv4::kProtoTcp, t().subscriber1.value, sport);
+        EXPECT_TRUE(ext.has_value());
+        h.outside().inject(
+            out_tcp(ext.value_or(std::pair<uint32_t, uint16_t>{}), tcp::kSyn | tcp::kAck_));
+        h.poll();
+        h.inside().inject(in_tcp(sport, tcp::kAck_));
+        h.poll();
+        EXPECT_EQ(inside_got(), 1u);
+        EXPECT_EQ(outside_got(), 1u);
+        return ext.value_or(std::pair<uint32_t, uint16_t>{});
+    }
     std::pair<uint32_t, uint16_t> open_udp(uint16_t sport) {
         h.inside().inject(in_udp(sport, t().server1, 3478));
         h.poll();
@@ -210,6 +238,144 @@ TEST_F(Behaviour, TcpHalfOpenAndResetUseTransitoryTimeout) {
     h.poll();
     EXPECT_EQ(h.worker().nat().session_count(), 0u);
     EXPECT_EQ(h.counter(Counter::sessions_expired), 2u);
+}
+
+// RFC 7857 §2.1: "a NAT SHOULD provide different configurable parameters for configuring the
+// open and closing idle timeouts". A connection left half-open goes at the opening timeout, a
+// closed one at the closing (transitory) timeout, each counted from its last SYN or FIN.
+// Without the opening timeout both go at the transitory one: the half-open session outlives
+// 60 s.
+TEST_F(Behaviour, TcpOpeningAndClosingTimeoutsAreDistinct) {
+    h.settings().nat.timeouts.tcp_opening_s = 60;
+    h.settings().nat.timeouts.tcp_transitory_s = 180;
+    h.settings().nat.timeouts.tcp_established_s = 7440;
+    start();
+    const auto ext = establish_tcp(50000);
+    h.inside().inject(in_tcp(50001, tcp::kSyn));  // never answered
+    h.poll();
+    EXPECT_EQ(outside_got(), 1u);
+    h.inside().inject(in_tcp(50000, tcp::kFin | tcp::kAck_));
+    h.outside().inject(out_tcp(ext, tcp::kFin | tcp::kAck_));
+    h.poll();
+    h.inside().inject(in_tcp(50000, tcp::kAck_));  // the last ACK
+    h.poll();
+    EXPECT_EQ(tcp_sessions(), 2u);
+    h.clock().advance_ms(59'999);
+    h.poll();
+    EXPECT_EQ(tcp_sessions(), 2u);
+    h.clock().advance_ms(1);
+    h.poll();
+    EXPECT_EQ(tcp_sessions(), 1u) << "the half-open session outlived the opening timeout";
+    EXPECT_FALSE(h.worker().nat().find_mapping(ipv4::kProtoTcp, t().subscriber1.value, 50001));
+    h.clock().advance_ms(120'000 - 1);  // 179.999 s after the FINs
+    h.poll();
+    EXPECT_EQ(tcp_sessions(), 1u) << "the closed session went at the opening timeout";
+    h.clock().advance_ms(1);
+    h.poll();
+    EXPECT_EQ(tcp_sessions(), 0u);
+    EXPECT_EQ(h.counter(Counter::sessions_expired), 2u);
+}
+
+// The opening timeout changes live and applies to the sessions already opening.
+TEST_F(Behaviour, TcpOpeningTimeoutChangesLive) {
+    h.settings().nat.timeouts.tcp_opening_s = 240;
+    h.settings().nat.timeouts.tcp_transitory_s = 240;
+    h.start(true);
+    h.resolve_neighbors();
+    h.reset_counters();
+    h.inside().inject(in_tcp(50000, tcp::kSyn));
+    h.poll();
+    h.clock().advance_ms(10'000);
+    h.poll();
+    EXPECT_EQ(tcp_sessions(), 1u);
+    h.controller().set_timeout("tcp-opening", 10);
+    h.poll();
+    EXPECT_EQ(tcp_sessions(), 0u);
+    EXPECT_THROW(h.controller().set_timeout("tcp-opening", 0), common::ConfigError);
+    EXPECT_THROW(h.controller().set_timeout("tcp-opening", 86401), common::ConfigError);
+}
+
+// RFC 6146 §3.5.2.2 (RFC 7857 §2): in TRANS, "if a packet other than a RST packet is received,
+// the lifetime is set to TCP_EST, and the state is moved to ESTABLISHED". A spurious RST does
+// not end a connection that goes on.
+TEST_F(Behaviour, TcpResetThenDataLivesOnTheEstablishedTimeout) {
+    h.settings().nat.timeouts.tcp_established_s = 7440;
+    h.settings().nat.timeouts.tcp_transitory_s = 240;
+    start();
+    const auto ext = establish_tcp(50000);
+    h.outside().inject(out_tcp(ext, tcp::kRst));
+    h.poll();
+    EXPECT_EQ(inside_got(), 1u);
+    h.clock().advance_ms(1'000);
+    h.inside().inject(in_tcp(50000, tcp::kPsh | tcp::kAck_));
+    h.poll();
+    EXPECT_EQ(outside_got(), 1u);
+    h.clock().advance_ms(3600'000);  // far past the transitory timeout
+    h.poll();
+    EXPECT_EQ(tcp_sessions(), 1u) << "data after an RST did not bring the session back";
+    h.outside().inject(out_tcp(ext, tcp::kPsh | tcp::kAck_));
+    h.poll();
+    EXPECT_EQ(inside_got(), 1u);
+    h.clock().advance_ms(7440'000 - 1);
+    h.poll();
+    EXPECT_EQ(tcp_sessions(), 1u);
+    h.clock().advance_ms(1);
+    h.poll();
+    EXPECT_EQ(tcp_sessions(), 0u);
+}
+
+// RFC 7857 §2.2: an RST "MUST translate the packet", and the NAT "SHOULD wait for 4 minutes
+// before deleting the session ... if no packets are received during that 4-minute timeout".
+// RSTs that follow are translated too, but do not restart that timer: a stream of RSTs cannot
+// keep a reset session alive.
+TEST_F(Behaviour, TcpResetsAloneExpireAtTheClosingTimeoutFromTheFirstReset) {
+    h.settings().nat.timeouts.tcp_established_s = 7440;
+    h.settings().nat.timeouts.tcp_opening_s = 30;  // not the one that counts after an RST
+    h.settings().nat.timeouts.tcp_transitory_s = 240;
+    start();
+    const auto ext = establish_tcp(50000);
+    h.inside().inject(in_tcp(50000, tcp::kRst | tcp::kAck_));
+    h.poll();
+    EXPECT_EQ(outside_got(), 1u);
+    for (int i = 0; i < 3; ++i) {
+        h.clock().advance_ms(60'000);
+        h.outside().inject(out_tcp(ext, tcp::kRst));
+        h.inside().inject(in_tcp(50000, tcp::kRst));
+        h.poll();
+        EXPECT_EQ(inside_got(), 1u) << "an RST from outside was not translated";
+        EXPECT_EQ(outside_got(), 1u) << "an RST from inside was not translated";
+    }
+    h.clock().advance_ms(60'000 - 1);  // 239.999 s after the first RST
+    h.poll();
+    EXPECT_EQ(tcp_sessions(), 1u);
+    h.clock().advance_ms(1);
+    h.poll();
+    EXPECT_EQ(tcp_sessions(), 0u) << "later RSTs restarted the closing timer";
+    EXPECT_EQ(h.counter(Counter::sessions_expired), 1u);
+}
+
+// One FIN is a half-close: the other side may go on sending for hours, so the session stays on
+// the established timeout (RFC 6146 §3.5.2.2, "V4 FIN RCV": "the lifetime is set to TCP_EST").
+TEST_F(Behaviour, TcpHalfClosedStaysOnTheEstablishedTimeout) {
+    h.settings().nat.timeouts.tcp_established_s = 7440;
+    h.settings().nat.timeouts.tcp_opening_s = 60;
+    h.settings().nat.timeouts.tcp_transitory_s = 240;
+    start();
+    const auto ext = establish_tcp(50000);
+    h.inside().inject(in_tcp(50000, tcp::kFin | tcp::kAck_));
+    h.poll();
+    h.clock().advance_ms(3600'000);
+    h.poll();
+    EXPECT_EQ(tcp_sessions(), 1u);
+    h.outside().inject(out_tcp(ext, tcp::kPsh | tcp::kAck_));  // the other side still sends
+    h.poll();
+    EXPECT_EQ(inside_got(), 1u);
+    h.clock().advance_ms(7440'000 - 1);
+    h.poll();
+    EXPECT_EQ(tcp_sessions(), 1u);
+    h.clock().advance_ms(1);
+    h.poll();
+    EXPECT_EQ(tcp_sessions(), 0u);
 }
 
 TEST_F(Behaviour, ExpiryWorkPerLoopIsBounded) {
@@ -369,6 +535,109 @@ TEST(TcpBehaviour, UnsolicitedSynRefusedSilently) {
     EXPECT_TRUE(h.outside().drain().empty()) << "something was sent back to the SYN's source";
     EXPECT_EQ(h.counter(Counter::drop_out2in_filtered), 1u);
     EXPECT_EQ(h.counter(Counter::sessions_created), 1u);
+}
+
+// RFC 7857 §7.1: "ICMP Errors or TCP RST outbound packets sent as a response to inbound
+// packets SHOULD NOT refresh the mapping." A subscriber refusing an unsolicited SYN (through a
+// dynamic mapping under endpoint-independent filtering, or through a static mapping): the RST
+// is translated, and the session still goes at the opening timeout counted from the SYN.
+// Before, the RST restarted the timer (the session lived 240 s from the RST).
+class TcpOutboundReset : public ::testing::TestWithParam<bool> {
+protected:
+    void start() {
+        h.settings().nat.timeouts.tcp_opening_s = 240;
+        h.settings().nat.timeouts.tcp_transitory_s = 240;
+        h.start(true);
+        h.resolve_neighbors();
+        h.reset_counters();
+    }
+    Frame inside(uint16_t sport, common::Ipv4Address dst, uint16_t dport, uint8_t flags) {
+        return PacketBuilder()
+            .ethernet(h.topo().subscriber1_mac, h.inside().mac())
+            .ipv4(h.topo().subscriber1, dst)
+            .tcp(sport, dport, flags)
+            .build();
+    }
+    Frame outside(common::Ipv4Address src, uint16_t sport, std::pair<uint32_t, uint16_t> ext,
+                  uint8_t flags) {
+        return PacketBuilder()
+            .ethernet(h.topo().gateway_mac, h.outside().mac())
+            .ipv4(src, common::Ipv4Address{ext.first})
+            .tcp(sport, ext.second, flags)
+            .build();
+    }
+    // An external endpoint of subscriber1:8080 that outside hosts may reach: a static mapping,
+    // or a dynamic one (endpoint-independent filtering) with an established connection to
+    // server1 that keeps it.
+    std::pair<uint32_t, uint16_t> reachable_endpoint(bool static_mapping) {
+        if (static_mapping) {
+            h.controller().add_static(
+                *common::StaticMapping::parse("tcp 100.64.0.11:8080 198.51.100.1:80"));
+            return {h.topo().pool.address.value + 1, 80};
+        }
+        h.inside().inject(inside(8080, h.topo().server1, 443, tcp::kSyn));
+        h.poll();
+        const auto ext = *h.find_mapping(ipv4::kProtoTcp, h.topo().subscriber1.value, 8080);
+        h.outside().inject(outside(h.topo().server1, 443, ext, tcp::kSyn | tcp::kAck_));
+        h.poll();
+        h.outside().drain();
+        h.inside().drain();
+        return ext;
+    }
+    size_t sessions() { return h.worker().nat().session_count(); }
+
+    DataplaneHarness h;
+};
+
+TEST_P(TcpOutboundReset, AnsweringAnInboundSynDoesNotRefresh) {
+    const bool static_mapping = GetParam();
+    start();
+    const auto ext = reachable_endpoint(static_mapping);
+    const size_t before = sessions();
+    h.outside().inject(outside(h.topo().server2, 4000, ext, tcp::kSyn));
+    h.poll();
+    EXPECT_EQ(h.inside().drain().size(), 1u);
+    EXPECT_EQ(sessions(), before + 1);
+    h.clock().advance_ms(200'000);
+    h.inside().inject(inside(8080, h.topo().server2, 4000, tcp::kRst | tcp::kAck_));
+    h.poll();
+    EXPECT_EQ(h.outside().drain().size(), 1u) << "the RST was not translated";
+    h.clock().advance_ms(40'000 - 1);  // 239.999 s after the SYN
+    h.poll();
+    EXPECT_EQ(sessions(), before + 1);
+    h.clock().advance_ms(1);
+    h.poll();
+    EXPECT_EQ(sessions(), before) << "the subscriber's RST restarted the session's timer";
+}
+
+INSTANTIATE_TEST_SUITE_P(Rfc7857Section7_1, TcpOutboundReset, ::testing::Bool(),
+                         [](const auto& info) {
+                             return std::string(info.param ? "StaticMapping" : "EIF");
+                         });
+
+// The same RST does not count as the subscriber sending to that host: when filtering becomes
+// address-dependent, the host it refused gets no further than any other stranger (before, the
+// RST opened the filter to it).
+TEST_F(TcpOutboundReset, AnsweringAnInboundSynDoesNotAdmitTheHost) {
+    start();
+    const auto ext = reachable_endpoint(false);
+    h.outside().inject(outside(h.topo().server2, 4000, ext, tcp::kSyn));
+    h.poll();
+    EXPECT_EQ(h.inside().drain().size(), 1u);
+    h.inside().inject(inside(8080, h.topo().server2, 4000, tcp::kRst | tcp::kAck_));
+    h.poll();
+    EXPECT_EQ(h.outside().drain().size(), 1u);
+    h.controller().set_filtering(common::FilteringMode::address_dependent);
+    h.reset_counters();
+    h.outside().inject(outside(h.topo().server2, 4001, ext, tcp::kSyn));  // a new connection
+    h.outside().inject(outside(h.topo().server2, 4000, ext, tcp::kSyn));  // the refused one
+    h.poll();
+    EXPECT_EQ(h.inside().drain().size(), 0u) << "server2 admitted after the subscriber's RST";
+    EXPECT_EQ(h.counter(Counter::drop_out2in_filtered), 2u);
+    // server1, which the subscriber did open a connection to, still gets in from another port.
+    h.outside().inject(outside(h.topo().server1, 5000, ext, tcp::kSyn));
+    h.poll();
+    EXPECT_EQ(h.inside().drain().size(), 1u);
 }
 
 }  // namespace

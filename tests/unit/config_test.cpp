@@ -103,6 +103,7 @@ TEST(Config, Defaults) {
     EXPECT_EQ(c.filtering, FilteringMode::endpoint_independent);
     EXPECT_EQ(c.timeouts.udp_s, 300u);
     EXPECT_EQ(c.timeouts.tcp_established_s, 7440u);
+    EXPECT_EQ(c.timeouts.tcp_opening_s, 240u);
     EXPECT_EQ(c.timeouts.tcp_transitory_s, 240u);
     EXPECT_EQ(c.timeouts.icmp_s, 60u);
     EXPECT_EQ(c.max_sessions, 1u << 20);
@@ -139,6 +140,8 @@ TEST(Config, ReadsEveryOptionalOption) {
                           "121",
                           "--timeout-tcp-established",
                           "7441",
+                          "--timeout-tcp-opening",
+                          "31",
                           "--timeout-tcp-transitory",
                           "241",
                           "--timeout-icmp",
@@ -169,6 +172,7 @@ TEST(Config, ReadsEveryOptionalOption) {
     EXPECT_EQ(c.filtering, FilteringMode::address_and_port_dependent);
     EXPECT_EQ(c.timeouts.udp_s, 121u);
     EXPECT_EQ(c.timeouts.tcp_established_s, 7441u);
+    EXPECT_EQ(c.timeouts.tcp_opening_s, 31u);
     EXPECT_EQ(c.timeouts.tcp_transitory_s, 241u);
     EXPECT_EQ(c.timeouts.icmp_s, 61u);
     EXPECT_EQ(c.max_sessions, 5000u);
@@ -293,6 +297,9 @@ TEST(Config, BadValuesNameTheirOption) {
         {"timeout-udp", ""},
         {"timeout-tcp-established", "0"},
         {"timeout-tcp-established", "604801"},
+        {"timeout-tcp-opening", "0"},
+        {"timeout-tcp-opening", "86401"},
+        {"timeout-tcp-opening", "4m"},
         {"timeout-tcp-transitory", "0"},
         {"timeout-tcp-transitory", "86401"},
         {"timeout-icmp", "0"},
@@ -749,6 +756,52 @@ TEST(BlockHoldDownOption, DefaultAndLimits) {
               86400u);
     for (const char* bad : {"86401", "-1", "2m", ""})
         expect_named(with(required_options(), "block-hold-down", bad), "block-hold-down", bad);
+}
+
+// RFC 7857 §2.1: an opening timeout of its own, beside the closing (transitory) one.
+TEST(TcpOpeningTimeoutOption, DefaultRangeAndErrors) {
+    EXPECT_EQ(parse_config(required_options()).timeouts.tcp_opening_s, 240u);
+    EXPECT_EQ(
+        parse_config(with(required_options(), "timeout-tcp-opening", "1")).timeouts.tcp_opening_s,
+        1u);
+    EXPECT_EQ(parse_config(with(required_options(), "timeout-tcp-opening", "86400"))
+                  .timeouts.tcp_opening_s,
+              86400u);
+    // Independent of the closing timeout, both ways.
+    const Config opening = parse_config(with(required_options(), "timeout-tcp-opening", "20"));
+    EXPECT_EQ(opening.timeouts.tcp_opening_s, 20u);
+    EXPECT_EQ(opening.timeouts.tcp_transitory_s, 240u);
+    const Config closing = parse_config(with(required_options(), "timeout-tcp-transitory", "30"));
+    EXPECT_EQ(closing.timeouts.tcp_opening_s, 240u);
+    EXPECT_EQ(closing.timeouts.tcp_transitory_s, 30u);
+    for (const char* bad : {"0", "86401", "-1", "4m", ""})
+        expect_named(with(required_options(), "timeout-tcp-opening", bad), "timeout-tcp-opening",
+                     bad);
+    // In a config file too.
+    TempFile file(
+        "inside-port = net_ring0\n"
+        "outside-port = net_ring1\n"
+        "inside-address = 100.64.0.1/10\n"
+        "outside-address = 192.0.2.1/24\n"
+        "pool = 198.51.100.0/28\n"
+        "timeout-tcp-opening = 45\n");
+    EXPECT_EQ(parse(std::vector<std::string>{"cgnd", "--config", file.path()})
+                  .config.timeouts.tcp_opening_s,
+              45u);
+    TempFile bad_file(
+        "inside-port = net_ring0\n"
+        "outside-port = net_ring1\n"
+        "inside-address = 100.64.0.1/10\n"
+        "outside-address = 192.0.2.1/24\n"
+        "pool = 198.51.100.0/28\n"
+        "timeout-tcp-opening = 0\n");
+    const auto message = error_of(std::vector<std::string>{"cgnd", "--config", bad_file.path()});
+    EXPECT_NE(message.find("--timeout-tcp-opening"), std::string::npos) << message;
+    // --help names it with the RFC section.
+    const auto help = parse(std::vector<std::string>{"cgnd", "--help"}).help_text;
+    const auto at = help.find("--timeout-tcp-opening");
+    ASSERT_NE(at, std::string::npos) << help;
+    EXPECT_NE(help.find("RFC 7857", at), std::string::npos) << help;
 }
 
 TEST(MaxBlocksPerSubscriberOption, DefaultClampedToTheBlocksOfAnAddress) {

@@ -9,12 +9,14 @@
 namespace cgn::dp {
 namespace {
 
-constexpr uint64_t kUdp = 1'000, kEstablished = 7'440'000, kTransitory = 240'000, kIcmp = 60'000;
+constexpr uint64_t kUdp = 1'000, kEstablished = 7'440'000, kOpening = 120'000,
+                   kTransitory = 240'000, kIcmp = 60'000;
 
 ExpiryLists make_lists(uint32_t capacity = 64, uint64_t granularity_ms = 0) {
     ExpiryLists lists(capacity, granularity_ms);
     lists.set_timeout(TimeoutClass::udp, kUdp);
     lists.set_timeout(TimeoutClass::tcp_established, kEstablished);
+    lists.set_timeout(TimeoutClass::tcp_opening, kOpening);
     lists.set_timeout(TimeoutClass::tcp_transitory, kTransitory);
     lists.set_timeout(TimeoutClass::icmp, kIcmp);
     return lists;
@@ -37,6 +39,7 @@ TEST(ExpiryLists, TimeoutsAreSetPerClass) {
     auto lists = make_lists();
     EXPECT_EQ(lists.timeout(TimeoutClass::udp), kUdp);
     EXPECT_EQ(lists.timeout(TimeoutClass::tcp_established), kEstablished);
+    EXPECT_EQ(lists.timeout(TimeoutClass::tcp_opening), kOpening);
     EXPECT_EQ(lists.timeout(TimeoutClass::tcp_transitory), kTransitory);
     EXPECT_EQ(lists.timeout(TimeoutClass::icmp), kIcmp);
 }
@@ -265,10 +268,13 @@ TEST(ExpiryLists, ClassesAreIndependent) {
     lists.insert(2, TimeoutClass::tcp_transitory, 0);
     lists.insert(3, TimeoutClass::icmp, 0);
     lists.insert(4, TimeoutClass::udp, 0);
+    lists.insert(5, TimeoutClass::tcp_opening, 0);
     EXPECT_EQ(expire(lists, kUdp - 1), Ids{});
     EXPECT_EQ(expire(lists, kUdp), Ids{4});
     EXPECT_EQ(expire(lists, kIcmp - 1), Ids{});
     EXPECT_EQ(expire(lists, kIcmp), Ids{3});
+    EXPECT_EQ(expire(lists, kOpening - 1), Ids{});
+    EXPECT_EQ(expire(lists, kOpening), Ids{5});
     EXPECT_EQ(expire(lists, kTransitory - 1), Ids{});
     EXPECT_EQ(expire(lists, kTransitory), Ids{2});
     EXPECT_EQ(expire(lists, kEstablished - 1), Ids{});
