@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include "common/checksum.hpp"
 #include "common/headers.hpp"
 #include "common/packet_builder.hpp"
 #include "tests/dataplane/harness.hpp"
@@ -130,6 +131,92 @@ TEST_P(IcmpErrors, ErrorsNeverKeepASessionAliveOrMatchAnother) {
     EXPECT_EQ(h.counter(Counter::drop_icmp_error_no_session), 3u);
     EXPECT_EQ(h.counter(Counter::sessions_created), 1u);
     EXPECT_TRUE(h.inside().drain().size() == 2u);
+}
+
+// RFC 5508 REQ-3b: "the NAT MUST step over IP options in the quote to find its transport
+// header" — the quoted packet carries 8 bytes of options (record route).
+TEST_P(IcmpErrors, QuoteWithIpOptionsIsFoundAndTranslated) {
+    h.inside().inject(PacketBuilder()
+                          .ethernet(t().subscriber1_mac, h.inside().mac())
+                          .ipv4(t().subscriber1, t().server1, 64, 5)
+                          .udp(40000, 9)
+                          .payload("data")
+                          .build());
+    h.poll(2);
+    h.outside().drain();
+    const auto ext = *h.find_mapping(common::ipv4::kProtoUdp, t().subscriber1.value, 40000);
+    const common::Ipv4Address ext_addr{ext.first};
+    const std::vector<uint8_t> options = {7, 7, 4, 0, 0, 0, 0, 0};  // record route, one slot
+    auto quote = [&](common::Ipv4Address src, uint16_t sport) {
+        return PacketBuilder()
+            .ipv4(src, t().server1, 63, 5)
+            .ipv4_options(options)
+            .udp(sport, 9)
+            .payload("data")
+            .build();
+    };
+    h.outside().inject(PacketBuilder()
+                           .ethernet(t().gateway_mac, h.outside().mac())
+                           .ipv4(t().server1, ext_addr, 64, 77)
+                           .icmp(icmp::kDestUnreachable, 3, 0)
+                           .payload(quote(ext_addr, ext.second))
+                           .build());
+    h.poll(2);
+    auto in = h.inside().drain();
+    ASSERT_EQ(in.size(), 1u);
+    EXPECT_EQ(in[0], PacketBuilder()
+                         .ethernet(h.inside().mac(), t().subscriber1_mac)
+                         .ipv4(t().server1, t().subscriber1, 63, 77)
+                         .icmp(icmp::kDestUnreachable, 3, 0)
+                         .payload(quote(t().subscriber1, 40000))
+                         .build());
+}
+
+// RFC 5508 REQ-3d with RFC 4884: an error carrying ICMP extensions (the quote padded to 128
+// bytes, its length in 32-bit words in the header, then an extension structure). The quote is
+// translated; the padding and the extensions pass unchanged, and nothing in them is taken for
+// the quoted transport header or its checksum.
+TEST_P(IcmpErrors, ErrorWithIcmpExtensionsKeepsPaddingAndExtensions) {
+    h.inside().inject(PacketBuilder()
+                          .ethernet(t().subscriber1_mac, h.inside().mac())
+                          .ipv4(t().subscriber1, t().server1, 64, 5)
+                          .udp(40000, 9)
+                          .payload("data")
+                          .build());
+    h.poll(2);
+    h.outside().drain();
+    const auto ext = *h.find_mapping(common::ipv4::kProtoUdp, t().subscriber1.value, 40000);
+    const common::Ipv4Address ext_addr{ext.first};
+    // Extension structure: version 2, checksum, one object (class 2 "interface information",
+    // 4 bytes of data).
+    std::vector<uint8_t> extension = {0x20, 0, 0, 0, 0, 8, 2, 1, 0xde, 0xad, 0xbe, 0xef};
+    const uint16_t sum =
+        common::checksum_finish(common::checksum_partial(extension.data(), extension.size()));
+    extension[2] = static_cast<uint8_t>(sum >> 8);
+    extension[3] = static_cast<uint8_t>(sum);
+    auto message = [&](common::Ipv4Address src, uint16_t sport) {
+        auto body = udp(src, sport, t().server1, 9, 63);
+        body.resize(128, 0);
+        body.insert(body.end(), extension.begin(), extension.end());
+        return body;
+    };
+    const uint32_t length_words = 128 / 4;  // RFC 4884 §4.1: the second byte of the header
+    h.outside().inject(PacketBuilder()
+                           .ethernet(t().gateway_mac, h.outside().mac())
+                           .ipv4(t().server1, ext_addr, 64, 78)
+                           .icmp(icmp::kTimeExceeded, 0, length_words << 16)
+                           .payload(message(ext_addr, ext.second))
+                           .build());
+    h.poll(2);
+    auto in = h.inside().drain();
+    ASSERT_EQ(in.size(), 1u);
+    EXPECT_EQ(in[0], PacketBuilder()
+                         .ethernet(h.inside().mac(), t().subscriber1_mac)
+                         .ipv4(t().server1, t().subscriber1, 63, 78)
+                         .icmp(icmp::kTimeExceeded, 0, length_words << 16)
+                         .payload(message(t().subscriber1, 40000))
+                         .build())
+        << hex(in[0]);
 }
 
 INSTANTIATE_TEST_SUITE_P(Workers, IcmpErrors, ::testing::Values(1u, 2u),
