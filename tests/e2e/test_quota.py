@@ -135,3 +135,7 @@ def test_block_events_and_release(net):
     counters = c.counters()
     assert counters.get("blocks_released", 0) >= 1, counters
     assert counters.get("blocks_claimed", 0) == 2, counters
+    # RFC 6888 REQ-12 ("A CGN SHOULD NOT log destination addresses or ports"): no event line
+    # names the server the subscribers talked to, nor its port.
+    events = [l for l in c.output().splitlines() if l.startswith("cgnd: event ")]
+    assert events and not [l for l in events if EXT1 in l or "6201" in l], events
