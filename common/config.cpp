@@ -219,6 +219,9 @@ po::options_description describe() {
                  "the same for TCP")(
         "max-ports-per-subscriber-icmp", po::value<std::string>()->value_name("N"),
         "the same for ICMP query identifiers")(
+        "max-sessions-per-mapping", po::value<std::string>()->value_name("N")->default_value("0"),
+        "sessions one mapping (one internal address and port) may have, i.e. remote endpoints "
+        "one socket talks to at once (0: no limit; RFC 6888 REQ-5 state per mapping)")(
         "max-new-sessions-per-second",
         po::value<std::string>()->value_name("N")->default_value("0"),
         "new sessions a subscriber may open per second, all protocols (0: no limit; bursts of "
@@ -380,6 +383,8 @@ Config build(const po::variables_map& vm) {
     c.limits.max_sessions = parse_number("max-sessions-per-subscriber",
                                          vm["max-sessions-per-subscriber"].as<std::string>(), 0,
                                          1u << 26);
+    c.limits.max_sessions_per_mapping = parse_number(
+        "max-sessions-per-mapping", vm["max-sessions-per-mapping"].as<std::string>(), 0, 1u << 26);
     c.limits.new_sessions_per_second =
         parse_number("max-new-sessions-per-second",
                      vm["max-new-sessions-per-second"].as<std::string>(), 0, 10000000);

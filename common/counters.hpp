@@ -83,6 +83,7 @@ namespace cgn::common {
     X(drop_quota_ports, "dropped: subscriber at its per-protocol port limit")                  \
     X(drop_quota_sessions, "dropped: subscriber at its session limit")                         \
     X(drop_quota_session_rate, "dropped: subscriber over its new-sessions-per-second limit")   \
+    X(drop_quota_mapping_sessions, "dropped: mapping at its session limit")                    \
     X(drop_icmp_rate_limited, "dropped: ICMP error suppressed by the rate limit")             \
     X(drop_tx_full, "dropped: transmit queue full")                                           \
     X(drop_handoff_full, "dropped: handoff ring to the owning worker full")

@@ -34,6 +34,8 @@ const char* limit_name(NatEvent::Limit l) {
             return "session-rate";
         case NatEvent::Limit::pool:
             return "pool-exhausted";
+        case NatEvent::Limit::mapping_sessions:
+            return "mapping-sessions";
     }
     return "?";
 }

@@ -351,7 +351,9 @@ bool NatEngine::slow_in2out(Ipv4Packet& p, uint64_t now_ms) {
         if (!created) return false;
         mapping = *created;
     } else if (const uint32_t sub = mappings_[mapping].subscriber; sub != kNoSlot) {
-        if (!admit_session(sub, *protocol_index(p.protocol), p, true, now_ms)) return false;
+        if (!admit_session(sub, static_cast<uint32_t>(mapping), *protocol_index(p.protocol), p,
+                           true, now_ms))
+            return false;
     }
     auto session = create_session(static_cast<uint32_t>(mapping), p.dst,
                                   remote_port_of(p.protocol, p.dst_port), now_ms, false);
@@ -399,7 +401,8 @@ bool NatEngine::slow_out2in(Ipv4Packet& p, uint64_t now_ms) {
         return false;
     }
     if (const uint32_t sub = mappings_[mapping].subscriber;
-        sub != kNoSlot && !admit_session(sub, *protocol_index(p.protocol), p, false, now_ms))
+        sub != kNoSlot && !admit_session(sub, static_cast<uint32_t>(mapping),
+                                         *protocol_index(p.protocol), p, false, now_ms))
         return false;
     auto session = create_session(static_cast<uint32_t>(mapping), p.src,
                                   remote_port_of(p.protocol, p.src_port), now_ms, true);
@@ -480,7 +483,7 @@ std::optional<uint32_t> NatEngine::create_mapping(Ipv4Packet& p, uint64_t now_ms
     }
     const size_t pi = static_cast<size_t>(*proto);
     std::optional<uint32_t> slot;
-    if (admit_session(*sub, *proto, p, true, now_ms)) {
+    if (admit_session(*sub, kNoSlot, *proto, p, true, now_ms)) {
         const uint32_t port_limit = limits_.max_ports_per_protocol[pi];
         Counter reason = Counter::drop_ports_exhausted;
         std::optional<uint16_t> port;
@@ -570,11 +573,19 @@ std::optional<uint16_t> NatEngine::allocate_port(uint32_t sub_slot, ProtocolInde
     return std::nullopt;
 }
 
-bool NatEngine::admit_session(uint32_t sub_slot, ProtocolIndex proto, Ipv4Packet& p,
-                              bool from_inside, uint64_t now_ms) {
+bool NatEngine::admit_session(uint32_t sub_slot, uint32_t mapping, ProtocolIndex proto,
+                              Ipv4Packet& p, bool from_inside, uint64_t now_ms) {
     Subscriber& sub = subscribers_[sub_slot];
     const size_t pi = static_cast<size_t>(proto);
     using Limit = common::NatEvent::Limit;
+    // RFC 6888 REQ-5: "A CGN SHOULD support limiting the amount of state memory allocated per
+    // mapping and per subscriber": per mapping, its sessions (one per remote endpoint).
+    if (mapping != kNoSlot && limits_.max_sessions_per_mapping != 0 &&
+        mappings_[mapping].sessions >= limits_.max_sessions_per_mapping) {
+        refuse(sub_slot, Counter::drop_quota_mapping_sessions, Limit::mapping_sessions, p,
+               from_inside, now_ms);
+        return false;
+    }
     if ((limits_.max_sessions != 0 && sub.sessions >= limits_.max_sessions) ||
         (limits_.max_sessions_per_protocol[pi] != 0 &&
          sub.sessions_by_protocol[pi] >= limits_.max_sessions_per_protocol[pi])) {

@@ -204,8 +204,9 @@ private:
     // RFC 6888 REQ-4/5: may the subscriber open one more session of this protocol now? When
     // not, counts the reason, records a quota event and marks the packet refused (so that the
     // worker answers the subscriber, REQ-11) when it came from inside.
-    bool admit_session(uint32_t subscriber, ProtocolIndex proto, Ipv4Packet& p, bool from_inside,
-                       uint64_t now_ms);
+    // `mapping`: the existing mapping the session would join (kNoSlot: a new one).
+    bool admit_session(uint32_t subscriber, uint32_t mapping, ProtocolIndex proto, Ipv4Packet& p,
+                       bool from_inside, uint64_t now_ms);
     void refuse(uint32_t subscriber, common::Counter reason, common::NatEvent::Limit limit,
                 Ipv4Packet& p, bool from_inside, uint64_t now_ms);
     void record(const common::NatEvent& e);

@@ -548,6 +548,33 @@ TEST_F(PortBlocks, PerProtocolSessionLimit) {
     expect_quota_event(ev[1], sub(1), NatEvent::Limit::sessions, ipv4::kProtoTcp);
 }
 
+// RFC 6888 REQ-5: "A CGN SHOULD support limiting the amount of state memory allocated per
+// mapping and per subscriber." Per mapping: the sessions of one internal endpoint (remote
+// endpoints it talks to at once). Refused like any quota, from inside (ICMP host unreachable,
+// event) and from outside (silently); the subscriber's other mappings are not affected.
+// Without it the third session of mapping 5000 is translated.
+TEST_F(PortBlocks, MappingSessionLimit) {
+    h.settings().nat.limits.max_sessions_per_mapping = 2;
+    start();
+    const Endpoint m = translated(udp_from(1, 5000, t().server1, 53));
+    EXPECT_EQ(translated(udp_from(1, 5000, t().server1, 54)), m);
+    events();
+    expect_refused(udp_from(1, 5000, t().server2, 53));
+    EXPECT_EQ(h.counter(Counter::drop_quota_mapping_sessions), 1u);
+    const auto ev = events();
+    ASSERT_EQ(ev.size(), 1u);
+    expect_quota_event(ev[0], sub(1), NatEvent::Limit::mapping_sessions, ipv4::kProtoUdp);
+    // From outside (endpoint-independent filtering would let it in): dropped, no answer.
+    const Sent s = send_outside(udp_to(m, t().server2, 99));
+    EXPECT_TRUE(s.in.empty() && s.out.empty());
+    EXPECT_EQ(h.counter(Counter::drop_quota_mapping_sessions), 2u);
+    // Another internal port of the same subscriber has its own allowance; the existing
+    // sessions go on.
+    translated(udp_from(1, 5001, t().server2, 53));
+    translated(udp_from(1, 5001, t().server2, 54));
+    EXPECT_EQ(send_outside(udp_to(m, t().server1, 53)).in.size(), 1u);
+}
+
 // RFC 6888 REQ-4 (external ports per subscriber), per protocol (REQ-4 b †): the limit counts
 // external ports (mappings), not sessions.
 // Without it the fourth UDP mapping is translated; counting sessions instead refuses the new

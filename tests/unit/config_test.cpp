@@ -829,6 +829,7 @@ TEST(SubscriberLimitOptions, DefaultsAreNoPerProtocolLimit) {
     const SubscriberLimits limits = parse_config(required_options()).limits;
     EXPECT_EQ(limits.max_sessions, 16384u);
     EXPECT_EQ(limits.new_sessions_per_second, 0u);
+    EXPECT_EQ(limits.max_sessions_per_mapping, 0u);
     for (size_t i = 0; i < kLimitProtocols; ++i) {
         EXPECT_EQ(limits.max_sessions_per_protocol[i], 0u) << i;
         EXPECT_EQ(limits.max_ports_per_protocol[i], 0u) << i;
@@ -849,8 +850,10 @@ TEST(SubscriberLimitOptions, EachOptionLandsInItsProtocolsSlot) {
     o["max-new-sessions-per-second-udp"] = "31";
     o["max-new-sessions-per-second-tcp"] = "32";
     o["max-new-sessions-per-second-icmp"] = "33";
+    o["max-sessions-per-mapping"] = "40";
     const SubscriberLimits limits = parse_config(o).limits;
     EXPECT_EQ(limits.max_sessions, 100u);
+    EXPECT_EQ(limits.max_sessions_per_mapping, 40u);
     EXPECT_EQ(limits.new_sessions_per_second, 30u);
     // udp 0, tcp 1, icmp 2.
     for (size_t i = 0; i < kLimitProtocols; ++i) {
@@ -879,6 +882,8 @@ TEST(SubscriberLimitOptions, OutOfRangeValuesNameTheirOption) {
         {"max-new-sessions-per-second-udp", "10000001"},
         {"max-new-sessions-per-second-tcp", "-5"},
         {"max-new-sessions-per-second-icmp", "10000001"},
+        {"max-sessions-per-mapping", "67108865"},
+        {"max-sessions-per-mapping", "many"},
     };
     for (const auto& c : cases)
         expect_named(with(required_options(), c.option, c.value), c.option,

@@ -77,6 +77,8 @@ TEST(NatEventText, QuotaExceededNamesLimitAndProtocol) {
               "quota-exceeded subscriber 100.64.0.11 limit session-rate protocol udp worker 0");
     EXPECT_EQ(to_string(quota_event(NatEvent::Limit::pool, 6)),
               "quota-exceeded subscriber 100.64.0.11 limit pool-exhausted protocol tcp worker 0");
+    EXPECT_EQ(to_string(quota_event(NatEvent::Limit::mapping_sessions, 17)),
+              "quota-exceeded subscriber 100.64.0.11 limit mapping-sessions protocol udp worker 0");
     EXPECT_EQ(to_string(quota_event(NatEvent::Limit::none, 47)),
               "quota-exceeded subscriber 100.64.0.11 limit none protocol other worker 0");
 }
