@@ -154,7 +154,15 @@ po::options_description describe() {
         "next hop for subscriber addresses outside the inside prefix (optional)")(
         "outside-gateway", po::value<std::string>()->value_name("A"),
         "next hop for destinations outside the outside prefix (optional; without it only "
-        "on-link destinations are reached)");
+        "on-link destinations are reached)")(
+        "inside-mtu", po::value<std::string>()->value_name("N")->default_value("1500"),
+        "IP MTU of the inside link, 576 to 9000 bytes: cgnd sets it on the port where the "
+        "device lets it, and never sends a longer packet there. A longer packet with DF set "
+        "is dropped and its sender gets ICMP fragmentation needed with this MTU (RFC 4787 "
+        "REQ-13, RFC 5508 §7.1.1, RFC 1191); one without DF is fragmented (RFC 4787 REQ-13a). "
+        "Needs a restart")(
+        "outside-mtu", po::value<std::string>()->value_name("N")->default_value("1500"),
+        "IP MTU of the outside link, the same way");
 
     po::options_description nat("NAT", kWidth);
     nat.add_options()(
@@ -183,7 +191,8 @@ po::options_description describe() {
         "max-sessions", po::value<std::string>()->value_name("N")->default_value("1048576"),
         "sessions per worker (memory is reserved at start: about 200 bytes each)")(
         "icmp-error-rate", po::value<std::string>()->value_name("N")->default_value("1000"),
-        "ICMP errors (time exceeded) a worker sends per second at most")(
+        "ICMP errors a worker sends per second at most (time exceeded, host unreachable for a "
+        "quota, fragmentation needed), 0 for none")(
         "static-mapping", po::value<std::vector<std::string>>()->value_name("MAPPING"),
         "static port mapping \"PROTO INTERNAL:PORT EXTERNAL:PORT\", e.g. \"tcp 100.64.0.11:80 "
         "198.51.100.1:8080\": inbound traffic to the external endpoint reaches the internal one "
@@ -326,6 +335,10 @@ Config build(const po::variables_map& vm) {
                       "another host in the inside prefix " + c.inside_address.subnet.to_string());
         c.inside_gateway = gw;
     }
+    c.inside_mtu = static_cast<uint16_t>(
+        parse_number("inside-mtu", vm["inside-mtu"].as<std::string>(), kMinMtu, kMaxMtu));
+    c.outside_mtu = static_cast<uint16_t>(
+        parse_number("outside-mtu", vm["outside-mtu"].as<std::string>(), kMinMtu, kMaxMtu));
     if (vm.count("outside-gateway")) {
         auto gw = parse_address("outside-gateway", vm["outside-gateway"].as<std::string>());
         if (!c.outside_address.subnet.contains(gw) || gw == c.outside_address.address)

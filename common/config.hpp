@@ -101,6 +101,9 @@ struct Config {
     InterfaceAddress outside_address;
     std::optional<Ipv4Address> inside_gateway;
     std::optional<Ipv4Address> outside_gateway;
+    // IP MTU of each link (RFC 4787 REQ-13/13a, RFC 5508 §7.1.1), kMinMtu to kMaxMtu.
+    uint16_t inside_mtu = 1500;
+    uint16_t outside_mtu = 1500;
 
     std::vector<Ipv4Prefix> pool;
     PortRange port_range;
@@ -124,6 +127,11 @@ struct Config {
     std::vector<Ipv4Prefix> exempt_destinations;
     std::string control_socket = "/run/cgnd.sock";
 };
+
+// The MTU options' range: 576 bytes every IPv4 host must accept (RFC 791, RFC 1122 §3.3.3),
+// up to common jumbo frames.
+inline constexpr uint32_t kMinMtu = 576;
+inline constexpr uint32_t kMaxMtu = 9000;
 
 struct ParseOutcome {
     // answer: print help_text (an offline --lookup or --deterministic-table) and exit.

@@ -42,6 +42,12 @@ namespace cgn::common {
     X(arp_entries_learned, "neighbour entries learned or refreshed from ARP")                 \
     X(icmp_echo_answered, "ICMP echo requests to our own addresses answered")                 \
     X(icmp_time_exceeded_sent, "ICMP time exceeded messages sent")                            \
+    X(icmp_frag_needed_sent,                                                                  \
+      "ICMP fragmentation needed (with the next-hop MTU) sent for a DF packet too big for "   \
+      "its link (RFC 4787 REQ-13, RFC 5508 §7.1.1)")                                          \
+    X(packets_fragmented, "packets without DF too big for their link, sent as fragments "     \
+                          "(RFC 4787 REQ-13a)")                                               \
+    X(fragments_created, "fragments made of those packets")                                   \
     X(neighbor_packets_queued, "packets held while their next hop was resolved")              \
     X(packets_handed_off, "packets handed to the worker that owns them")                      \
     X(packets_received_by_handoff, "packets received from another worker's queue")            \
@@ -85,6 +91,10 @@ namespace cgn::common {
     X(drop_quota_session_rate, "dropped: subscriber over its new-sessions-per-second limit")   \
     X(drop_quota_mapping_sessions, "dropped: mapping at its session limit")                    \
     X(drop_icmp_rate_limited, "dropped: ICMP error suppressed by the rate limit")             \
+    X(drop_too_big_df, "dropped: DF set and bigger than the MTU of the link it leaves on")     \
+    X(drop_fragmentation_failed,                                                              \
+      "dropped: too big for its link without DF, and not fragmented (mbuf pool empty, or a "  \
+      "fragment ending past offset 65535)")                                                   \
     X(drop_tx_full, "dropped: transmit queue full")                                           \
     X(drop_handoff_full, "dropped: handoff ring to the owning worker full")
 

@@ -36,6 +36,9 @@ inline constexpr uint16_t kFlagMoreFragments = 0x2000;
 inline constexpr uint16_t kFlagDontFragment = 0x4000;
 inline constexpr uint16_t kFragmentOffsetMask = 0x1fff;
 inline constexpr uint8_t kProtoIcmp = 1, kProtoTcp = 6, kProtoUdp = 17;
+// The TOS byte is the DS field (RFC 2474 §3: the DSCP, top 6 bits) and ECN (RFC 3168 §5: the
+// low 2 bits).
+inline constexpr uint8_t kDscpMask = 0xfc;
 static_assert(kDst + 4 == kMinHeaderLength);
 }  // namespace ipv4
 
@@ -57,6 +60,9 @@ inline constexpr uint8_t kFin = 0x01, kSyn = 0x02, kRst = 0x04, kPsh = 0x08, kAc
 namespace icmp {
 inline constexpr size_t kHeaderLength = 8;
 inline constexpr size_t kType = 0, kCode = 1, kChecksum = 2, kIdentifier = 4, kSequence = 6;
+// RFC 1191 §4: "fragmentation needed and DF set" carries the next-hop MTU in the low-order 16
+// bits of the header's second word.
+inline constexpr size_t kNextHopMtu = 6;
 inline constexpr uint8_t kEchoReply = 0, kDestUnreachable = 3, kEchoRequest = 8, kTimeExceeded = 11,
                          kParameterProblem = 12;
 inline constexpr uint8_t kCodeTtlExceeded = 0;

@@ -40,6 +40,17 @@ PacketBuilder& PacketBuilder::ipv4_fragment(uint16_t flags_and_offset) {
     return *this;
 }
 
+PacketBuilder& PacketBuilder::ipv4_tos(uint8_t tos) {
+    tos_ = tos;
+    return *this;
+}
+
+PacketBuilder& PacketBuilder::raw(uint8_t protocol) {
+    l4_ = L4::none;
+    raw_protocol_ = protocol;
+    return *this;
+}
+
 PacketBuilder& PacketBuilder::ipv4_options(std::vector<uint8_t> options) {
     options_ = std::move(options);
     options_.resize((options_.size() + 3) / 4 * 4, 0);
@@ -142,6 +153,7 @@ std::vector<uint8_t> PacketBuilder::build() const {
     uint8_t proto = l4_ == L4::udp   ? ipv4::kProtoUdp
                     : l4_ == L4::tcp ? ipv4::kProtoTcp
                                      : ipv4::kProtoIcmp;
+    if (l4_ == L4::none && raw_protocol_ != 0) proto = raw_protocol_;
     if (l4_ == L4::udp && udp_checksum_) {
         uint16_t c = checksum_finish(checksum_partial(
             l4.data(), l4.size(), pseudo_header_sum(src_.value, dst_.value, proto, l4_len)));
@@ -158,6 +170,7 @@ std::vector<uint8_t> PacketBuilder::build() const {
     const size_t ihl = ipv4::kMinHeaderLength + options_.size();
     std::vector<uint8_t> ip(ihl);
     ip[ipv4::kVersionIhl] = static_cast<uint8_t>(0x40 | (ihl / 4));
+    ip[ipv4::kTos] = tos_;
     store_be16(&ip[ipv4::kTotalLength], static_cast<uint16_t>(ihl + l4.size()));
     store_be16(&ip[ipv4::kId], id_);
     store_be16(&ip[ipv4::kFragment], fragment_);

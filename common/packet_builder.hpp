@@ -20,6 +20,7 @@ public:
                        MacAddress target_mac, Ipv4Address target_ip);
     PacketBuilder& ipv4(Ipv4Address src, Ipv4Address dst, uint8_t ttl = 64, uint16_t id = 1);
     PacketBuilder& ipv4_fragment(uint16_t flags_and_offset);
+    PacketBuilder& ipv4_tos(uint8_t tos);  // the DS field and ECN bits (default 0)
     PacketBuilder& ipv4_options(std::vector<uint8_t> options);
     PacketBuilder& udp(uint16_t src_port, uint16_t dst_port);
     PacketBuilder& udp_without_checksum();  // UDP checksum 0: "not computed" (RFC 768)
@@ -27,6 +28,9 @@ public:
                        uint32_t ack = 0);
     PacketBuilder& icmp_echo(uint8_t type, uint16_t identifier, uint16_t sequence);
     PacketBuilder& icmp(uint8_t type, uint8_t code, uint32_t rest_of_header);
+    // No transport header: the payload follows the IP header as it is, under this protocol
+    // number (e.g. the data of a later fragment).
+    PacketBuilder& raw(uint8_t protocol);
     PacketBuilder& payload(std::string_view bytes);
     PacketBuilder& payload(const std::vector<uint8_t>& bytes);
 
@@ -41,6 +45,8 @@ private:
     uint8_t ttl_ = 64;
     uint16_t id_ = 1;
     uint16_t fragment_ = 0;
+    uint8_t tos_ = 0;
+    uint8_t raw_protocol_ = 0;
     std::vector<uint8_t> options_;
     L4 l4_ = L4::none;
     uint16_t sport_ = 0, dport_ = 0;

@@ -375,6 +375,8 @@ std::string Controller::apply_config(const common::Config& next) {
                  "outside-address");
     note_restart(next.inside_gateway != cur.inside_gateway, "inside-gateway");
     note_restart(next.outside_gateway != cur.outside_gateway, "outside-gateway");
+    note_restart(next.inside_mtu != cur.inside_mtu, "inside-mtu");
+    note_restart(next.outside_mtu != cur.outside_mtu, "outside-mtu");
     note_restart(next.worker_lcores != cur.worker_lcores || next.main_lcore != cur.main_lcore,
                  "worker-lcores");
     note_restart(next.eal_args != cur.eal_args, "eal-args");

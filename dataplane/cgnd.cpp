@@ -4,16 +4,19 @@
 
 #include <rte_eal.h>
 #include <rte_errno.h>
+#include <rte_ether.h>
 #include <rte_launch.h>
 #include <rte_lcore.h>
 #include <rte_mbuf.h>
 
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <memory>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "common/config.hpp"
@@ -86,14 +89,32 @@ int run(const common::Config& config, int argc, const char* const* argv) {
     const uint16_t inside = dp::find_port(config.inside_port, "inside-port");
     const uint16_t outside = dp::find_port(config.outside_port, "outside-port");
     const int socket = static_cast<int>(rte_lcore_to_socket_id(config.worker_lcores.front()));
-    rte_mempool* pool = rte_pktmbuf_pool_create("cgn_mbufs", config.mbufs, 256, 0,
-                                                RTE_MBUF_DEFAULT_BUF_SIZE, socket);
+    // One mbuf holds a whole frame of either link (VLAN tag included): the default size up to
+    // an MTU of about 2000, more for jumbo frames.
+    const uint32_t largest_frame =
+        std::max(config.inside_mtu, config.outside_mtu) + RTE_ETHER_HDR_LEN + RTE_VLAN_HLEN;
+    const auto data_room = static_cast<uint16_t>(
+        std::max<uint32_t>(RTE_MBUF_DEFAULT_BUF_SIZE, RTE_PKTMBUF_HEADROOM + largest_frame));
+    rte_mempool* pool =
+        rte_pktmbuf_pool_create("cgn_mbufs", config.mbufs, 256, 0, data_room, socket);
     if (pool == nullptr)
         throw std::runtime_error(std::string("cannot create the mbuf pool (--mbufs ") +
                                  std::to_string(config.mbufs) + "): " + rte_strerror(rte_errno));
     const auto queues = static_cast<uint16_t>(workers);
-    const dp::PortSteering rss = dp::start_port(inside, queues, queues, pool, "inside-port", true);
-    dp::start_port(outside, queues, queues, pool, "outside-port");
+    const dp::PortSteering rss =
+        dp::start_port(inside, queues, queues, pool, "inside-port", true, config.inside_mtu);
+    const dp::PortSteering outside_setup =
+        dp::start_port(outside, queues, queues, pool, "outside-port", false, config.outside_mtu);
+    // RFC 4787 REQ-13/13a: the device's MTU is only the first line; the workers check every
+    // packet they send against cgnd's own, so a device that refuses changes nothing there.
+    for (const auto& [option, mtu, error] :
+         {std::tuple{"inside-mtu", config.inside_mtu, rss.mtu_error},
+          std::tuple{"outside-mtu", config.outside_mtu, outside_setup.mtu_error}})
+        if (error != 0)
+            std::fprintf(stderr,
+                         "cgnd: warning: --%s %u: the device keeps its own MTU (%s); cgnd sends "
+                         "no packet longer than %u bytes there all the same\n",
+                         option, mtu, rte_strerror(-error), mtu);
     std::unique_ptr<dp::HandoffRings> handoff;
     if (workers > 1)
         handoff = std::make_unique<dp::HandoffRings>("cgn_handoff", workers, 1024, socket);
@@ -126,6 +147,8 @@ int run(const common::Config& config, int argc, const char* const* argv) {
     ws.inside = {inside, 0, 0, dp::port_mac(inside), config.inside_address, config.inside_gateway};
     ws.outside = {
         outside, 0, 0, dp::port_mac(outside), config.outside_address, config.outside_gateway};
+    ws.inside.mtu = config.inside_mtu;
+    ws.outside.mtu = config.outside_mtu;
     ws.nat.pool = config.pool;
     ws.nat.port_range = config.port_range;
     ws.nat.filtering = config.filtering;
@@ -156,12 +179,12 @@ int run(const common::Config& config, int argc, const char* const* argv) {
         worker_list.push_back(std::make_unique<dp::Worker>(mine, pool, *counters.back(), clock));
     }
 
-    std::printf("cgnd: inside  port %u (%s) mac %s address %s\n", inside,
+    std::printf("cgnd: inside  port %u (%s) mac %s address %s mtu %u\n", inside,
                 config.inside_port.c_str(), ws.inside.mac.to_string().c_str(),
-                config.inside_address.to_string().c_str());
-    std::printf("cgnd: outside port %u (%s) mac %s address %s\n", outside,
+                config.inside_address.to_string().c_str(), config.inside_mtu);
+    std::printf("cgnd: outside port %u (%s) mac %s address %s mtu %u\n", outside,
                 config.outside_port.c_str(), ws.outside.mac.to_string().c_str(),
-                config.outside_address.to_string().c_str());
+                config.outside_address.to_string().c_str(), config.outside_mtu);
     std::string pools;
     for (const auto& p : config.pool) pools += " " + p.to_string();
     std::string lcores;

@@ -81,7 +81,9 @@ KNOWN_COUNTERS = (
     "in2out_translated", "out2in_translated",
     "sessions_created", "sessions_expired", "mappings_created", "mappings_removed",
     "icmp_echo_answered", "icmp_time_exceeded_sent",
+    "icmp_frag_needed_sent", "packets_fragmented", "fragments_created",
     "drop_out2in_no_mapping", "drop_out2in_filtered", "drop_ttl_exceeded",
+    "drop_too_big_df", "drop_fragmentation_failed",
 )
 
 

@@ -33,7 +33,7 @@ uint16_t find_port(const std::string& device, const std::string& option) {
 }
 
 PortSteering start_port(uint16_t port_id, uint16_t rx_queues, uint16_t tx_queues, rte_mempool* pool,
-                        const std::string& option, bool rss_on_source) {
+                        const std::string& option, bool rss_on_source, uint16_t mtu) {
     rte_eth_dev_info info{};
     if (int rc = rte_eth_dev_info_get(port_id, &info); rc != 0)
         fail(option, port_id, "cannot read device info", rc);
@@ -63,6 +63,15 @@ PortSteering start_port(uint16_t port_id, uint16_t rx_queues, uint16_t tx_queues
     }
     if (int rc = rte_eth_dev_configure(port_id, rx_queues, tx_queues, &conf); rc != 0)
         fail(option, port_id, "cannot configure", rc);
+    // After configure (ethdev refuses it before), before the queues and the start. A device
+    // with no MTU of its own (net_ring) refuses every change: at the MTU ethdev already
+    // records for it there is nothing to report.
+    if (mtu != 0) {
+        const int rc = rte_eth_dev_set_mtu(port_id, mtu);
+        uint16_t current = 0;
+        if (rc != 0 && !(rte_eth_dev_get_mtu(port_id, &current) == 0 && current == mtu))
+            steering.mtu_error = rc;
+    }
     uint16_t rx_desc = kRxDescriptors, tx_desc = kTxDescriptors;
     if (int rc = rte_eth_dev_adjust_nb_rx_tx_desc(port_id, &rx_desc, &tx_desc); rc != 0)
         fail(option, port_id, "cannot set descriptor counts", rc);
@@ -93,8 +102,10 @@ PortSteering start_port(uint16_t port_id, uint16_t rx_queues, uint16_t tx_queues
         if (rte_eth_dev_rss_reta_update(port_id, reta.data(), info.reta_size) != 0 ||
             rte_eth_dev_rss_hash_conf_get(port_id, &applied) != 0 ||
             (applied.rss_hf & RTE_ETH_RSS_L3_SRC_ONLY) == 0 ||
-            !std::equal(std::begin(kRssKey), std::end(kRssKey), applied_key))
-            steering = PortSteering{};
+            !std::equal(std::begin(kRssKey), std::end(kRssKey), applied_key)) {
+            steering.rss_on_source = false;
+            steering.reta_size = 0;
+        }
     }
     return steering;
 }

@@ -3,6 +3,7 @@
 #include <rte_ethdev.h>
 #include <rte_prefetch.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "common/byte_order.hpp"
@@ -51,7 +52,11 @@ Worker::Worker(const WorkerSettings& settings, rte_mempool* pool, common::Worker
       neighbors_outside_("cgn_nbr_out_w" + std::to_string(settings.worker_id),
                          settings.neighbor_capacity, settings.socket_id),
       icmp_error_rate_(settings.icmp_error_rate),
-      exempt_(settings.exempt_destinations) {}
+      exempt_(settings.exempt_destinations),
+      frame_limit_{static_cast<uint32_t>(eth::kHeaderLength + settings.inside.mtu),
+                   static_cast<uint32_t>(eth::kHeaderLength + settings.outside.mtu)},
+      smallest_egress_mtu_{std::min(settings.inside.mtu, settings.outside.mtu),
+                           settings.inside.mtu} {}
 
 Worker::~Worker() {
     for (unsigned side = 0; side < 2; ++side)
@@ -320,6 +325,7 @@ void Worker::process_burst(SideIndex side, rte_mbuf** mbufs, uint16_t n, bool fr
     Ipv4Packet* to_translate[kBurst];
     rte_mbuf* translate_mbufs[kBurst];
     unsigned count = 0;
+    uint32_t too_big = 0;  // bit i: to_translate[i] may not fit the link it leaves on
     for (uint16_t i = 0; i < n; ++i) {
         if (i + 1 < n) rte_prefetch0(rte_pktmbuf_mtod(mbufs[i + 1], void*));
         if (classify(side, mbufs[i], parsed[count], from_handoff)) continue;
@@ -341,9 +347,10 @@ void Worker::process_burst(SideIndex side, rte_mbuf** mbufs, uint16_t n, bool fr
             continue;
         to_translate[count] = &parsed[count];
         translate_mbufs[count] = mbufs[i];
+        too_big |= uint32_t{parsed[count].total_length > smallest_egress_mtu_[side]} << count;
         ++count;
     }
-    if (count != 0) translate(side, to_translate, translate_mbufs, parsed, count);
+    if (count != 0) translate(side, to_translate, translate_mbufs, parsed, count, too_big);
     // Fragments that waited for the first fragment of their datagram, which this burst brought.
     if (replay_count_[side] != 0) {
         rte_mbuf* replay[kBurst];
@@ -357,12 +364,19 @@ void Worker::process_burst(SideIndex side, rte_mbuf** mbufs, uint16_t n, bool fr
 }
 
 void Worker::translate(SideIndex side, Ipv4Packet** to_translate, rte_mbuf** translate_mbufs,
-                       Ipv4Packet* parsed, unsigned count) {
+                       Ipv4Packet* parsed, unsigned count, uint32_t too_big) {
+    // A DF packet too big for its link is answered quoting it as its sender sent it (RFC 5508
+    // §7.1.1: the sender must recognise it), so its header is copied before translation; it is
+    // answered only if the NAT accepts it (no ICMP for what filtering or a quota refuses).
+    if (too_big != 0) [[unlikely]]
+        too_big = keep_too_big_quotes(side, to_translate, count, too_big);
     bool forward[kBurst];
     if (side == kInside)
         nat_.in2out(to_translate, count, now_ms_, forward);
     else
         nat_.out2in(to_translate, count, now_ms_, forward);
+    if (too_big != 0) [[unlikely]]
+        refuse_too_big(side, translate_mbufs, forward, too_big);
     const SideIndex out = side == kInside ? kOutside : kInside;
     for (unsigned i = 0; i < count; ++i) {
         if (!forward[i]) {
@@ -529,9 +543,21 @@ bool Worker::classify(SideIndex side, rte_mbuf* m, Ipv4Packet& p, bool from_hand
         return true;
     }
     if (exempt) {
+        const SideIndex out = side == kInside ? kOutside : kInside;
+        // RFC 4787 REQ-13: untranslated, so the packet itself is the quote (before its TTL
+        // changes). Without DF, output() fragments it.
+        if (p.total_length > interfaces_[out].mtu &&
+            (load_be16(p.l3 + common::ipv4::kFragment) & common::ipv4::kFlagDontFragment))
+            [[unlikely]] {
+            send_icmp_error(side, m, p, common::icmp::kDestUnreachable,
+                            common::icmp::kCodeFragmentationNeeded, Counter::icmp_frag_needed_sent,
+                            interfaces_[out].mtu);
+            drop(m, Counter::drop_too_big_df);
+            return true;
+        }
         counters_.add(Counter::forwarded_untranslated);
         decrement_ttl(p);
-        output(side == kInside ? kOutside : kInside, m, p.dst);
+        output(out, m, p.dst);
         return true;
     }
     if (auto reason = parse_transport(p)) {
@@ -541,7 +567,7 @@ bool Worker::classify(SideIndex side, rte_mbuf* m, Ipv4Packet& p, bool from_hand
     return false;
 }
 
-void Worker::output(SideIndex side, rte_mbuf* m, uint32_t dst) {
+void Worker::send_to_next_hop(SideIndex side, rte_mbuf* m, uint32_t dst) {
     const Interface& itf = interfaces_[side];
     uint32_t next_hop = dst;
     if (!itf.address.subnet.contains(common::Ipv4Address{dst})) {

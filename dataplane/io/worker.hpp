@@ -36,6 +36,10 @@ struct Interface {
     common::MacAddress mac;
     common::InterfaceAddress address;
     std::optional<common::Ipv4Address> gateway;
+    // The IP MTU of the link (RFC 4787 REQ-13/13a, RFC 5508 §7.1.1): no packet longer leaves
+    // on this side; a longer one is fragmented (DF clear) or refused with ICMP fragmentation
+    // needed (DF set).
+    uint16_t mtu = 1500;
 };
 
 struct WorkerSettings {
@@ -114,8 +118,9 @@ private:
     // answered).
     void process_burst(SideIndex side, rte_mbuf** mbufs, uint16_t n, bool from_handoff);
     // Translates the parsed packets of a burst and sends each on (or drops it, counted).
+    // `too_big`: bit i set when packet i is longer than the smallest MTU it may leave by.
     void translate(SideIndex side, Ipv4Packet** to_translate, rte_mbuf** translate_mbufs,
-                   Ipv4Packet* parsed, unsigned count);
+                   Ipv4Packet* parsed, unsigned count, uint32_t too_big);
     // Returns true when the frame was consumed (forwarded, answered or dropped with a counter)
     // and false when it is an IPv4 packet to translate, with `parsed` filled.
     bool classify(SideIndex side, rte_mbuf* m, Ipv4Packet& parsed, bool from_handoff);
@@ -125,7 +130,14 @@ private:
     // An ICMP error about `p` back to its sender on `side` (rate limited; not about an ICMP
     // error or a non-first fragment, RFC 1812 §4.3.2.7).
     void send_icmp_error(SideIndex side, rte_mbuf* m, const Ipv4Packet& p, uint8_t type,
-                         uint8_t code, common::Counter sent);
+                         uint8_t code, common::Counter sent, uint16_t next_hop_mtu = 0);
+    // Whether an ICMP error may be sent about `p` at all (RFC 1812 §4.3.2.7).
+    static bool may_answer_with_icmp_error(const Ipv4Packet& p);
+    // The ICMP error itself, to the sender of `quote` (its IP header and 8 bytes of payload, as
+    // the sender sent them) at `sender_mac` on `side`, from our address there; rate limited.
+    void send_icmp_error_quoting(SideIndex side, const uint8_t* sender_mac, const uint8_t* quote,
+                                 uint16_t quote_length, uint8_t type, uint8_t code,
+                                 uint16_t next_hop_mtu, common::Counter sent);
     void send_arp_request(SideIndex side, uint32_t target);
     // Virtual reassembly: gives a fragment its datagram's ports (from the first fragment).
     // True when it is to be translated here now; false when it was held, handed to the
@@ -141,8 +153,36 @@ private:
     }
     // Sends a translated inside packet addressed to a pool address back inside.
     void hairpin(rte_mbuf* m, Ipv4Packet& p);
-    // Forwards an IPv4 packet out of `side`: next hop, neighbour, Ethernet header, TX queue.
-    void output(SideIndex side, rte_mbuf* m, uint32_t dst);
+    // Forwards an IPv4 packet out of `side`: MTU check, next hop, neighbour, Ethernet header,
+    // TX queue.
+    void output(SideIndex side, rte_mbuf* m, uint32_t dst) {
+        // RFC 4787 REQ-13/13a: one compare per packet; what is too big takes the cold path.
+        if (rte_pktmbuf_pkt_len(m) > frame_limit_[side]) [[unlikely]] {
+            output_too_big(side, m, dst);
+            return;
+        }
+        send_to_next_hop(side, m, dst);
+    }
+    void send_to_next_hop(SideIndex side, rte_mbuf* m, uint32_t dst);
+    // A packet longer than the MTU of `side` (already translated): dropped when DF is set (the
+    // ICMP answer, when one is due, was sent before translation: see keep_too_big_quotes),
+    // otherwise cut into fragments (RFC 4787 REQ-13a), each sent on in order.
+    [[gnu::cold]] void output_too_big(SideIndex side, rte_mbuf* m, uint32_t dst);
+    // RFC 4787 REQ-13, RFC 5508 §7.1.1, before translation: of the packets of a burst marked
+    // in `candidates` (longer than the smallest MTU they may leave by), keeps those with DF set
+    // that are too big for the side they will leave on and may be answered with an ICMP error,
+    // their IP header and 8 bytes as the sender sent them copied aside. Returns those kept.
+    [[gnu::cold]] uint32_t keep_too_big_quotes(SideIndex side, Ipv4Packet** packets, unsigned count,
+                                               uint32_t candidates);
+    // After translation: each kept packet the NAT would forward is answered with ICMP
+    // fragmentation needed quoting its copy, and dropped (its mbuf pointer cleared).
+    [[gnu::cold]] void refuse_too_big(SideIndex side, rte_mbuf** mbufs, bool* forward,
+                                      uint32_t kept);
+    SideIndex egress_of(SideIndex side, const Ipv4Packet& p) const {
+        // Inside packets to a pool address are hairpinned back inside.
+        if (side == kOutside || nat_.is_pool_address(p.dst)) return kInside;
+        return kOutside;
+    }
     void transmit_to(SideIndex side, rte_mbuf* m, const common::MacAddress& dst_mac);
     void enqueue_tx(SideIndex side, rte_mbuf* m);
     void flush_tx(SideIndex side);
@@ -189,6 +229,21 @@ private:
     std::vector<common::Ipv4Prefix> exempt_;
     uint64_t icmp_tokens_ = 0;
     uint64_t icmp_refill_ms_ = 0;
+    // Per side: the longest frame (MTU plus Ethernet header) sent as it is, and the smallest
+    // MTU a packet received there may leave by (inside: the outside's, or the inside's when
+    // hairpinned).
+    uint32_t frame_limit_[2];
+    uint16_t smallest_egress_mtu_[2];
+    // Per packet of the burst being translated: the IP header and 8 bytes of a DF packet too
+    // big for its link, as received, quoted by the ICMP error once the NAT has accepted it,
+    // and the MTU of that link.
+    struct TooBigQuote {
+        uint8_t bytes[60 + 8];
+        uint16_t length;
+        uint16_t mtu;
+    };
+    TooBigQuote too_big_quotes_[kBurst];
+    static_assert(kBurst <= 32, "a burst's packets are marked in a 32-bit mask");
 
     NeighborTable& neighbors(SideIndex s) {
         return s == kInside ? neighbors_inside_ : neighbors_outside_;

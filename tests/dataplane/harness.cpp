@@ -96,6 +96,8 @@ void DataplaneHarness::start(bool with_control, dp::WhileWaiting while_waiting) 
         config.inside_address = topo_.inside;
         config.outside_address = topo_.outside;
         config.outside_gateway = topo_.gateway;
+        config.inside_mtu = settings_.inside.mtu;
+        config.outside_mtu = settings_.outside.mtu;
         config.pool = settings_.nat.pool;
         config.port_range = settings_.nat.port_range;
         config.filtering = settings_.nat.filtering;

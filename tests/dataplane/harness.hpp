@@ -72,6 +72,7 @@ public:
     RingPort& inside() { return *inside_; }
     RingPort& outside() { return *outside_; }
     common::ManualClock& clock() { return clock_; }
+    rte_mempool* pool() { return pool_; }  // the mbufs of the ports and the workers
     unsigned workers() const { return workers_; }
     dp::Worker& worker(unsigned index = 0) { return *workers_list_.at(index); }
     // Summed over the workers, or of one worker.

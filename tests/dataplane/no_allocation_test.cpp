@@ -2,13 +2,15 @@
 // operator new with one that counts calls while armed; the test arms it only around
 // Worker::poll_once() and pushes every kind of traffic through: new and established UDP, TCP
 // and ICMP flows both ways, ARP, pings, TTL expiry, malformed packets, neighbour resolution
-// with queued packets, session expiry and port reuse.
+// with queued packets, packets too big for their link (fragmented or refused), session expiry
+// and port reuse.
 
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <cstdlib>
 #include <new>
+#include <vector>
 
 #include "common/headers.hpp"
 #include "common/packet_builder.hpp"
@@ -49,6 +51,7 @@ protected:
         GTEST_SKIP() << "operator new belongs to AddressSanitizer in this build";
 #endif
         h.settings().nat.timeouts.udp_s = 5;
+        h.settings().outside.mtu = 1280;
         h.start();
     }
     // Polls with the counter armed; returns the allocations made.
@@ -138,6 +141,20 @@ TEST_F(NoAllocation, ThePacketPathAllocatesNothing) {
                                .build());
     EXPECT_EQ(poll_counting(5), 0u);
     EXPECT_EQ(h.counter(Counter::out2in_translated), 50u);
+
+    // Packets too big for the outside link (RFC 4787 REQ-13/13a): cut into fragments (mbufs
+    // from the pool), or refused with ICMP fragmentation needed.
+    for (const uint16_t flags : {uint16_t{0}, common::ipv4::kFlagDontFragment})
+        h.inside().inject(PacketBuilder()
+                              .ethernet(t().subscriber1_mac, h.inside().mac())
+                              .ipv4(t().subscriber1, t().server1)
+                              .ipv4_fragment(flags)
+                              .udp(30000, 53)
+                              .payload(std::vector<uint8_t>(1372, 0x5a))
+                              .build());
+    EXPECT_EQ(poll_counting(2), 0u);
+    EXPECT_EQ(h.counter(Counter::fragments_created), 2u);
+    EXPECT_EQ(h.counter(Counter::icmp_frag_needed_sent), 1u);
 
     // Expiry of the UDP sessions, then new flows reusing their ports.
     h.clock().advance_ms(6'000);

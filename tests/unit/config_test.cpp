@@ -973,5 +973,42 @@ TEST(DeterministicOptions, PortsBoundedByTheRangeAndThePool) {
     }
 }
 
+// ---- Link MTUs (RFC 4787 REQ-13/13a, RFC 5508 §7.1.1) -------------------------------------------
+
+TEST(MtuOptions, DefaultsAcceptedAndRefusedValues) {
+    const Config defaults = parse_config(required_options());
+    EXPECT_EQ(defaults.inside_mtu, 1500u);
+    EXPECT_EQ(defaults.outside_mtu, 1500u);
+    for (const char* option : {"inside-mtu", "outside-mtu"}) {
+        for (const char* good : {"576", "1280", "9000"}) {
+            const Config c = parse_config(with(required_options(), option, good));
+            EXPECT_EQ(std::string(option) == "inside-mtu" ? c.inside_mtu : c.outside_mtu,
+                      std::stoul(good));
+            // The other side keeps its default.
+            EXPECT_EQ(std::string(option) == "inside-mtu" ? c.outside_mtu : c.inside_mtu, 1500u);
+        }
+        for (const char* bad : {"575", "9001", "0", "-1500", "1500b", ""})
+            expect_named(with(required_options(), option, bad), option, bad);
+    }
+    TempFile file(
+        "inside-port = net_ring0\n"
+        "outside-port = net_ring1\n"
+        "inside-address = 100.64.0.1/10\n"
+        "outside-address = 192.0.2.1/24\n"
+        "pool = 198.51.100.0/28\n"
+        "outside-mtu = 1280\n"
+        "inside-mtu = 9000\n");
+    const Config from_file = parse(std::vector<std::string>{"cgnd", "--config", file.path()}).config;
+    EXPECT_EQ(from_file.outside_mtu, 1280u);
+    EXPECT_EQ(from_file.inside_mtu, 9000u);
+    // --help names the RFCs.
+    const auto help = parse(std::vector<std::string>{"cgnd", "--help"}).help_text;
+    const auto at = help.find("--inside-mtu");
+    ASSERT_NE(at, std::string::npos) << help;
+    EXPECT_NE(help.find("RFC 4787", at), std::string::npos) << help;
+    EXPECT_NE(help.find("RFC 5508", at), std::string::npos) << help;
+    EXPECT_NE(help.find("--outside-mtu"), std::string::npos) << help;
+}
+
 }  // namespace
 }  // namespace cgn::common

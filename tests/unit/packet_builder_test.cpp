@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <string>
 #include <vector>
 
 #include "common/headers.hpp"
@@ -101,6 +102,25 @@ TEST(PacketBuilder, OptionsArePaddedToWholeWords) {
 TEST(PacketBuilder, Fragment) {
     const auto f = PacketBuilder().ipv4(kSrc, kDst).ipv4_fragment(0x2010).udp(1, 2).build();
     EXPECT_EQ(read16(&f[ipv4::kFragment]), 0x2010);
+    EXPECT_EQ(read16(&f[ipv4::kChecksum]), expected_ipv4_checksum(f.data()));
+}
+
+TEST(PacketBuilder, TosByte) {
+    const auto f = PacketBuilder().ipv4(kSrc, kDst).ipv4_tos(0xb9).udp(1, 2).build();
+    EXPECT_EQ(f[ipv4::kTos], 0xb9);
+    EXPECT_EQ(read16(&f[ipv4::kChecksum]), expected_ipv4_checksum(f.data()));
+}
+
+TEST(PacketBuilder, RawPayloadUnderAnyProtocol) {
+    const auto f = PacketBuilder()
+                       .ipv4(kSrc, kDst)
+                       .ipv4_fragment(0x00b9)
+                       .raw(ipv4::kProtoUdp)
+                       .payload("12345678")
+                       .build();
+    ASSERT_EQ(f.size(), 20u + 8);
+    EXPECT_EQ(f[ipv4::kProtocol], ipv4::kProtoUdp);
+    EXPECT_EQ(std::string(f.begin() + 20, f.end()), "12345678");
     EXPECT_EQ(read16(&f[ipv4::kChecksum]), expected_ipv4_checksum(f.data()));
 }
 
