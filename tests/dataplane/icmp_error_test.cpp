@@ -30,19 +30,24 @@ protected:
                              uint16_t dport, uint8_t ttl) {
         return PacketBuilder().ipv4(src, dst, ttl, 5).udp(sport, dport).payload("data").build();
     }
+    // Subscriber 1 sends UDP 40000 -> server 1 port 9 ("data", IP ID 5); the external
+    // endpoint it got.
+    std::pair<uint32_t, uint16_t> open_udp() {
+        h.inside().inject(PacketBuilder()
+                              .ethernet(t().subscriber1_mac, h.inside().mac())
+                              .ipv4(t().subscriber1, t().server1, 64, 5)
+                              .udp(40000, 9)
+                              .payload("data")
+                              .build());
+        h.poll(2);
+        h.outside().drain();
+        return *h.find_mapping(common::ipv4::kProtoUdp, t().subscriber1.value, 40000);
+    }
     DataplaneHarness h;
 };
 
 TEST_P(IcmpErrors, PortUnreachableFromOutsideReachesTheSubscriber) {
-    h.inside().inject(PacketBuilder()
-                          .ethernet(t().subscriber1_mac, h.inside().mac())
-                          .ipv4(t().subscriber1, t().server1, 64, 5)
-                          .udp(40000, 9)
-                          .payload("data")
-                          .build());
-    h.poll(2);
-    h.outside().drain();
-    const auto ext = *h.find_mapping(common::ipv4::kProtoUdp, t().subscriber1.value, 40000);
+    const auto ext = open_udp();
     const common::Ipv4Address ext_addr{ext.first};
     // The server's answer quotes the packet as it arrived there (TTL 63).
     for (uint16_t q = 0; q < h.workers(); ++q) {
@@ -136,15 +141,7 @@ TEST_P(IcmpErrors, ErrorsNeverKeepASessionAliveOrMatchAnother) {
 // RFC 5508 REQ-3b: "the NAT MUST step over IP options in the quote to find its transport
 // header" — the quoted packet carries 8 bytes of options (record route).
 TEST_P(IcmpErrors, QuoteWithIpOptionsIsFoundAndTranslated) {
-    h.inside().inject(PacketBuilder()
-                          .ethernet(t().subscriber1_mac, h.inside().mac())
-                          .ipv4(t().subscriber1, t().server1, 64, 5)
-                          .udp(40000, 9)
-                          .payload("data")
-                          .build());
-    h.poll(2);
-    h.outside().drain();
-    const auto ext = *h.find_mapping(common::ipv4::kProtoUdp, t().subscriber1.value, 40000);
+    const auto ext = open_udp();
     const common::Ipv4Address ext_addr{ext.first};
     const std::vector<uint8_t> options = {7, 7, 4, 0, 0, 0, 0, 0};  // record route, one slot
     auto quote = [&](common::Ipv4Address src, uint16_t sport) {
@@ -177,15 +174,7 @@ TEST_P(IcmpErrors, QuoteWithIpOptionsIsFoundAndTranslated) {
 // translated; the padding and the extensions pass unchanged, and nothing in them is taken for
 // the quoted transport header or its checksum.
 TEST_P(IcmpErrors, ErrorWithIcmpExtensionsKeepsPaddingAndExtensions) {
-    h.inside().inject(PacketBuilder()
-                          .ethernet(t().subscriber1_mac, h.inside().mac())
-                          .ipv4(t().subscriber1, t().server1, 64, 5)
-                          .udp(40000, 9)
-                          .payload("data")
-                          .build());
-    h.poll(2);
-    h.outside().drain();
-    const auto ext = *h.find_mapping(common::ipv4::kProtoUdp, t().subscriber1.value, 40000);
+    const auto ext = open_udp();
     const common::Ipv4Address ext_addr{ext.first};
     // Extension structure: version 2, checksum, one object (class 2 "interface information",
     // 4 bytes of data).
