@@ -192,6 +192,51 @@ TEST_F(Translation, EndpointIndependentMappingAndPairedPooling) {
     EXPECT_EQ(h.counter(Counter::subscribers_paired), 1u);
 }
 
+// RFC 7857 §5/§6 (protocol independence of endpoint-independent mapping and filtering): what
+// cgnd does. Mappings are per protocol: UDP and TCP from the same internal port get their own
+// external ports (drawn independently) on the same paired address, and an inbound packet is
+// matched only against mappings of its own protocol, so a UDP packet to the external port of
+// a TCP mapping opens nothing.
+TEST_F(Translation, MappingsAndFilteringArePerProtocol) {
+    h.inside().inject(udp_in(t().subscriber1, 40000, t().server1, 53));
+    h.inside().inject(PacketBuilder()
+                          .ethernet(t().subscriber1_mac, h.inside().mac())
+                          .ipv4(t().subscriber1, t().server1)
+                          .tcp(40000, 443, common::tcp::kSyn)
+                          .build());
+    h.poll();
+    EXPECT_EQ(h.outside().drain().size(), 2u);
+    const auto udp = mapping_of(common::ipv4::kProtoUdp, t().subscriber1, 40000);
+    const auto tcp = mapping_of(common::ipv4::kProtoTcp, t().subscriber1, 40000);
+    EXPECT_EQ(udp.first, tcp.first);  // paired pooling covers every protocol
+    EXPECT_EQ(h.counter(Counter::mappings_created), 2u);
+    // Endpoint-independent filtering (the default) lets any host reach the UDP mapping...
+    h.outside().inject(PacketBuilder()
+                           .ethernet(t().gateway_mac, h.outside().mac())
+                           .ipv4(t().server2, udp.first)
+                           .udp(9999, udp.second)
+                           .build());
+    h.poll();
+    EXPECT_EQ(h.inside().drain().size(), 1u);
+    // ...but UDP to the TCP mapping's port and TCP to the UDP mapping's port find nothing (the
+    // two ports are drawn independently; in the rare draw where they are equal, each packet
+    // would reach its own protocol's mapping, and there is nothing to show).
+    if (tcp.second == udp.second) return;
+    h.outside().inject(PacketBuilder()
+                           .ethernet(t().gateway_mac, h.outside().mac())
+                           .ipv4(t().server2, tcp.first)
+                           .udp(9999, tcp.second)
+                           .build());
+    h.outside().inject(PacketBuilder()
+                           .ethernet(t().gateway_mac, h.outside().mac())
+                           .ipv4(t().server2, udp.first)
+                           .tcp(9999, udp.second, common::tcp::kSyn)
+                           .build());
+    h.poll();
+    EXPECT_TRUE(h.inside().drain().empty());
+    EXPECT_EQ(h.counter(Counter::drop_out2in_no_mapping), 2u);
+}
+
 TEST_F(Translation, SubscribersSpreadOverPoolAddresses) {
     h.inside().inject(udp_in(t().subscriber1, 40000, t().server1, 53));
     h.inside().inject(udp_in(t().subscriber2, 40000, t().server1, 53));
