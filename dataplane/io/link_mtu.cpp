@@ -48,9 +48,8 @@ uint32_t Worker::keep_too_big_quotes(SideIndex side, Ipv4Packet** packets, unsig
         // fragment) and output() drops it, counted.
         if (p.total_length <= mtu || !dont_fragment(p.l3) || !may_answer_with_icmp_error(p))
             continue;
-        // RFC 792: the quote is the IP header and the first 8 bytes of the payload.
         TooBigQuote& q = too_big_quotes_[i];
-        q.length = static_cast<uint16_t>(p.header_length + std::min<uint16_t>(8, p.l4_length));
+        q.length = icmp_quote_length(p);
         q.mtu = mtu;
         std::memcpy(q.bytes, p.l3, q.length);
         kept |= 1u << i;

@@ -185,11 +185,8 @@ bool Worker::may_answer_with_icmp_error(const Ipv4Packet& p) {
 void Worker::send_icmp_error(SideIndex side, rte_mbuf* m, const Ipv4Packet& p, uint8_t type,
                              uint8_t code, Counter sent, uint16_t next_hop_mtu) {
     if (!may_answer_with_icmp_error(p)) return;
-    // RFC 792: the offending IP header and the first 8 bytes of its payload.
-    const uint16_t quoted =
-        static_cast<uint16_t>(p.header_length + std::min<uint16_t>(8, p.l4_length));
-    send_icmp_error_quoting(side, rte_pktmbuf_mtod(m, const uint8_t*) + eth::kSrc, p.l3, quoted,
-                            type, code, next_hop_mtu, sent);
+    send_icmp_error_quoting(side, rte_pktmbuf_mtod(m, const uint8_t*) + eth::kSrc, p.l3,
+                            icmp_quote_length(p), type, code, next_hop_mtu, sent);
 }
 
 void Worker::send_icmp_error_quoting(SideIndex side, const uint8_t* sender_mac,

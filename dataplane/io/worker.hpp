@@ -10,6 +10,7 @@
 
 #include <rte_mbuf.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <optional>
@@ -133,6 +134,11 @@ private:
                          uint8_t code, common::Counter sent, uint16_t next_hop_mtu = 0);
     // Whether an ICMP error may be sent about `p` at all (RFC 1812 §4.3.2.7).
     static bool may_answer_with_icmp_error(const Ipv4Packet& p);
+    // RFC 792: an ICMP error quotes the offending IP header and the first 8 bytes of its
+    // payload.
+    static uint16_t icmp_quote_length(const Ipv4Packet& p) {
+        return static_cast<uint16_t>(p.header_length + std::min<uint16_t>(8, p.l4_length));
+    }
     // The ICMP error itself, to the sender of `quote` (its IP header and 8 bytes of payload, as
     // the sender sent them) at `sender_mac` on `side`, from our address there; rate limited.
     void send_icmp_error_quoting(SideIndex side, const uint8_t* sender_mac, const uint8_t* quote,

@@ -73,14 +73,7 @@ TEST_P(IcmpErrors, PortUnreachableFromOutsideReachesTheSubscriber) {
 }
 
 TEST_P(IcmpErrors, PortUnreachableFromTheSubscriberReachesOutside) {
-    h.inside().inject(PacketBuilder()
-                          .ethernet(t().subscriber1_mac, h.inside().mac())
-                          .ipv4(t().subscriber1, t().server1)
-                          .udp(40000, 9)
-                          .build());
-    h.poll(2);
-    h.outside().drain();
-    const auto ext = *h.find_mapping(common::ipv4::kProtoUdp, t().subscriber1.value, 40000);
+    const auto ext = open_udp();
     const common::Ipv4Address ext_addr{ext.first};
     // An inbound datagram the subscriber has no socket for: it answers port unreachable,
     // quoting the datagram as it received it.
@@ -102,14 +95,7 @@ TEST_P(IcmpErrors, PortUnreachableFromTheSubscriberReachesOutside) {
 }
 
 TEST_P(IcmpErrors, ErrorsNeverKeepASessionAliveOrMatchAnother) {
-    h.inside().inject(PacketBuilder()
-                          .ethernet(t().subscriber1_mac, h.inside().mac())
-                          .ipv4(t().subscriber1, t().server1)
-                          .udp(40000, 9)
-                          .build());
-    h.poll(2);
-    h.outside().drain();
-    const auto ext = *h.find_mapping(common::ipv4::kProtoUdp, t().subscriber1.value, 40000);
+    const auto ext = open_udp();
     const common::Ipv4Address ext_addr{ext.first};
     auto error_about = [&](uint16_t port) {
         return PacketBuilder()
