@@ -12,6 +12,10 @@ using common::load_be32;
 namespace ipv4 = common::ipv4;
 
 std::optional<Counter> parse_ipv4(uint8_t* l3, size_t available, Ipv4Packet& out) {
+    // Every parse starts from a clean view: a worker reuses the views of a burst, and a field
+    // left from the previous packet (an ICMP error's quote above all) would describe another
+    // mbuf.
+    out = Ipv4Packet{};
     if (available < ipv4::kMinHeaderLength) return Counter::drop_runt;
     // RFC 1812 §5.2.2: version, header length, total length and checksum are checked before a
     // router acts on a packet.
@@ -25,8 +29,6 @@ std::optional<Counter> parse_ipv4(uint8_t* l3, size_t available, Ipv4Packet& out
 
     const uint16_t frag = load_be16(l3 + ipv4::kFragment);
     out.l3 = l3;
-    out.refused = false;
-    out.l4_header = true;
     out.ip_id = load_be16(l3 + ipv4::kId);
     out.header_length = ihl;
     out.total_length = total;
@@ -47,7 +49,6 @@ namespace {
 // about a non-first fragment, cannot be matched and is dropped (RFC 1812 §4.3.2.7).
 std::optional<Counter> parse_icmp_error(Ipv4Packet& p) {
     namespace icmp = common::icmp;
-    p.icmp_error = true;
     if (p.l4_length < icmp::kHeaderLength + ipv4::kMinHeaderLength + 8)
         return Counter::drop_icmp_error_malformed;
     // RFC 5508 REQ-3: an error whose ICMP checksum is wrong is dropped, not translated
@@ -77,15 +78,18 @@ std::optional<Counter> parse_icmp_error(Ipv4Packet& p) {
         case ipv4::kProtoTcp:
             p.inner_src_port = load_be16(l4);
             p.inner_dst_port = load_be16(l4 + 2);
-            return std::nullopt;
+            break;
         case ipv4::kProtoIcmp:
             if (l4[icmp::kType] != icmp::kEchoRequest && l4[icmp::kType] != icmp::kEchoReply)
                 return Counter::drop_icmp_error_malformed;
             p.inner_src_port = p.inner_dst_port = load_be16(l4 + icmp::kIdentifier);
-            return std::nullopt;
+            break;
         default:
             return Counter::drop_icmp_error_malformed;
     }
+    // Only a validated error is one: a refused one must not mark the view.
+    p.icmp_error = true;
+    return std::nullopt;
 }
 
 }  // namespace
