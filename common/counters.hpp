@@ -82,6 +82,8 @@ namespace cgn::common {
     X(drop_out2in_no_mapping, "dropped: inbound packet matching no mapping")                  \
     X(drop_out2in_filtered, "dropped: inbound packet refused by the filtering mode")          \
     X(drop_session_table_full, "dropped: session or mapping table full")                      \
+    X(drop_mapping_conflict, "dropped: explicit mapping not made yet, its internal endpoint "  \
+                             "still has the dynamic mapping being replaced")                   \
     X(drop_ports_exhausted, "dropped: no free port block on the subscriber's address")     \
     X(drop_pool_exhausted, "dropped: no pool address with free ports for a new subscriber")   \
     X(drop_subscriber_table_full, "dropped: subscriber table full")                            \

@@ -40,7 +40,7 @@ Controller::Controller(dp::ControlChannel& channel, common::Config config,
                        std::function<std::string()> counters, dp::WhileWaiting while_waiting)
     : channel_(channel),
       config_(std::move(config)),
-      steering_(channel.workers(), &channel.blocks()),
+      steering_(channel.steering()),
       counters_(std::move(counters)),
       while_waiting_(std::move(while_waiting)) {
     // The static mappings of the configuration are installed by install_static_mappings().
@@ -153,7 +153,7 @@ void Controller::add_static(const common::StaticMapping& m) {
     // endpoint per internal endpoint). A one-to-one mapping replaces all of them.
     command(steering_.subscriber_owner(m.internal_addr.value),
             m.one_to_one() ? dp::WorkerCommand::Kind::drop_address
-                           : dp::WorkerCommand::Kind::drop_mapping,
+                           : dp::WorkerCommand::Kind::drop_dynamic_mapping,
             m.protocol, m.internal_addr.value, m.internal_port);
 }
 
@@ -180,8 +180,8 @@ void Controller::remove_static(uint8_t protocol, common::Ipv4Address addr, uint1
         release_address(m);
         return;
     }
-    command(steering_.subscriber_owner(addr.value), dp::WorkerCommand::Kind::drop_mapping,
-            m.protocol, addr.value, port);
+    command(steering_.subscriber_owner(addr.value),
+            dp::WorkerCommand::Kind::drop_explicit_mapping, m.protocol, addr.value, port);
     release_static_port(m);
 }
 

@@ -68,7 +68,7 @@ private:
 
     dp::ControlChannel& channel_;
     common::Config config_;
-    dp::Steering steering_;
+    const dp::Steering& steering_;  // the channel's: the one the workers use
     std::function<std::string()> counters_;
     dp::WhileWaiting while_waiting_;
     // Commands a worker did not take in time stay alive until the channel is gone.

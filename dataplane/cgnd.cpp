@@ -132,7 +132,11 @@ int run(const common::Config& config, int argc, const char* const* argv) {
     const common::DeterministicMap deterministic(config);
     for (uint32_t i = 0; i < deterministic.addresses_used(); ++i)
         for (uint32_t b = 0; b < deterministic.first_dynamic_block(i); ++b) blocks.reserve(i, b);
-    dp::ControlChannel channel(workers, socket, std::move(initial), 65536, blocks);
+    // The one Steering of the process (workers and control thread): the inside port's
+    // indirection table size when the NIC hashes for cgnd, the default otherwise.
+    dp::ControlChannel channel(workers, socket, std::move(initial), 65536, blocks,
+                               rss.rss_on_source ? rss.reta_size : dp::kDefaultRetaSize,
+                               &deterministic);
     // Block and quota events, one ring per worker, written out by the control thread.
     std::vector<std::unique_ptr<common::EventRing>> events;
     for (unsigned w = 0; w < workers; ++w) events.push_back(std::make_unique<common::EventRing>());
@@ -143,7 +147,6 @@ int run(const common::Config& config, int argc, const char* const* argv) {
     ws.nat.explicit_mappings = &channel.explicit_mappings();
     ws.workers = workers;
     ws.handoff = handoff.get();
-    if (rss.rss_on_source) ws.reta_size = rss.reta_size;
     ws.inside = {inside, 0, 0, dp::port_mac(inside), config.inside_address, config.inside_gateway};
     ws.outside = {
         outside, 0, 0, dp::port_mac(outside), config.outside_address, config.outside_gateway};

@@ -14,8 +14,9 @@ unsigned g_channels = 0;  // unique ring and table names when several channels e
 
 ControlChannel::ControlChannel(unsigned workers, int socket_id,
                                std::unique_ptr<RuntimeSettings> initial, uint32_t explicit_capacity,
-                               BlockMap& blocks)
-    : workers_(workers), blocks_(blocks) {
+                               BlockMap& blocks, uint32_t reta_size,
+                               const common::DeterministicMap* deterministic)
+    : workers_(workers), blocks_(blocks), steering_(workers, &blocks, reta_size, deterministic) {
     const std::string name = "cgn_ctl" + std::to_string(g_channels++);
     const size_t size = rte_rcu_qsbr_get_memsize(workers);
     qsbr_ = static_cast<rte_rcu_qsbr*>(

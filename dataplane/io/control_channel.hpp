@@ -31,6 +31,7 @@
 
 #include "common/config.hpp"
 #include "dataplane/nat/port_allocator.hpp"
+#include "dataplane/nat/steering.hpp"
 #include "dataplane/table/explicit_mappings.hpp"
 
 namespace cgn::dp {
@@ -50,7 +51,15 @@ struct RuntimeSettings {
 };
 
 struct WorkerCommand {
-    enum class Kind : uint8_t { reserve_port, release_port, drop_mapping, drop_address };
+    // drop_dynamic_mapping: the internal endpoint's dynamic mapping, which a new explicit
+    // mapping replaces; drop_explicit_mapping: its explicit mapping, withdrawn.
+    enum class Kind : uint8_t {
+        reserve_port,
+        release_port,
+        drop_dynamic_mapping,
+        drop_explicit_mapping,
+        drop_address
+    };
     static constexpr int kPending = -1;
 
     Kind kind = Kind::reserve_port;
@@ -67,8 +76,12 @@ using WhileWaiting = std::function<void()>;
 class ControlChannel {
 public:
     // `blocks`: the port block map the workers claim in (not owned; outlives the channel).
+    // `reta_size`: the inside port's RSS indirection table size; `deterministic`: the RFC 7422
+    // formula (may be null; outlives the channel). Both make the process's Steering.
     ControlChannel(unsigned workers, int socket_id, std::unique_ptr<RuntimeSettings> initial,
-                   uint32_t explicit_capacity, BlockMap& blocks);
+                   uint32_t explicit_capacity, BlockMap& blocks,
+                   uint32_t reta_size = kDefaultRetaSize,
+                   const common::DeterministicMap* deterministic = nullptr);
     ~ControlChannel();
     ControlChannel(const ControlChannel&) = delete;
     ControlChannel& operator=(const ControlChannel&) = delete;
@@ -84,6 +97,10 @@ public:
     // The next command for `worker`, or null.
     WorkerCommand* next_command(unsigned worker);
     const ExplicitMappingTable& explicit_mappings() const { return *explicit_; }
+    // Who owns a packet or a subscriber: the one Steering of the process, fixed at start (its
+    // indirection table size is the inside port's), which every worker copies and the control
+    // thread sends its commands by. Read-only after construction.
+    const Steering& steering() const { return steering_; }
 
     // ---- control thread ----
     ExplicitMappingTable& explicit_mappings() { return *explicit_; }
@@ -104,6 +121,7 @@ private:
     std::vector<rte_ring*> commands_;
     std::unique_ptr<ExplicitMappingTable> explicit_;
     BlockMap& blocks_;
+    const Steering steering_;
 };
 
 }  // namespace cgn::dp

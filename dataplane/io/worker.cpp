@@ -43,8 +43,10 @@ Worker::Worker(const WorkerSettings& settings, rte_mempool* pool, common::Worker
       counters_(counters),
       clock_(clock),
       nat_(settings.nat, settings.worker_id, settings.socket_id, counters, settings.seed),
-      steering_(settings.workers, &nat_.block_map(), settings.reta_size,
-                settings.nat.deterministic),
+      steering_(settings.control != nullptr
+                    ? settings.control->steering()
+                    : Steering(settings.workers, &nat_.block_map(), settings.reta_size,
+                               settings.nat.deterministic)),
       fragments_("cgn_frag_w" + std::to_string(settings.worker_id), settings.fragment_capacity,
                  settings.fragment_timeout_ms, settings.socket_id),
       neighbors_inside_("cgn_nbr_in_w" + std::to_string(settings.worker_id),
@@ -96,8 +98,13 @@ void Worker::apply_control() {
             case WorkerCommand::Kind::release_port:
                 nat_.release_external_port(command->protocol, command->addr, command->port);
                 break;
-            case WorkerCommand::Kind::drop_mapping:
-                nat_.drop_mapping(command->protocol, command->addr, command->port);
+            case WorkerCommand::Kind::drop_dynamic_mapping:
+                nat_.drop_mapping(command->protocol, command->addr, command->port,
+                                  NatEngine::MappingKind::dynamic_mapping);
+                break;
+            case WorkerCommand::Kind::drop_explicit_mapping:
+                nat_.drop_mapping(command->protocol, command->addr, command->port,
+                                  NatEngine::MappingKind::explicit_mapping);
                 break;
             case WorkerCommand::Kind::drop_address:
                 nat_.drop_address(command->addr);

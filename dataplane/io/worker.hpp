@@ -54,7 +54,8 @@ struct WorkerSettings {
     // given here stay as they are, and there are no explicit mappings).
     ControlChannel* control = nullptr;
     // The RSS indirection table size the inside port hashes with (see PortSteering), so that
-    // this worker computes the same owner as the NIC.
+    // this worker computes the same owner as the NIC. Only without a control channel: with
+    // one, the channel's Steering is the one source of truth for workers and control thread.
     uint32_t reta_size = kDefaultRetaSize;
     int socket_id = 0;
     uint64_t seed = 1;

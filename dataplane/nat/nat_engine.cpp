@@ -669,7 +669,13 @@ std::optional<uint32_t> NatEngine::insert_mapping(uint8_t protocol, Endpoint int
     }
     if (!ok) {
         if (slot) free_mappings_.give_back(*slot);
-        drop(Counter::drop_session_table_full);
+        // A key never changes hands: an explicit mapping added while the internal endpoint
+        // still has its dynamic mapping waits until the control thread's command has dropped
+        // that one (an inbound packet meanwhile is refused, not given the dynamic mapping's key).
+        uint64_t other = 0;
+        drop(mapping_table_.lookup(&in_key, other) || mapping_table_.lookup(&out_key, other)
+                 ? Counter::drop_mapping_conflict
+                 : Counter::drop_session_table_full);
         return std::nullopt;
     }
     mappings_[*slot] = Mapping{internal.addr, external.addr, internal.port, external.port, 0,
@@ -683,11 +689,11 @@ bool NatEngine::count_in_filter(const Mapping& m, uint32_t remote_addr, int delt
     const FilterKey fk = filter_key(m.protocol, m.ext_addr, m.ext_port, remote_addr);
     uint64_t count = 0;
     filter_table_.lookup(&fk, count);
-    if (delta > 0) return filter_table_.insert(&fk, count + 1);
+    if (delta > 0) return filter_table_.assign(&fk, count + 1);
     if (count <= 1)
         filter_table_.erase(&fk);
     else
-        filter_table_.insert(&fk, count - 1);
+        filter_table_.assign(&fk, count - 1);
     return true;
 }
 
@@ -816,10 +822,15 @@ void NatEngine::release_mapping(uint32_t mapping) {
     release_subscriber_if_unused(m.subscriber);
 }
 
-uint32_t NatEngine::drop_mapping(uint8_t protocol, uint32_t addr, uint16_t port) {
+uint32_t NatEngine::drop_mapping(uint8_t protocol, uint32_t addr, uint16_t port,
+                                 MappingKind kind) {
     const EndpointKey k = endpoint_key(protocol, addr, port, Side::inside);
     uint64_t slot = 0;
     if (!mapping_table_.lookup(&k, slot)) return 0;
+    // The command names the mapping it means: the dynamic one an explicit mapping replaces
+    // must not take the explicit one with it when that was made first.
+    if ((mappings_[slot].subscriber == kNoSlot) != (kind == MappingKind::explicit_mapping))
+        return 0;
     // Releasing the last session releases the mapping: count first, then walk.
     const uint32_t n = mappings_[slot].sessions;
     for (uint32_t i = 0; i < n; ++i) release_session(mappings_[slot].first_session);
@@ -835,7 +846,9 @@ uint32_t NatEngine::drop_address(uint32_t addr) {
         const EndpointKey k = endpoint_key(m.protocol, m.int_addr, m.int_port, Side::inside);
         uint64_t found = 0;
         if (!mapping_table_.lookup(&k, found) || found != slot) continue;
-        dropped += drop_mapping(m.protocol, m.int_addr, m.int_port);
+        dropped += drop_mapping(m.protocol, m.int_addr, m.int_port,
+                                m.subscriber == kNoSlot ? MappingKind::explicit_mapping
+                                                        : MappingKind::dynamic_mapping);
     }
     return dropped;
 }

@@ -105,9 +105,11 @@ public:
     enum ReserveResult : int { kReserved = 1, kInUse = 0, kNotHeld = 2 };
     int reserve_external_port(uint8_t protocol, uint32_t addr, uint16_t port);
     void release_external_port(uint8_t protocol, uint32_t addr, uint16_t port);
-    // Removes the mapping of an internal endpoint with all its sessions (an explicit mapping
-    // replaced or withdrawn). Returns how many sessions went.
-    uint32_t drop_mapping(uint8_t protocol, uint32_t addr, uint16_t port);
+    // Removes the mapping of an internal endpoint with all its sessions, when it is of the kind
+    // named: the dynamic mapping an explicit one replaces, or an explicit mapping withdrawn.
+    // Returns how many sessions went.
+    enum class MappingKind : uint8_t { dynamic_mapping, explicit_mapping };
+    uint32_t drop_mapping(uint8_t protocol, uint32_t addr, uint16_t port, MappingKind kind);
     // Removes every mapping of an internal address, with its sessions (a one-to-one mapping
     // added or withdrawn): one pass over the mapping array. Returns how many sessions went.
     uint32_t drop_address(uint32_t addr);

@@ -51,6 +51,14 @@ bool HashTable::lookup(const void* key, uint64_t& value) const {
 }
 
 bool HashTable::insert(const void* key, uint64_t value) {
+    // rte_hash_add_key_data replaces an existing key's data; the key is hashed once for both.
+    const hash_sig_t signature = rte_hash_hash(hash_, key);
+    if (rte_hash_lookup_with_hash(hash_, key, signature) >= 0) return false;
+    return rte_hash_add_key_with_hash_data(hash_, key, signature,
+                                           reinterpret_cast<void*>(value)) == 0;
+}
+
+bool HashTable::assign(const void* key, uint64_t value) {
     return rte_hash_add_key_data(hash_, key, reinterpret_cast<void*>(value)) == 0;
 }
 

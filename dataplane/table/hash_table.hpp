@@ -35,8 +35,11 @@ public:
     // Looks up n <= kMaxBulk keys; values[i] is set where bit i of the returned mask is set.
     uint64_t lookup_bulk(const void** keys, unsigned n, uint64_t* values) const;
     bool lookup(const void* key, uint64_t& value) const;
-    // Inserts or replaces. False when the table is full.
+    // Inserts a new key. False when the key is already there (its value is left alone: a key
+    // belongs to the entry that inserted it until that entry erases it) or the table is full.
     bool insert(const void* key, uint64_t value);
+    // Inserts, or replaces the value of a key already there. False when the table is full.
+    bool assign(const void* key, uint64_t value);
     // True when the key was there.
     bool erase(const void* key);
     uint32_t size() const;

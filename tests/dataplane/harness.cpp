@@ -75,8 +75,9 @@ void DataplaneHarness::start(bool with_control, dp::WhileWaiting while_waiting) 
         initial->timeouts = settings_.nat.timeouts;
         initial->limits = settings_.nat.limits;
         initial->block_hold_down_ms = settings_.nat.block_hold_down_ms;
-        channel_ = std::make_unique<dp::ControlChannel>(workers_, SOCKET_ID_ANY,
-                                                        std::move(initial), 1024, *blocks_);
+        channel_ = std::make_unique<dp::ControlChannel>(
+            workers_, SOCKET_ID_ANY, std::move(initial), 1024, *blocks_, settings_.reta_size,
+            settings_.nat.deterministic);
         settings_.control = channel_.get();
         settings_.nat.explicit_mappings = &channel_->explicit_mappings();
     }
