@@ -231,6 +231,12 @@ po::options_description describe() {
         "max-sessions-per-mapping", po::value<std::string>()->value_name("N")->default_value("0"),
         "sessions one mapping (one internal address and port) may have, i.e. remote endpoints "
         "one socket talks to at once (0: no limit; RFC 6888 REQ-5 state per mapping)")(
+        "max-inbound-sessions-per-mapping",
+        po::value<std::string>()->value_name("N")->default_value("256"),
+        "sessions that packets from outside may open on one mapping (new remote endpoints the "
+        "filtering lets in before the subscriber answers them). They count here instead of "
+        "against the subscriber's session limits and new-session rate, so that a remote host "
+        "spraying a mapped port from many ports cannot lock the subscriber out (0: no limit)")(
         "max-new-sessions-per-second",
         po::value<std::string>()->value_name("N")->default_value("0"),
         "new sessions a subscriber may open per second, all protocols (0: no limit; bursts of "
@@ -398,6 +404,9 @@ Config build(const po::variables_map& vm) {
                                          1u << 26);
     c.limits.max_sessions_per_mapping = parse_number(
         "max-sessions-per-mapping", vm["max-sessions-per-mapping"].as<std::string>(), 0, 1u << 26);
+    c.limits.max_inbound_sessions_per_mapping =
+        parse_number("max-inbound-sessions-per-mapping",
+                     vm["max-inbound-sessions-per-mapping"].as<std::string>(), 0, 1u << 26);
     c.limits.new_sessions_per_second =
         parse_number("max-new-sessions-per-second",
                      vm["max-new-sessions-per-second"].as<std::string>(), 0, 10000000);

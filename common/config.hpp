@@ -75,6 +75,8 @@ struct SubscriberLimits {
     uint32_t max_ports_per_protocol[kLimitProtocols] = {0, 0, 0};  // mappings (external ports)
     uint32_t new_sessions_per_second = 0;    // all protocols together
     uint32_t max_sessions_per_mapping = 0;   // sessions of one mapping (internal endpoint)
+    // Sessions opened from outside on one mapping; they count here, not in max_sessions.
+    uint32_t max_inbound_sessions_per_mapping = 256;
     uint32_t new_sessions_per_second_per_protocol[kLimitProtocols] = {0, 0, 0};
     friend bool operator==(const SubscriberLimits&, const SubscriberLimits&) = default;
 };

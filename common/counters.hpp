@@ -92,6 +92,10 @@ namespace cgn::common {
     X(drop_quota_sessions, "dropped: subscriber at its session limit")                         \
     X(drop_quota_session_rate, "dropped: subscriber over its new-sessions-per-second limit")   \
     X(drop_quota_mapping_sessions, "dropped: mapping at its session limit")                    \
+    X(drop_quota_inbound_sessions,                                                            \
+      "dropped: inbound packet for a new session on a mapping at its inbound-session limit")  \
+    X(drop_out2in_tcp_not_syn,                                                                \
+      "dropped: inbound TCP segment for no session that is not a SYN (RFC 7857 §2)")         \
     X(drop_icmp_rate_limited, "dropped: ICMP error suppressed by the rate limit")             \
     X(drop_too_big_df, "dropped: DF set and bigger than the MTU of the link it leaves on")     \
     X(drop_fragmentation_failed,                                                              \

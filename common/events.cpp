@@ -36,6 +36,8 @@ const char* limit_name(NatEvent::Limit l) {
             return "pool-exhausted";
         case NatEvent::Limit::mapping_sessions:
             return "mapping-sessions";
+        case NatEvent::Limit::inbound_sessions:
+            return "inbound-sessions";
     }
     return "?";
 }

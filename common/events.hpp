@@ -18,7 +18,16 @@ struct NatEvent {
         quota_exceeded,
         deterministic_overflow,  // a deterministic subscriber took a dynamic block
     };
-    enum class Limit : uint8_t { none, blocks, ports, sessions, session_rate, pool, mapping_sessions };
+    enum class Limit : uint8_t {
+        none,
+        blocks,
+        ports,
+        sessions,
+        session_rate,
+        pool,
+        mapping_sessions,
+        inbound_sessions
+    };
     uint64_t time_ms = 0;  // the worker's clock
     uint32_t subscriber = 0;
     uint32_t external = 0;  // pool address (blocks)

@@ -400,9 +400,17 @@ bool NatEngine::slow_out2in(Ipv4Packet& p, uint64_t now_ms) {
         drop(Counter::drop_out2in_filtered);
         return false;
     }
+    // RFC 7857 §2 adopts the RFC 6146 state machine (§3.5.2.2): in the CLOSED state only a SYN
+    // opens a session. Any other unsolicited segment (an ACK, a FIN, an RST, a SYN-ACK) has no
+    // connection to belong to and opens nothing.
+    if (p.protocol == ipv4::kProtoTcp &&
+        (p.tcp_flags & (common::tcp::kSyn | common::tcp::kAck_ | common::tcp::kRst)) !=
+            common::tcp::kSyn) {
+        drop(Counter::drop_out2in_tcp_not_syn);
+        return false;
+    }
     if (const uint32_t sub = mappings_[mapping].subscriber;
-        sub != kNoSlot && !admit_session(sub, static_cast<uint32_t>(mapping),
-                                         *protocol_index(p.protocol), p, false, now_ms))
+        sub != kNoSlot && !admit_inbound_session(sub, static_cast<uint32_t>(mapping), p, now_ms))
         return false;
     auto session = create_session(static_cast<uint32_t>(mapping), p.src,
                                   remote_port_of(p.protocol, p.src_port), now_ms, true);
@@ -618,6 +626,27 @@ bool NatEngine::admit_session(uint32_t sub_slot, uint32_t mapping, ProtocolIndex
     return true;
 }
 
+// Sessions opened from outside have limits of their own, per mapping, and take nothing of the
+// subscriber's session limits or new-session rate: a remote host spraying a mapped endpoint
+// from many ports must not lock the subscriber out of its own outbound sessions.
+bool NatEngine::admit_inbound_session(uint32_t sub_slot, uint32_t mapping, Ipv4Packet& p,
+                                      uint64_t now_ms) {
+    const Mapping& m = mappings_[mapping];
+    using Limit = common::NatEvent::Limit;
+    if (limits_.max_sessions_per_mapping != 0 && m.sessions >= limits_.max_sessions_per_mapping) {
+        refuse(sub_slot, Counter::drop_quota_mapping_sessions, Limit::mapping_sessions, p, false,
+               now_ms);
+        return false;
+    }
+    if (limits_.max_inbound_sessions_per_mapping != 0 &&
+        m.inbound_sessions >= limits_.max_inbound_sessions_per_mapping) {
+        refuse(sub_slot, Counter::drop_quota_inbound_sessions, Limit::inbound_sessions, p, false,
+               now_ms);
+        return false;
+    }
+    return true;
+}
+
 void NatEngine::refuse(uint32_t sub_slot, Counter reason, common::NatEvent::Limit limit,
                        Ipv4Packet& p, bool from_inside, uint64_t now_ms) {
     drop(reason);
@@ -678,7 +707,7 @@ std::optional<uint32_t> NatEngine::insert_mapping(uint8_t protocol, Endpoint int
                  : Counter::drop_session_table_full);
         return std::nullopt;
     }
-    mappings_[*slot] = Mapping{internal.addr, external.addr, internal.port, external.port, 0,
+    mappings_[*slot] = Mapping{internal.addr, external.addr, internal.port, external.port, 0, 0,
                                subscriber,    protocol,      kNoSlot};
     ++mapping_count_;
     counters_.add(Counter::mappings_created);
@@ -720,14 +749,17 @@ std::optional<uint32_t> NatEngine::create_session(uint32_t mapping, uint32_t rem
         if (m.sessions == 0) release_mapping(mapping);
         return std::nullopt;
     }
-    if (m.subscriber != kNoSlot) {
+    if (inbound) {
+        ++m.inbound_sessions;
+    } else if (m.subscriber != kNoSlot) {
         Subscriber& sub = subscribers_[m.subscriber];
         ++sub.sessions;
         ++sub.sessions_by_protocol[static_cast<size_t>(*protocol_index(m.protocol))];
     }
-    sessions_[*slot] =
-        Session{m.int_addr, m.ext_addr, remote_addr,      m.int_port, m.ext_port,      remote_port,
-                m.protocol, 0,          uint8_t{inbound}, mapping,    m.first_session, kNoSlot};
+    sessions_[*slot] = Session{m.int_addr,   m.ext_addr, remote_addr,     m.int_port,
+                               m.ext_port,   remote_port, m.protocol,     0,
+                               uint8_t{inbound}, uint8_t{inbound}, mapping, m.first_session,
+                               kNoSlot};
     if (m.first_session != kNoSlot) sessions_[m.first_session].prev_in_mapping = *slot;
     m.first_session = *slot;
     ++m.sessions;
@@ -793,7 +825,9 @@ void NatEngine::release_session(uint32_t session) {
         sessions_[s.next_in_mapping].prev_in_mapping = s.prev_in_mapping;
     expiry_.remove(session);
     free_sessions_.give_back(session);
-    if (m.subscriber != kNoSlot) {
+    if (s.opened_inbound) {
+        --m.inbound_sessions;
+    } else if (m.subscriber != kNoSlot) {
         Subscriber& sub = subscribers_[m.subscriber];
         --sub.sessions;
         --sub.sessions_by_protocol[static_cast<size_t>(*protocol_index(m.protocol))];

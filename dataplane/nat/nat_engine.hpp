@@ -147,6 +147,9 @@ private:
         // filtering (filter table), and each inbound packet is checked against the filtering
         // mode of the moment, which may have become stricter since.
         uint8_t inbound_only;
+        // Opened by an inbound packet (stays set when the subscriber answers): counted in its
+        // mapping's inbound_sessions, not in the subscriber's sessions.
+        uint8_t opened_inbound;
         uint32_t mapping;
         uint32_t next_in_mapping;  // the mapping's sessions, a doubly linked list
         uint32_t prev_in_mapping;
@@ -157,6 +160,7 @@ private:
         uint16_t int_port;
         uint16_t ext_port;
         uint32_t sessions;
+        uint32_t inbound_sessions;  // of `sessions`, those opened from outside
         uint32_t subscriber;  // kNoSlot for an explicit mapping (no pairing, no pool port)
         uint8_t protocol;
         uint32_t first_session;
@@ -209,6 +213,10 @@ private:
     // `mapping`: the existing mapping the session would join (kNoSlot: a new one).
     bool admit_session(uint32_t subscriber, uint32_t mapping, ProtocolIndex proto, Ipv4Packet& p,
                        bool from_inside, uint64_t now_ms);
+    // The per-mapping limits of a session an inbound packet would open (none of the
+    // subscriber's): counted and false when the mapping is at one.
+    bool admit_inbound_session(uint32_t subscriber, uint32_t mapping, Ipv4Packet& p,
+                               uint64_t now_ms);
     void refuse(uint32_t subscriber, common::Counter reason, common::NatEvent::Limit limit,
                 Ipv4Packet& p, bool from_inside, uint64_t now_ms);
     void record(const common::NatEvent& e);

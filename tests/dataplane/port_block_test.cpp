@@ -652,23 +652,34 @@ TEST_F(PortBlocks, NewSessionRatePerProtocol) {
 // subscriber's own packets, REQ-11 b "to the sender" being the subscriber creating a mapping).
 // Without the inbound check the packet reaches the subscriber; sending ICMP for it would show
 // on the outside port.
+// Sessions opened from outside count against their mapping's own limit
+// (--max-inbound-sessions-per-mapping), not against the subscriber's: at the limit they are
+// dropped without ICMP (the sender is outside), with an event, and a remote host spraying the
+// mapping from many ports leaves the subscriber's own session quota untouched.
 TEST_F(PortBlocks, InboundSessionAtTheLimitIsDroppedWithoutIcmp) {
     h.settings().nat.limits.max_sessions = 2;
+    h.settings().nat.limits.max_inbound_sessions_per_mapping = 2;
     start();
     const Endpoint m = translated(udp_from(1, 5000));
-    translated(udp_from(1, 5001));
     events();
-    const Sent s = send_outside(udp_to(m, t().server2, 99));
-    EXPECT_TRUE(s.in.empty()) << "a session beyond the limit was opened from outside";
+    EXPECT_EQ(send_outside(udp_to(m, t().server2, 99)).in.size(), 1u);
+    EXPECT_EQ(send_outside(udp_to(m, t().server2, 100)).in.size(), 1u);
+    const Sent s = send_outside(udp_to(m, t().server2, 101));
+    EXPECT_TRUE(s.in.empty()) << "a session beyond the inbound limit was opened from outside";
     EXPECT_TRUE(s.out.empty()) << "something was sent to the outside host";
-    EXPECT_EQ(h.counter(Counter::drop_quota_sessions), 1u);
+    EXPECT_EQ(h.counter(Counter::drop_quota_inbound_sessions), 1u);
+    EXPECT_EQ(h.counter(Counter::drop_quota_sessions), 0u);
     EXPECT_EQ(h.counter(Counter::icmp_quota_unreachable_sent), 0u);
-    EXPECT_EQ(h.counter(Counter::sessions_created_inbound), 0u);
+    EXPECT_EQ(h.counter(Counter::sessions_created_inbound), 2u);
     const auto ev = events();
     ASSERT_EQ(ev.size(), 1u);
-    expect_quota_event(ev[0], sub(1), NatEvent::Limit::sessions, ipv4::kProtoUdp);
-    // The existing session still answers.
+    expect_quota_event(ev[0], sub(1), NatEvent::Limit::inbound_sessions, ipv4::kProtoUdp);
+    // The subscriber's own quota (2) still has room for its second outbound session.
+    translated(udp_from(1, 5001));
+    EXPECT_EQ(h.counter(Counter::drop_quota_sessions), 0u);
+    // The existing sessions still answer.
     EXPECT_EQ(send_outside(udp_to(m, t().server1, 53)).in.size(), 1u);
+    EXPECT_EQ(send_outside(udp_to(m, t().server2, 99)).in.size(), 1u);
 }
 
 // The host unreachable answers share the worker's ICMP error budget (RFC 1812 §4.3.2.8 lets a

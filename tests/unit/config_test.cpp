@@ -830,6 +830,7 @@ TEST(SubscriberLimitOptions, DefaultsAreNoPerProtocolLimit) {
     EXPECT_EQ(limits.max_sessions, 16384u);
     EXPECT_EQ(limits.new_sessions_per_second, 0u);
     EXPECT_EQ(limits.max_sessions_per_mapping, 0u);
+    EXPECT_EQ(limits.max_inbound_sessions_per_mapping, 256u);
     for (size_t i = 0; i < kLimitProtocols; ++i) {
         EXPECT_EQ(limits.max_sessions_per_protocol[i], 0u) << i;
         EXPECT_EQ(limits.max_ports_per_protocol[i], 0u) << i;
@@ -851,9 +852,11 @@ TEST(SubscriberLimitOptions, EachOptionLandsInItsProtocolsSlot) {
     o["max-new-sessions-per-second-tcp"] = "32";
     o["max-new-sessions-per-second-icmp"] = "33";
     o["max-sessions-per-mapping"] = "40";
+    o["max-inbound-sessions-per-mapping"] = "41";
     const SubscriberLimits limits = parse_config(o).limits;
     EXPECT_EQ(limits.max_sessions, 100u);
     EXPECT_EQ(limits.max_sessions_per_mapping, 40u);
+    EXPECT_EQ(limits.max_inbound_sessions_per_mapping, 41u);
     EXPECT_EQ(limits.new_sessions_per_second, 30u);
     // udp 0, tcp 1, icmp 2.
     for (size_t i = 0; i < kLimitProtocols; ++i) {
@@ -884,6 +887,8 @@ TEST(SubscriberLimitOptions, OutOfRangeValuesNameTheirOption) {
         {"max-new-sessions-per-second-icmp", "10000001"},
         {"max-sessions-per-mapping", "67108865"},
         {"max-sessions-per-mapping", "many"},
+        {"max-inbound-sessions-per-mapping", "67108865"},
+        {"max-inbound-sessions-per-mapping", "x"},
     };
     for (const auto& c : cases)
         expect_named(with(required_options(), c.option, c.value), c.option,
