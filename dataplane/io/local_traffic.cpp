@@ -159,14 +159,18 @@ void Worker::handle_local(SideIndex side, rte_mbuf* m, Ipv4Packet& p) {
 }
 
 bool Worker::take_icmp_token() {
-    // Token bucket: icmp_error_rate_ tokens per second, burst of one second's worth.
+    // Token bucket: icmp_error_rate_ tokens per second, burst of one second's worth. Kept in
+    // thousandths of a token, so that a millisecond adds exactly icmp_error_rate_ of them: a
+    // whole-token count would round a millisecond's share down to nothing below 1000/s, and a
+    // bucket asked every millisecond would never refill.
     if (now_ms_ > icmp_refill_ms_) {
         icmp_tokens_ = std::min<uint64_t>(
-            icmp_error_rate_, icmp_tokens_ + (now_ms_ - icmp_refill_ms_) * icmp_error_rate_ / 1000);
+            uint64_t{icmp_error_rate_} * 1000,
+            icmp_tokens_ + std::min<uint64_t>(now_ms_ - icmp_refill_ms_, 1000) * icmp_error_rate_);
         icmp_refill_ms_ = now_ms_;
     }
-    if (icmp_tokens_ == 0) return false;
-    --icmp_tokens_;
+    if (icmp_tokens_ < 1000) return false;
+    icmp_tokens_ -= 1000;
     return true;
 }
 

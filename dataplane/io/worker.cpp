@@ -85,6 +85,13 @@ void Worker::apply_control() {
             nat_.extend_pool(std::move(settings->pool_additions[index_]));
         applied_generation_ = settings->generation;
     }
+    // A drop_address under way goes on first: its command is answered when the pass is done,
+    // and the commands after it wait (they may depend on it).
+    if (unfinished_ != nullptr) {
+        if (!nat_.drop_address(unfinished_->addr, unfinished_cursor_, kDropAddressBudget)) return;
+        unfinished_->result.store(1, std::memory_order_release);
+        unfinished_ = nullptr;
+    }
     // A few commands per loop: they are rare, and each is a handful of table operations.
     for (int i = 0; i < 4; ++i) {
         WorkerCommand* command = control_->next_command(index_);
@@ -107,7 +114,11 @@ void Worker::apply_control() {
                                   NatEngine::MappingKind::explicit_mapping);
                 break;
             case WorkerCommand::Kind::drop_address:
-                nat_.drop_address(command->addr);
+                unfinished_cursor_ = 0;
+                if (!nat_.drop_address(command->addr, unfinished_cursor_, kDropAddressBudget)) {
+                    unfinished_ = command;
+                    return;
+                }
                 break;
         }
         command->result.store(result, std::memory_order_release);
@@ -165,7 +176,7 @@ unsigned Worker::owner_of(SideIndex side, const rte_mbuf* m) const {
     if (type != eth::kTypeIpv4 || length < eth::kHeaderLength + ipv4::kMinHeaderLength)
         return index_;  // dropped here, whoever drops it
     const uint8_t* ip = frame + eth::kHeaderLength;
-    if (side == kInside) return steering_.subscriber_owner(common::load_be32(ip + ipv4::kSrc));
+    if (side == kInside) return steering_.subscriber_owner(inside_subscriber(ip, length));
     // Outside: the owner of the destination's external port (ICMP: the query identifier).
     const uint32_t dst = common::load_be32(ip + ipv4::kDst);
     const auto pool_index = nat_.pool_index(dst);
@@ -213,6 +224,24 @@ unsigned Worker::owner_of(SideIndex side, const rte_mbuf* m) const {
             return index_;
     }
     return external_endpoint_owner(*pool_index, protocol, dst, port).value_or(index_);
+}
+
+uint32_t Worker::inside_subscriber(const uint8_t* ip, uint32_t length) {
+    namespace ipv4 = common::ipv4;
+    namespace icmp = common::icmp;
+    const uint32_t src = common::load_be32(ip + ipv4::kSrc);
+    if (ip[ipv4::kProtocol] != ipv4::kProtoIcmp) return src;
+    // An ICMP error from inside is about an inbound packet it quotes (remote -> subscriber),
+    // and may come from a router between cgnd and the subscriber: the subscriber is the
+    // quoted destination (RFC 5508 §4.2), not the error's source.
+    const uint32_t ihl = (ip[ipv4::kVersionIhl] & 0x0f) * 4u;
+    if (length < eth::kHeaderLength + ihl + icmp::kHeaderLength + ipv4::kMinHeaderLength)
+        return src;
+    const uint8_t type = ip[ihl + icmp::kType];
+    if (type != icmp::kDestUnreachable && type != icmp::kTimeExceeded &&
+        type != icmp::kParameterProblem)
+        return src;
+    return common::load_be32(ip + ihl + icmp::kHeaderLength + ipv4::kDst);
 }
 
 std::optional<unsigned> Worker::external_endpoint_owner(uint32_t pool_index, uint8_t protocol,

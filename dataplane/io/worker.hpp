@@ -77,6 +77,9 @@ public:
     static constexpr uint16_t kBurst = 32;
     static constexpr uint32_t kExpiryBudget = 64;  // sessions expired per loop, at most
     static constexpr unsigned kNeighborTickBudget = 8;
+    // Mapping slots a drop_address command walks per loop (a compare each, a lookup for the
+    // address's own): about ten microseconds.
+    static constexpr uint32_t kDropAddressBudget = 8192;
     static constexpr uint16_t kTxCapacity = 4 * kBurst;
     static constexpr uint16_t kHandoffBatch = 2 * kBurst;
 
@@ -111,6 +114,9 @@ private:
     unsigned owner_of(SideIndex side, const rte_mbuf* m) const;
     // The worker owning an external endpoint: its static mapping's subscriber, else the holder
     // of its port block; nothing when no worker holds it.
+    // The subscriber an inside packet belongs to: its source, or for an ICMP error the
+    // destination of the packet it quotes. `length`: bytes of the frame.
+    static uint32_t inside_subscriber(const uint8_t* ip, uint32_t length);
     std::optional<unsigned> external_endpoint_owner(uint32_t pool_index, uint8_t protocol,
                                                     uint32_t addr, uint16_t port) const;
     void hand_off(unsigned worker, rte_mbuf* m);
@@ -234,7 +240,10 @@ private:
     uint64_t now_ms_ = 0;
     uint32_t icmp_error_rate_;
     std::vector<common::Ipv4Prefix> exempt_;
-    uint64_t icmp_tokens_ = 0;
+    // A drop_address command spread over several loops, and where its pass has reached.
+    WorkerCommand* unfinished_ = nullptr;
+    uint32_t unfinished_cursor_ = 0;
+    uint64_t icmp_tokens_ = 0;  // thousandths of a token
     uint64_t icmp_refill_ms_ = 0;
     // Per side: the longest frame (MTU plus Ethernet header) sent as it is, and the smallest
     // MTU a packet received there may leave by (inside: the outside's, or the inside's when

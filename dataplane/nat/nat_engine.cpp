@@ -466,9 +466,9 @@ std::optional<uint32_t> NatEngine::pair_subscriber(uint32_t addr) {
     sub.pool_index = *pool_index;
     sub.first_block = kNoSlot;
     // Full buckets: a new subscriber may start with a second's worth of sessions.
-    sub.tokens[0] = limits_.new_sessions_per_second * 1000;
+    sub.tokens[0] = uint64_t{limits_.new_sessions_per_second} * 1000;
     for (size_t i = 0; i < kProtocolCount; ++i)
-        sub.tokens[1 + i] = limits_.new_sessions_per_second_per_protocol[i] * 1000;
+        sub.tokens[1 + i] = uint64_t{limits_.new_sessions_per_second_per_protocol[i]} * 1000;
     sub.tokens_ms = now_ms_;
     sub.quota_event_ms = 0;
     sub.det_first = det ? det->first_port : 0;
@@ -605,12 +605,13 @@ bool NatEngine::admit_session(uint32_t sub_slot, uint32_t mapping, ProtocolIndex
     if (rate_all == 0 && rate_proto == 0) return true;
     // Token buckets refilled at the rate per second, holding one second's worth: a token is
     // 1000 units and the rate in units per millisecond is the rate per second.
-    const uint64_t elapsed = now_ms - sub.tokens_ms;
+    // A second refills a bucket: more elapsed time adds nothing (and cannot overflow).
+    const uint64_t elapsed = std::min<uint64_t>(now_ms - sub.tokens_ms, 1000);
     sub.tokens_ms = now_ms;
-    auto refill = [&](uint32_t& tokens, uint32_t rate) {
+    auto refill = [&](uint64_t& tokens, uint32_t rate) {
         if (rate == 0) return;
         const uint64_t cap = uint64_t{rate} * 1000;
-        tokens = static_cast<uint32_t>(std::min<uint64_t>(cap, tokens + elapsed * rate));
+        tokens = std::min<uint64_t>(cap, tokens + elapsed * rate);
     };
     refill(sub.tokens[0], rate_all);
     for (size_t i = 0; i < kProtocolCount; ++i)
@@ -871,20 +872,22 @@ uint32_t NatEngine::drop_mapping(uint8_t protocol, uint32_t addr, uint16_t port,
     return n;
 }
 
-uint32_t NatEngine::drop_address(uint32_t addr) {
-    uint32_t dropped = 0;
-    for (uint32_t slot = 0; slot < mappings_.size(); ++slot) {
+bool NatEngine::drop_address(uint32_t addr, uint32_t& cursor, uint32_t budget) {
+    const auto end = static_cast<uint32_t>(
+        std::min<size_t>(mappings_.size(), size_t{cursor} + budget));
+    for (uint32_t slot = cursor; slot < end; ++slot) {
         const Mapping& m = mappings_[slot];
         if (m.int_addr != addr) continue;
         // A free slot keeps its old contents: the table says whether it is this mapping.
         const EndpointKey k = endpoint_key(m.protocol, m.int_addr, m.int_port, Side::inside);
         uint64_t found = 0;
         if (!mapping_table_.lookup(&k, found) || found != slot) continue;
-        dropped += drop_mapping(m.protocol, m.int_addr, m.int_port,
-                                m.subscriber == kNoSlot ? MappingKind::explicit_mapping
-                                                        : MappingKind::dynamic_mapping);
+        drop_mapping(m.protocol, m.int_addr, m.int_port,
+                     m.subscriber == kNoSlot ? MappingKind::explicit_mapping
+                                             : MappingKind::dynamic_mapping);
     }
-    return dropped;
+    cursor = end;
+    return end == mappings_.size();
 }
 
 int NatEngine::reserve_external_port(uint8_t protocol, uint32_t addr, uint16_t port) {

@@ -111,8 +111,11 @@ public:
     enum class MappingKind : uint8_t { dynamic_mapping, explicit_mapping };
     uint32_t drop_mapping(uint8_t protocol, uint32_t addr, uint16_t port, MappingKind kind);
     // Removes every mapping of an internal address, with its sessions (a one-to-one mapping
-    // added or withdrawn): one pass over the mapping array. Returns how many sessions went.
-    uint32_t drop_address(uint32_t addr);
+    // added or withdrawn): one pass over the mapping array, `budget` slots per call from
+    // `cursor` (0 to begin; advanced here), so that a worker spreads it over its loops and
+    // keeps polling (at 1M slots one pass takes tens of milliseconds). True when the pass
+    // has reached the end.
+    bool drop_address(uint32_t addr, uint32_t& cursor, uint32_t budget);
 
     const BlockMap& block_map() const { return blocks_; }
     bool is_pool_address(uint32_t addr) const { return pool_.contains(addr); }
@@ -176,7 +179,8 @@ private:
         uint32_t sessions_by_protocol[kProtocolCount];
         uint16_t ports_by_protocol[kProtocolCount];
         // New-session rate buckets in thousandths of a session: all protocols, then each.
-        uint32_t tokens[1 + kProtocolCount];
+        // 64 bits: one second's worth at the largest rate accepted (10 M/s) is 10^10.
+        uint64_t tokens[1 + kProtocolCount];
         uint64_t tokens_ms;
         uint64_t quota_event_ms;  // last quota event recorded (at most one a second)
         uint16_t det_first;       // deterministic range (RFC 7422); det_last == 0: none
