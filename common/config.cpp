@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "common/deterministic.hpp"
+#include "common/mbuf_budget.hpp"
 
 namespace po = boost::program_options;
 
@@ -136,7 +137,11 @@ po::options_description describe() {
         "lcores that run packet workers, comma separated: one worker each. Each port gets one RX "
         "and one TX queue per worker (for net_af_packet give qpairs=N in the device string)")(
         "mbufs", po::value<std::string>()->value_name("N")->default_value("16383"),
-        "packet buffers in the pool shared by the ports");
+        "packet buffers in the pool shared by the ports. Each worker pins 2 x 1024 RX and "
+        "2 x 1024 TX descriptors' worth, each pair of workers a 1024-entry handoff ring; of what "
+        "is left, half is for held fragments (split between the workers) and half for packets "
+        "in flight. Too few for the workers is an error naming the minimum (6016 for one "
+        "worker, 13312 for two)");
 
     po::options_description net("Interfaces", kWidth);
     net.add_options()(
@@ -321,6 +326,14 @@ Config build(const po::variables_map& vm) {
                           "each lcore once (" + std::to_string(l) + " repeats)");
     }
     c.mbufs = parse_number("mbufs", vm["mbufs"].as<std::string>(), 1023, 1u << 24);
+    if (const auto workers = static_cast<unsigned>(c.worker_lcores.size());
+        c.mbufs < MbufBudget::minimum(workers))
+        bad_value("mbufs", vm["mbufs"].as<std::string>(),
+                  "at least " + std::to_string(MbufBudget::minimum(workers)) + " for " +
+                      std::to_string(workers) + " worker" + (workers == 1 ? "" : "s") +
+                      " (RX and TX descriptors, handoff rings and buffers: " +
+                      std::to_string(MbufBudget::fixed(workers)) + "; held fragments: " +
+                      std::to_string(2 * MbufBudget::kMinHeldPerWorker) + " per worker)");
 
     c.inside_port = check_device("inside-port", required<std::string>(vm, "inside-port"));
     c.outside_port = check_device("outside-port", required<std::string>(vm, "outside-port"));

@@ -65,6 +65,8 @@ namespace cgn::common {
     X(drop_fragment_timeout, "dropped: held fragment whose first fragment never came")       \
     X(drop_fragment_table_full, "dropped: fragment of a datagram the full table cannot track") \
     X(drop_fragment_hold_full, "dropped: fragment beyond the few held per datagram")         \
+    X(drop_fragment_hold_budget,                                                              \
+      "dropped: fragment to hold while the worker holds its share of the mbuf pool")          \
     X(drop_fragment_no_session, "dropped: fragment of a datagram whose first was not let in") \
     X(drop_ipv4_martian, "dropped: source or destination address not acceptable")             \
     X(drop_ttl_exceeded, "dropped: TTL expired in transit (ICMP time exceeded sent)")         \

@@ -24,6 +24,7 @@
 #include "control/control_socket.hpp"
 #include "control/controller.hpp"
 #include "common/deterministic.hpp"
+#include "common/mbuf_budget.hpp"
 #include "common/events.hpp"
 #include "dataplane/io/control_channel.hpp"
 #include "dataplane/io/handoff.hpp"
@@ -96,7 +97,8 @@ int run(const common::Config& config, int argc, const char* const* argv) {
     const auto data_room = static_cast<uint16_t>(
         std::max<uint32_t>(RTE_MBUF_DEFAULT_BUF_SIZE, RTE_PKTMBUF_HEADROOM + largest_frame));
     rte_mempool* pool =
-        rte_pktmbuf_pool_create("cgn_mbufs", config.mbufs, 256, 0, data_room, socket);
+        rte_pktmbuf_pool_create("cgn_mbufs", config.mbufs, common::MbufBudget::kCache, 0,
+                                data_room, socket);
     if (pool == nullptr)
         throw std::runtime_error(std::string("cannot create the mbuf pool (--mbufs ") +
                                  std::to_string(config.mbufs) + "): " + rte_strerror(rte_errno));
@@ -117,7 +119,8 @@ int run(const common::Config& config, int argc, const char* const* argv) {
                          option, mtu, rte_strerror(-error), mtu);
     std::unique_ptr<dp::HandoffRings> handoff;
     if (workers > 1)
-        handoff = std::make_unique<dp::HandoffRings>("cgn_handoff", workers, 1024, socket);
+        handoff = std::make_unique<dp::HandoffRings>("cgn_handoff", workers,
+                                                     common::MbufBudget::kHandoffRing, socket);
 
     // The channel the control thread reconfigures the workers through (RCU, commands).
     auto initial = std::make_unique<dp::RuntimeSettings>();
@@ -167,6 +170,7 @@ int run(const common::Config& config, int argc, const char* const* argv) {
     ws.nat.deterministic_overflow = config.deterministic.overflow;
     ws.icmp_error_rate = config.icmp_error_rate;
     ws.exempt_destinations = config.exempt_destinations;
+    ws.fragment_hold_budget = common::MbufBudget::held_per_worker(config.mbufs, workers);
 
     dp::TscClock clock;
     std::vector<std::unique_ptr<common::WorkerCounters>> counters;

@@ -6,9 +6,10 @@
 // datagram from it and translates every fragment with them; nothing is reassembled or copied.
 // A datagram is tracked by (source, destination, IP ID, protocol) from its first seen fragment
 // until all its bytes were seen or a timeout passes. Fragments that arrive before the first
-// are held (a few per datagram) and replayed once it comes. Memory is fixed at construction:
-// at most `capacity` datagrams and kMaxHeld held fragments each, so a flood of fragments costs
-// counted drops, never memory or time beyond the budget (REQ-14a).
+// are held (a few per datagram, and at most `hold_budget` mbufs in all, a share of the mbuf
+// pool: common/mbuf_budget.hpp) and replayed once it comes. Memory is fixed at construction:
+// at most `capacity` datagrams, so a flood of fragments costs counted drops, never memory,
+// mbufs or time beyond the budget (REQ-14a).
 //
 // Sharing rule: owned by one worker.
 
@@ -25,6 +26,10 @@ namespace cgn::dp {
 class FragmentTable {
 public:
     static constexpr unsigned kMaxHeld = 8;
+    // Disjoint byte ranges of a datagram remembered to tell new bytes from duplicates; a
+    // datagram arriving in more pieces than this is never completed early (it times out).
+    static constexpr unsigned kMaxRanges = 8;
+    static constexpr uint32_t kNone = ~uint32_t{0};
 
     struct Key {
         uint32_t src;
@@ -33,20 +38,30 @@ public:
         uint8_t protocol;
         uint8_t side;  // inside and outside datagrams never share an entry
     };
+    struct Range {
+        uint32_t begin;
+        uint32_t end;
+    };
     struct Entry {
         Key key;
         bool known = false;  // ports learned from the first fragment
         uint16_t src_port = 0;
         uint16_t dst_port = 0;
-        uint32_t bytes_seen = 0;    // payload bytes of the fragments seen
-        uint32_t total_bytes = 0;   // known once the last fragment (MF clear) was seen
+        // The payload bytes seen, as disjoint sorted ranges: a duplicate or overlapping
+        // fragment adds only what is new, so it cannot complete the datagram early.
+        uint8_t ranges = 0;
+        bool untracked = false;  // more pieces than kMaxRanges: completes by timeout only
+        Range seen[kMaxRanges];
+        uint32_t total_bytes = 0;  // known once the last fragment (MF clear) was seen
         uint64_t created_ms = 0;
-        uint32_t generation = 0;    // tells a live entry from a recycled one in the FIFO
+        uint32_t older = kNone;  // creation order, oldest first (expiry)
+        uint32_t newer = kNone;
         unsigned held = 0;
         rte_mbuf* held_mbufs[kMaxHeld];
     };
 
-    FragmentTable(const std::string& name, uint32_t capacity, uint64_t timeout_ms, int socket_id);
+    FragmentTable(const std::string& name, uint32_t capacity, uint64_t timeout_ms, int socket_id,
+                  uint32_t hold_budget);
     ~FragmentTable();
     FragmentTable(const FragmentTable&) = delete;
     FragmentTable& operator=(const FragmentTable&) = delete;
@@ -54,48 +69,53 @@ public:
     // The datagram's entry, created when absent; null when the table is full.
     Entry* find_or_create(const Key& key, uint64_t now_ms);
     Entry* find(const Key& key);
-    // Counts a fragment's payload bytes; the entry is freed once the whole datagram was seen
-    // (first fragment included). `last`: MF clear, so offset + length is the total.
+    // Records a fragment's payload bytes [offset, offset + length); `last`: MF clear, so that
+    // is the datagram's end. Does not free the entry.
+    static void add_bytes(Entry* e, uint32_t offset_bytes, uint32_t length, bool last);
+    // add_bytes, then frees the entry once the whole datagram was seen (first fragment
+    // included) and nothing is held.
     void account(Entry* e, uint32_t offset_bytes, uint32_t length, bool last);
+    // Holds a fragment until its first fragment comes; false (nothing held) when the datagram
+    // holds kMaxHeld already or the table holds `hold_budget` mbufs.
+    enum class HoldResult { held, datagram_full, budget_full };
+    HoldResult hold(Entry* e, rte_mbuf* m);
+    // The held fragments of `e`, to replay: `e` holds none after this.
+    unsigned take_held(Entry* e, rte_mbuf** out);
     // Frees entries older than the timeout (at most `budget`); their held fragments are given
     // to `on_drop`. Returns how many entries went.
     template <class OnDrop>
     uint32_t expire(uint64_t now_ms, uint32_t budget, OnDrop&& on_drop) {
         uint32_t n = 0;
-        while (n < budget && fifo_count_ != 0) {
-            const Fifo& f = fifo_[fifo_head_];
-            Entry& e = entries_[f.slot];
-            const bool live = in_use_[f.slot] && e.generation == f.generation;
-            if (live && now_ms - e.created_ms < timeout_ms_) break;
-            fifo_head_ = (fifo_head_ + 1) % fifo_.size();
-            --fifo_count_;
-            if (!live) continue;
+        while (n < budget && oldest_ != kNone) {
+            Entry& e = entries_[oldest_];
+            if (now_ms - e.created_ms < timeout_ms_) break;
             for (unsigned i = 0; i < e.held; ++i) on_drop(e.held_mbufs[i]);
+            held_total_ -= e.held;
             e.held = 0;
-            release(f.slot);
+            release(oldest_);
             ++n;
         }
         return n;
     }
     uint32_t size() const { return size_; }
+    // Mbufs held in all entries.
+    uint32_t held() const { return held_total_; }
 
 private:
-    struct Fifo {
-        uint32_t slot;
-        uint32_t generation;
-    };
     void release(uint32_t slot);
 
     HashTable table_;  // Key -> slot
     std::vector<Entry> entries_;
-    std::vector<uint8_t> in_use_;
     std::vector<uint32_t> free_;
-    // Entries in creation order (the timeout is the same for all, so the oldest is first).
-    std::vector<Fifo> fifo_;
-    uint32_t fifo_head_ = 0;
-    uint32_t fifo_count_ = 0;
+    // Live entries in creation order (the timeout is the same for all, so the oldest goes
+    // first); a doubly linked list through the entries, so that one freed early leaves no
+    // place behind that could block new entries.
+    uint32_t oldest_ = kNone;
+    uint32_t newest_ = kNone;
     uint64_t timeout_ms_;
     uint32_t size_ = 0;
+    uint32_t hold_budget_;
+    uint32_t held_total_ = 0;
 };
 
 }  // namespace cgn::dp

@@ -7,14 +7,15 @@
 #include <vector>
 
 #include "common/config.hpp"
+#include "common/mbuf_budget.hpp"
 #include "dataplane/nat/steering.hpp"
 
 namespace cgn::dp {
 
 namespace {
 
-constexpr uint16_t kRxDescriptors = 1024;
-constexpr uint16_t kTxDescriptors = 1024;
+constexpr uint16_t kRxDescriptors = common::MbufBudget::kRxDescriptors;
+constexpr uint16_t kTxDescriptors = common::MbufBudget::kTxDescriptors;
 
 [[noreturn]] void fail(const std::string& option, uint16_t port_id, const char* what, int rc) {
     throw PortError("--" + option + " (port " + std::to_string(port_id) + "): " + what + ": " +

@@ -48,7 +48,7 @@ Worker::Worker(const WorkerSettings& settings, rte_mempool* pool, common::Worker
                     : Steering(settings.workers, &nat_.block_map(), settings.reta_size,
                                settings.nat.deterministic)),
       fragments_("cgn_frag_w" + std::to_string(settings.worker_id), settings.fragment_capacity,
-                 settings.fragment_timeout_ms, settings.socket_id),
+                 settings.fragment_timeout_ms, settings.socket_id, settings.fragment_hold_budget),
       neighbors_inside_("cgn_nbr_in_w" + std::to_string(settings.worker_id),
                         settings.neighbor_capacity, settings.socket_id),
       neighbors_outside_("cgn_nbr_out_w" + std::to_string(settings.worker_id),
@@ -470,8 +470,10 @@ bool Worker::resolve_fragment(SideIndex side, rte_mbuf* m, Ipv4Packet& p, bool f
         e->src_port = p.src_port;
         e->dst_port = p.dst_port;
         const uint32_t ports = (uint32_t{p.src_port} << 16) | p.dst_port;
-        for (unsigned i = 0; i < e->held; ++i) {
-            rte_mbuf* held = e->held_mbufs[i];
+        rte_mbuf* held_mbufs[FragmentTable::kMaxHeld];
+        const unsigned n_held = fragments_.take_held(e, held_mbufs);
+        for (unsigned i = 0; i < n_held; ++i) {
+            rte_mbuf* held = held_mbufs[i];
             if (replay_count_[side] == kBurst) {
                 drop(held, Counter::drop_fragment_hold_full);
                 continue;
@@ -481,20 +483,24 @@ bool Worker::resolve_fragment(SideIndex side, rte_mbuf* m, Ipv4Packet& p, bool f
             const uint16_t held_frag = load_be16(ip + common::ipv4::kFragment);
             const uint32_t held_len =
                 load_be16(ip + common::ipv4::kTotalLength) - (ip[0] & 0x0f) * 4u;
-            e->bytes_seen += held_len;
-            if ((held_frag & common::ipv4::kFlagMoreFragments) == 0)
-                e->total_bytes = (held_frag & common::ipv4::kFragmentOffsetMask) * 8u + held_len;
+            FragmentTable::add_bytes(e, (held_frag & common::ipv4::kFragmentOffsetMask) * 8u,
+                                     held_len, (held_frag & common::ipv4::kFlagMoreFragments) == 0);
             held->hash.usr = ports;
             replay_[side][replay_count_[side]++] = held;
         }
-        e->held = 0;
     } else if (!e->known) {
-        if (e->held == FragmentTable::kMaxHeld) {
-            drop(m, Counter::drop_fragment_hold_full);
-            return false;
+        // REQ-14a: the few held per datagram, and the worker's share of the mbuf pool.
+        switch (fragments_.hold(e, m)) {
+            case FragmentTable::HoldResult::held:
+                counters_.add(Counter::fragments_held);
+                break;
+            case FragmentTable::HoldResult::datagram_full:
+                drop(m, Counter::drop_fragment_hold_full);
+                break;
+            case FragmentTable::HoldResult::budget_full:
+                drop(m, Counter::drop_fragment_hold_budget);
+                break;
         }
-        e->held_mbufs[e->held++] = m;
-        counters_.add(Counter::fragments_held);
         return false;
     } else {
         p.src_port = e->src_port;

@@ -69,6 +69,9 @@ struct WorkerSettings {
     // Virtual reassembly (RFC 4787 REQ-14): datagrams tracked at once, and how long one waits
     // for its first fragment.
     uint32_t fragment_capacity = 4096;
+    // Mbufs this worker may keep held (fragments waiting for their first): its share of the
+    // pool (common::MbufBudget::held_per_worker in cgnd).
+    uint32_t fragment_hold_budget = 1024;
     uint64_t fragment_timeout_ms = 2000;
 };
 
@@ -95,6 +98,7 @@ public:
     void run(const std::atomic<bool>& stop);
 
     NatEngine& nat() { return nat_; }
+    const FragmentTable& fragments() const { return fragments_; }
     const NatEngine& nat() const { return nat_; }
 
 private:

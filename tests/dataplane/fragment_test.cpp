@@ -27,29 +27,6 @@ namespace ipv4 = common::ipv4;
 
 constexpr size_t kIp = eth::kHeaderLength;
 
-// Cuts a whole IPv4 frame into fragments of at most `chunk` payload bytes (a multiple of 8).
-std::vector<Frame> fragment(const Frame& whole, size_t chunk, uint16_t id) {
-    const size_t ihl = (whole[kIp] & 0x0f) * 4u;
-    const size_t payload = load_be16(&whole[kIp + ipv4::kTotalLength]) - ihl;
-    std::vector<Frame> out;
-    for (size_t off = 0; off < payload; off += chunk) {
-        const size_t len = std::min(chunk, payload - off);
-        Frame f(whole.begin(), whole.begin() + static_cast<long>(kIp + ihl));
-        f.insert(f.end(), whole.begin() + static_cast<long>(kIp + ihl + off),
-                 whole.begin() + static_cast<long>(kIp + ihl + off + len));
-        store_be16(&f[kIp + ipv4::kTotalLength], static_cast<uint16_t>(ihl + len));
-        store_be16(&f[kIp + ipv4::kId], id);
-        const bool more = off + len < payload;
-        store_be16(&f[kIp + ipv4::kFragment],
-                   static_cast<uint16_t>((off / 8) | (more ? ipv4::kFlagMoreFragments : 0)));
-        store_be16(&f[kIp + ipv4::kChecksum], 0);
-        store_be16(&f[kIp + ipv4::kChecksum],
-                   common::checksum_finish(common::checksum_partial(&f[kIp], ihl)));
-        out.push_back(f);
-    }
-    return out;
-}
-
 struct Reassembled {
     uint32_t src = 0, dst = 0;
     uint8_t protocol = 0;

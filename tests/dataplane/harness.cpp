@@ -10,6 +10,7 @@
 #include <stdexcept>
 
 #include "common/byte_order.hpp"
+#include "common/checksum.hpp"
 #include "common/headers.hpp"
 #include "common/packet_builder.hpp"
 #include "dataplane/io/port.hpp"
@@ -60,8 +61,8 @@ DataplaneHarness::~DataplaneHarness() {
 
 void DataplaneHarness::start(bool with_control, dp::WhileWaiting while_waiting) {
     // The port blocks every worker (and the controller) claims in.
-    blocks_ = std::make_unique<dp::BlockMap>(settings_.nat.port_range,
-                                             settings_.nat.port_block_size);
+    blocks_ =
+        std::make_unique<dp::BlockMap>(settings_.nat.port_range, settings_.nat.port_block_size);
     settings_.nat.blocks = blocks_.get();
     if (const common::DeterministicMap* det = settings_.nat.deterministic) {
         for (uint32_t i = 0; i < det->addresses_used(); ++i)
@@ -75,9 +76,9 @@ void DataplaneHarness::start(bool with_control, dp::WhileWaiting while_waiting) 
         initial->timeouts = settings_.nat.timeouts;
         initial->limits = settings_.nat.limits;
         initial->block_hold_down_ms = settings_.nat.block_hold_down_ms;
-        channel_ = std::make_unique<dp::ControlChannel>(
-            workers_, SOCKET_ID_ANY, std::move(initial), 1024, *blocks_, settings_.reta_size,
-            settings_.nat.deterministic);
+        channel_ = std::make_unique<dp::ControlChannel>(workers_, SOCKET_ID_ANY, std::move(initial),
+                                                        1024, *blocks_, settings_.reta_size,
+                                                        settings_.nat.deterministic);
         settings_.control = channel_.get();
         settings_.nat.explicit_mappings = &channel_->explicit_mappings();
     }
@@ -165,6 +166,30 @@ bool is_arp_request_for(const Frame& f, common::Ipv4Address target) {
     return common::load_be16(f.data() + common::eth::kType) == common::eth::kTypeArp &&
            common::load_be16(a + arp::kOperation) == arp::kOpRequest &&
            common::load_be32(a + arp::kTargetIp) == target.value;
+}
+
+std::vector<Frame> fragment(const Frame& whole, size_t chunk, uint16_t id) {
+    constexpr size_t kIp = common::eth::kHeaderLength;
+    const size_t ihl = (whole[kIp] & 0x0f) * 4u;
+    const size_t payload = common::load_be16(&whole[kIp + common::ipv4::kTotalLength]) - ihl;
+    std::vector<Frame> out;
+    for (size_t off = 0; off < payload; off += chunk) {
+        const size_t len = std::min(chunk, payload - off);
+        Frame f(whole.begin(), whole.begin() + static_cast<long>(kIp + ihl));
+        f.insert(f.end(), whole.begin() + static_cast<long>(kIp + ihl + off),
+                 whole.begin() + static_cast<long>(kIp + ihl + off + len));
+        common::store_be16(&f[kIp + common::ipv4::kTotalLength], static_cast<uint16_t>(ihl + len));
+        common::store_be16(&f[kIp + common::ipv4::kId], id);
+        const bool more = off + len < payload;
+        common::store_be16(
+            &f[kIp + common::ipv4::kFragment],
+            static_cast<uint16_t>((off / 8) | (more ? common::ipv4::kFlagMoreFragments : 0)));
+        common::store_be16(&f[kIp + common::ipv4::kChecksum], 0);
+        common::store_be16(&f[kIp + common::ipv4::kChecksum],
+                           common::checksum_finish(common::checksum_partial(&f[kIp], ihl)));
+        out.push_back(f);
+    }
+    return out;
 }
 
 std::string hex(const Frame& f) {

@@ -122,6 +122,10 @@ Frame arp_reply(common::MacAddress sender_mac, common::Ipv4Address sender_ip,
 // Ethernet type, ARP operation and target of a frame (for checking ARP requests).
 bool is_arp_request_for(const Frame& f, common::Ipv4Address target);
 
+// Cuts a whole IPv4 frame into fragments of at most `chunk` payload bytes (a multiple of 8),
+// with IP ID `id`, in order.
+std::vector<Frame> fragment(const Frame& whole, size_t chunk, uint16_t id);
+
 // Hex dump of a frame, for failure messages.
 std::string hex(const Frame& f);
 

@@ -1,4 +1,5 @@
 #include "common/config.hpp"
+#include "common/mbuf_budget.hpp"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -149,7 +150,7 @@ TEST(Config, ReadsEveryOptionalOption) {
                           "--max-sessions",
                           "5000",
                           "--mbufs",
-                          "2047",
+                          "8191",
                           "--icmp-error-rate",
                           "0",
                           "--main-lcore",
@@ -176,7 +177,7 @@ TEST(Config, ReadsEveryOptionalOption) {
     EXPECT_EQ(c.timeouts.tcp_transitory_s, 241u);
     EXPECT_EQ(c.timeouts.icmp_s, 61u);
     EXPECT_EQ(c.max_sessions, 5000u);
-    EXPECT_EQ(c.mbufs, 2047u);
+    EXPECT_EQ(c.mbufs, 8191u);
     EXPECT_EQ(c.icmp_error_rate, 0u);
     EXPECT_EQ(c.main_lcore, 2u);
     EXPECT_EQ(c.worker_lcores, std::vector<unsigned>{3});
@@ -684,7 +685,40 @@ TEST(PoolCheck, RuntimeAdditionsFollowTheSameRules) {
 TEST(WorkerLcores, SeveralWorkersAccepted) {
     Options o = required_options();
     o["worker-lcores"] = "1,2,3";
+    o["mbufs"] = "32767";
     EXPECT_EQ(parse_config(o).worker_lcores, (std::vector<unsigned>{1, 2, 3}));
+}
+
+// The pool must cover what the workers pin (RX and TX descriptors, handoff rings) and leave
+// room for held fragments: the error names the minimum, and --help gives the same figures.
+TEST(MbufOption, TooFewForTheWorkersNamesTheMinimum) {
+    EXPECT_EQ(MbufBudget::minimum(1), 6016u);
+    EXPECT_EQ(MbufBudget::minimum(2), 13312u);
+    Options o = required_options();
+    o["worker-lcores"] = "1,2,3";
+    expect_named(o, "mbufs", "at least " + std::to_string(MbufBudget::minimum(3)) + " for 3 workers");
+    o["mbufs"] = std::to_string(MbufBudget::minimum(3));
+    EXPECT_EQ(parse_config(o).mbufs, MbufBudget::minimum(3));
+    o["worker-lcores"] = "1";
+    o["mbufs"] = "6015";
+    expect_named(o, "mbufs", "at least 6016 for 1 worker");
+    // --help wraps its lines: compare with runs of blanks as one space.
+    std::string help;
+    for (char ch : parse(std::vector<std::string>{"cgnd", "--help"}).help_text) {
+        const bool blank = ch == ' ' || ch == '\n';
+        if (!blank || (!help.empty() && help.back() != ' ')) help += blank ? ' ' : ch;
+    }
+    EXPECT_NE(help.find("(6016 for one worker, 13312 for two)"), std::string::npos) << help;
+}
+
+// What is left after the fixed needs is halved and shared: the default pool with two workers
+// leaves each worker (16383 - 12800) / 2 / 2 = 895 held fragments.
+TEST(MbufOption, HeldFragmentsGetHalfOfWhatIsLeftPerWorker) {
+    EXPECT_EQ(MbufBudget::fixed(2), 12800u);
+    EXPECT_EQ(MbufBudget::held_per_worker(16383, 2), 895u);
+    EXPECT_EQ(MbufBudget::held_per_worker(16383, 1), (16383u - 5760u) / 2);
+    EXPECT_EQ(MbufBudget::held_per_worker(MbufBudget::minimum(4) - 1, 4), 0u);
+    EXPECT_GE(MbufBudget::held_per_worker(MbufBudget::minimum(4), 4), MbufBudget::kMinHeldPerWorker);
 }
 
 }  // namespace
