@@ -400,6 +400,10 @@ def counter_delta(before: dict, after: dict, name: str) -> int:
     return after.get(name, 0) - before.get(name, 0)
 
 
+# br_netfilter's per-namespace switches (see Topology.bridge_netfilter_off).
+BRIDGE_NF_SYSCTLS = ("bridge-nf-call-iptables", "bridge-nf-call-ip6tables",
+                     "bridge-nf-call-arptables")
+
 # The DPDK drivers cgnd can attach to the veths with: AF_PACKET sockets, or AF_XDP sockets
 # (generic XDP on a veth).
 PMDS = ("net_af_packet", "net_af_xdp")
@@ -661,6 +665,23 @@ class Topology:
         self.run(name, ["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1",
                         "net.ipv6.conf.default.disable_ipv6=1"])
         self.run(name, ["ip", "link", "set", "dev", "lo", "up"])
+        self.bridge_netfilter_off(name)
+
+    def bridge_netfilter_off(self, host: str) -> dict[str, str]:
+        """Bridged frames skip netfilter in host's namespace.
+
+        Where the host has br_netfilter loaded, every new namespace starts with
+        net.bridge.bridge-nf-call-{iptables,ip6tables,arptables} = 1 (the sysctls are per
+        namespace), so the bridges validate bridged IPv4 as a router would: a frame with a bad
+        header checksum, a wrong length or bad options is dropped before it reaches cgnd, and
+        the tests of cgnd's own checks would depend on the host. Turned off where present
+        (they exist only while br_netfilter is loaded); returns the values found afterwards.
+        """
+        script = ("for f in " + " ".join(f"/proc/sys/net/bridge/{n}" for n in BRIDGE_NF_SYSCTLS)
+                  + '; do if [ -e "$f" ]; then echo 0 > "$f"; echo "${f##*/}=$(cat "$f")"; fi;'
+                  " done")
+        out = self.run(host, ["sh", "-c", script]).stdout
+        return dict(line.split("=", 1) for line in out.split())
 
     def _no_offload(self, host: str, dev: str) -> None:
         self.run(host, ["ethtool", "-K", dev, "tx", "off", "sg", "off", "tso", "off", "gso", "off"])
@@ -769,6 +790,10 @@ class Topology:
             argv = cgnd_argv(binary, pool=pool, filtering=filtering, max_sessions=max_sessions,
                              eal=eal_args(self.prefix), extra=extra, pmd=pmd,
                              outside_gateway=ROUTER_OUTSIDE if self.router else None)
+        # br_netfilter may have been loaded since the namespaces were made: the bridges (in sw,
+        # and those the fragment tests add in cgn) must still pass frames as they are.
+        for host in ("sw", "cgn"):
+            self.bridge_netfilter_off(host)
         proc = self.spawn("cgn", argv, stdin=subprocess.DEVNULL)
         c = Cgnd(proc, self._cmd("cgn", argv), log=self.log)
         self.cgnds.append(c)

@@ -7,7 +7,9 @@
 #   the benchmark smoke run, and
 #   end-to-end tests (network namespaces, real Linux TCP/UDP/ICMP through cgnd; needs root),
 #   with one worker and with two.
-# Ends with one line "N passed, M failed" over all test cases; exit status 0 only if none failed.
+# Ends with one line "N passed, M failed, K skipped" over all test cases (GoogleTest and pytest
+# skips counted); exit status 0 only if none failed. The end-to-end suite skipped as a whole (not
+# root, or no cgnd) counts as a failure: a run that did not test end to end does not pass.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,6 +29,7 @@ ninja -C build-tsan tests/dataplane/cgn-dataplane-tests || exit 1
 
 passed=0
 failed=0
+skipped=0
 logdir=/tmp/cgn-test.$$
 rm -rf "$logdir" && mkdir -p "$logdir"
 
@@ -37,17 +40,18 @@ run_gtest() {
   echo "=== $name"
   "$@" --gtest_color=no > "$log" 2>&1
   local rc=$?
-  local p f
+  local p f s
   p=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$log" | tail -n 1)
   f=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' "$log" | tail -n 1)
-  p=${p:-0}; f=${f:-0}
+  s=$(sed -n 's/^\[  SKIPPED \] \([0-9]*\) test.*/\1/p' "$log" | tail -n 1)
+  p=${p:-0}; f=${f:-0}; s=${s:-0}
   if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi  # crashed or failed outside a test
   if [ "$f" -ne 0 ]; then
     grep -E '^\[  FAILED  \]|Failure|ERROR|Sanitizer|runtime error' "$log" | head -n 60
     tail -n 20 "$log"
   fi
-  echo "$name: $p passed, $f failed"
-  passed=$((passed + p)); failed=$((failed + f))
+  echo "$name: $p passed, $f failed, $s skipped"
+  passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + s))
 }
 
 run_gtest unit ./build/tests/unit/cgn-unit-tests
@@ -67,21 +71,35 @@ if [ -x ./build/bench/cgn-pipeline-bench ]; then
 fi
 
 # The end-to-end suite runs twice: cgnd with one worker, then with two (one queue per worker
-# on each port, packets handed between the workers).
+# on each port, packets handed between the workers). It needs root (network namespaces) and a
+# built cgnd; without them its tests skip, and the run fails rather than pass untested.
+e2e_cgnd=$PWD/build/dataplane/cgnd
+e2e_missing=""
+[ "$(id -u)" -eq 0 ] || e2e_missing="not root"
+[ -x "$e2e_cgnd" ] || e2e_missing="${e2e_missing:+$e2e_missing, }no cgnd at $e2e_cgnd"
 for workers in 1 2; do
   echo "=== e2e, $workers worker(s)"
   log="$logdir/e2e-$workers.log"
-  CGN_WORKERS=$workers CGND=$PWD/build/dataplane/cgnd \
-    /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/e2e > "$log" 2>&1
+  CGN_WORKERS=$workers CGND=$e2e_cgnd \
+    /usr/bin/python3 -m pytest -q -rs -p no:cacheprovider tests/e2e > "$log" 2>&1
   e2e_rc=$?
   tail -n 80 "$log"
-  # pytest's closing line, e.g. "1 failed, 27 passed, 2 xfailed in 73.24s".
+  # pytest's closing line, e.g. "1 failed, 27 passed, 2 skipped in 73.24s".
   summary=$(grep -E '^[0-9]+ [a-z]+.* in [0-9.]+s' "$log" | tail -n 1)
   p=$(echo "$summary" | grep -Eo '[0-9]+ passed' | cut -d' ' -f1)
   f=$(echo "$summary" | grep -Eo '[0-9]+ (failed|errors?)' | awk '{s+=$1} END {print s+0}')
-  p=${p:-0}; f=${f:-0}
+  s=$(echo "$summary" | grep -Eo '[0-9]+ skipped' | cut -d' ' -f1)
+  p=${p:-0}; f=${f:-0}; s=${s:-0}
   if [ "$e2e_rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
-  passed=$((passed + p)); failed=$((failed + f))
+  # Tests that build namespaces skip as a whole without root or cgnd (conftest.py says why).
+  netns_skips=$(grep -cE '^SKIPPED .*(need root|cgnd not built)' "$log")
+  if [ -n "$e2e_missing" ] || [ "$netns_skips" -gt 0 ]; then
+    echo "e2e, $workers worker(s): the end-to-end suite did not run" \
+      "(${e2e_missing:-$netns_skips skip lines name root or cgnd}): counted as a failure"
+    f=$((f + 1))
+  fi
+  echo "e2e-$workers: $p passed, $f failed, $s skipped"
+  passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + s))
 done
 
 if ip netns list | grep -q '^cgnt'; then
@@ -91,5 +109,5 @@ fi
 
 echo
 echo "logs: $logdir"
-echo "$passed passed, $failed failed"
+echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]

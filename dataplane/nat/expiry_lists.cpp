@@ -3,7 +3,7 @@
 namespace cgn::dp {
 
 ExpiryLists::ExpiryLists(uint32_t capacity, uint64_t refresh_granularity_ms)
-    : granularity_ms_(refresh_granularity_ms),
+    : credit_ms_(refresh_granularity_ms > 0 ? refresh_granularity_ms - 1 : 0),
       last_(capacity, 0),
       prev_(capacity, kNone),
       next_(capacity, kNone),
@@ -28,10 +28,10 @@ void ExpiryLists::change_class(uint32_t id, TimeoutClass c, uint64_t now_ms) {
     link_tail(id, index(c));
 }
 
-void ExpiryLists::relink_tail(uint32_t id, uint64_t now_ms) {
+void ExpiryLists::relink_tail(uint32_t id, uint64_t covered_until_ms) {
     const size_t c = class_[id];
     unlink(id);
-    last_[id] = now_ms;
+    last_[id] = covered_until_ms;
     link_tail(id, c);
 }
 

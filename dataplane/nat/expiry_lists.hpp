@@ -3,10 +3,11 @@
 //
 // Each timeout class (UDP, TCP established, TCP opening, TCP transitory, ICMP) has one
 // intrusive list in least-recently-used order. All entries of a class share one timeout, so
-// the head of a list is always the next to expire: expiry looks only at list heads, and stops
-// at the first entry still alive or when its budget is spent. A refresh moves an entry to its
-// list's tail, but only once per `refresh_granularity_ms` so a busy flow does not relink on
-// every packet (see touch() for what that costs in precision).
+// the head of a list is (to within the refresh granularity) the next to expire: expiry looks
+// only at list heads, and stops at the first entry still alive or when its budget is spent. A
+// refresh moves an entry to its list's tail, but only once per `refresh_granularity_ms` so a
+// busy flow does not relink on every packet (see touch() for how this never shortens a
+// timeout).
 //
 // Time is passed in (milliseconds); nothing here reads a clock. Owned by one worker.
 
@@ -35,12 +36,16 @@ public:
     // Starts tracking entry `id` (< capacity), last active now.
     void insert(uint32_t id, TimeoutClass c, uint64_t now_ms);
     void remove(uint32_t id);
-    // Activity on `id`, which must be tracked (the engine only touches live sessions). The
-    // recorded time lags the true last activity by less than the
-    // granularity, so an entry expires at most that much before its exact deadline; the
-    // granularity is kept far below the smallest timeout (one second) for this reason.
+    // Activity on `id`, which must be tracked (the engine only touches live sessions).
+    //
+    // The recorded time is a "covered until" time, never earlier than the true last activity:
+    // a touch later than it relinks the entry and records now + granularity - 1, so the touches
+    // of the next granularity - 1 ms cost one comparison each and are already covered. An entry
+    // therefore never expires before its true deadline (RFC 5382 REQ-5, RFC 4787 REQ-5 and RFC
+    // 5508 REQ-2 are floors: "MUST NOT expire in less than"), and at most granularity - 1 ms
+    // after it. insert() and change_class() record the exact time (their packet is the last).
     void touch(uint32_t id, uint64_t now_ms) {
-        if (now_ms - last_[id] >= granularity_ms_) relink_tail(id, now_ms);
+        if (now_ms > last_[id]) relink_tail(id, now_ms + credit_ms_);
     }
     // Moves `id` (tracked or not) to class `c`, as active now.
     void change_class(uint32_t id, TimeoutClass c, uint64_t now_ms);
@@ -49,14 +54,17 @@ public:
     void prefetch(uint32_t id) const { __builtin_prefetch(&last_[id], 1); }
 
     TimeoutClass class_of(uint32_t id) const { return static_cast<TimeoutClass>(class_[id]); }
+    // The time the entry's timeout counts from: its last activity, or up to granularity - 1 ms
+    // later (see touch()).
     uint64_t last_active(uint32_t id) const { return last_[id]; }
     bool tracked(uint32_t id) const { return class_[id] != kUntracked; }
     uint32_t size() const { return size_; }
 
     // Calls on_expired(id) for up to `budget` expired entries, after removing each from its
-    // list. Oldest first within a class; the class visited first rotates from call to call so
-    // that a flood of expiring UDP sessions cannot hold back the other classes. Returns how
-    // many expired.
+    // list. Oldest first within a class (an entry relinked by touch() may hold back the entries
+    // linked after it for less than the granularity, never longer); the class visited first rotates
+    // from call to call so that a flood of expiring UDP sessions cannot hold back the other
+    // classes. Returns how many expired.
     template <class F>
     uint32_t expire(uint64_t now_ms, uint32_t budget, F&& on_expired) {
         uint32_t done = 0;
@@ -80,9 +88,10 @@ private:
     static size_t index(TimeoutClass c) { return static_cast<size_t>(c); }
     void link_tail(uint32_t id, size_t c);
     void unlink(uint32_t id);
-    void relink_tail(uint32_t id, uint64_t now_ms);
+    void relink_tail(uint32_t id, uint64_t covered_until_ms);
 
-    uint64_t granularity_ms_;
+    // granularity - 1 (0 without granularity): how far past a relinking touch it covers.
+    uint64_t credit_ms_;
     std::array<uint64_t, kTimeoutClassCount> timeout_{};
     std::array<uint32_t, kTimeoutClassCount> head_;
     std::array<uint32_t, kTimeoutClassCount> tail_;

@@ -48,13 +48,8 @@ std::optional<uint16_t> PortSet::allocate(common::Random& random) {
     return allocate_in(random, range_.first, range_.last, -1);
 }
 
-std::optional<uint16_t> PortSet::allocate(common::Random& random, bool odd) {
-    if (auto port = allocate_in(random, range_.first, range_.last, odd ? 1 : 0)) return port;
-    return allocate_in(random, range_.first, range_.last, -1);
-}
-
-std::optional<uint16_t> PortSet::allocate_in(common::Random& random, uint16_t first,
-                                             uint16_t last, int parity) {
+std::optional<uint16_t> PortSet::allocate_in(common::Random& random, uint16_t first, uint16_t last,
+                                             int parity) {
     if (used_ == capacity_ || first < range_.first || last > range_.last || first > last)
         return std::nullopt;
     // Bit b of a word is port range.first + 64w + b, whose parity is that of first + b.

@@ -24,12 +24,11 @@ public:
     // A free port, chosen unpredictably: the search starts at a random port of the range
     // (RFC 6056 §3.3.1 spirit, RFC 4787 REQ-1 needs only that it is free). Nothing when full.
     std::optional<uint16_t> allocate(common::Random& random);
-    // The same, preferring a port of the given parity (RFC 4787 REQ-4: an even internal port,
-    // e.g. RTP, keeps an even external port so that RTCP can sit on the next odd one); any
-    // free port when none of that parity is left.
-    std::optional<uint16_t> allocate(common::Random& random, bool odd);
     // A free port of [first, last] (both in the range), from a random start; `parity` 0 or 1
-    // restricts it to even or odd ports, -1 takes any.
+    // restricts it to even or odd ports (RFC 4787 REQ-4: an even internal port, e.g. RTP,
+    // keeps an even external port so that RTCP can sit on the next odd one), -1 takes any.
+    // Nothing when no free port qualifies: falling back to the other parity, after the
+    // subscriber's other blocks, is the NAT engine's choice (NatEngine::allocate_port).
     std::optional<uint16_t> allocate_in(common::Random& random, uint16_t first, uint16_t last,
                                         int parity = -1);
     // Takes a given port; false when it is outside the range, not open or already taken.
@@ -77,8 +76,7 @@ public:
     static constexpr uint32_t kNone = ~uint32_t{0};
 
     // This worker's view of `prefixes`, claiming blocks in `blocks` as worker `worker`.
-    AddressPool(const std::vector<common::Ipv4Prefix>& prefixes, BlockMap& blocks,
-                unsigned worker);
+    AddressPool(const std::vector<common::Ipv4Prefix>& prefixes, BlockMap& blocks, unsigned worker);
 
     size_t size() const { return addresses_.size(); }
     uint32_t address(uint32_t index) const { return addresses_[index].addr; }

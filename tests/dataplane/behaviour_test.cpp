@@ -168,7 +168,9 @@ TEST_F(Behaviour, UdpSessionExpiresAfterIdleTimeoutNotBefore) {
     h.clock().advance_ms(29'000);
     h.poll();
     EXPECT_EQ(h.counter(Counter::sessions_expired), 0u);
-    h.clock().advance_ms(1'000);
+    // 30 s after the inbound packet, plus the up to 99 ms a refreshed session may outlive its
+    // timeout (the refresh granularity; never less than the timeout: SessionDeadline below).
+    h.clock().advance_ms(1'099);
     h.poll();
     EXPECT_EQ(h.counter(Counter::sessions_expired), 1u);
     EXPECT_EQ(h.counter(Counter::mappings_removed), 1u);
@@ -179,6 +181,8 @@ TEST_F(Behaviour, UdpSessionExpiresAfterIdleTimeoutNotBefore) {
     EXPECT_EQ(h.counter(Counter::drop_out2in_no_mapping), 1u);
 }
 
+// RFC 5508 REQ-2: the query session lives its 60 s; RFC 7857 §11: its mapping (the external
+// identifier) is released with it, and a late reply to that identifier finds nothing.
 TEST_F(Behaviour, IcmpQueryTimeout) {
     h.settings().nat.timeouts.icmp_s = 60;
     start();
@@ -188,12 +192,66 @@ TEST_F(Behaviour, IcmpQueryTimeout) {
                           .icmp_echo(common::icmp::kEchoRequest, 5, 1)
                           .build());
     h.poll();
+    EXPECT_EQ(outside_got(), 1u);
+    const auto ext = h.worker().nat().find_mapping(ipv4::kProtoIcmp, t().subscriber1.value, 5);
+    ASSERT_TRUE(ext.has_value());
+    EXPECT_EQ(h.worker().nat().mapping_count(), 1u);
     h.clock().advance_ms(59'999);
     h.poll();
     EXPECT_EQ(h.worker().nat().session_count(), 1u);
+    EXPECT_EQ(h.worker().nat().mapping_count(), 1u);
     h.clock().advance_ms(1);
     h.poll();
     EXPECT_EQ(h.worker().nat().session_count(), 0u);
+    EXPECT_EQ(h.worker().nat().mapping_count(), 0u);
+    EXPECT_EQ(h.counter(Counter::sessions_expired), 1u);
+    EXPECT_EQ(h.counter(Counter::mappings_removed), 1u);
+    EXPECT_FALSE(h.worker().nat().find_mapping(ipv4::kProtoIcmp, t().subscriber1.value, 5));
+    h.outside().inject(PacketBuilder()
+                           .ethernet(t().gateway_mac, h.outside().mac())
+                           .ipv4(t().server1, common::Ipv4Address{ext->first})
+                           .icmp_echo(common::icmp::kEchoReply, ext->second, 1)
+                           .build());
+    h.poll();
+    EXPECT_EQ(inside_got(), 0u);
+    EXPECT_EQ(h.counter(Counter::drop_out2in_no_mapping), 1u);
+}
+
+// RFC 4787 REQ-6: "The NAT mapping Refresh Direction MUST have a "NAT Outbound refresh
+// behavior" of "True"." Two mappings opened together; only one keeps sending (outbound only,
+// nothing comes back). It outlives its timeout many times over; the silent one goes at its
+// timeout. Without outbound refresh both go at 30 s.
+TEST_F(Behaviour, OutboundPacketsKeepAMappingAlivePastItsTimeout) {
+    h.settings().nat.timeouts.udp_s = 30;
+    start();
+    const auto kept = open_udp(40000);
+    open_udp(40001);
+    for (int i = 0; i < 6; ++i) {  // 20 s apart: 120 s in all
+        h.clock().advance_ms(20'000);
+        h.poll();
+        h.inside().inject(in_udp(40000, t().server1, 3478));
+        h.poll();
+        EXPECT_EQ(outside_got(), 1u);
+        EXPECT_EQ(h.worker().nat().find_mapping(ipv4::kProtoUdp, t().subscriber1.value, 40000),
+                  kept)
+            << "after " << (i + 1) * 20 << " s";
+        EXPECT_EQ(h.worker()
+                      .nat()
+                      .find_mapping(ipv4::kProtoUdp, t().subscriber1.value, 40001)
+                      .has_value(),
+                  i == 0)
+            << "the silent mapping after " << (i + 1) * 20 << " s";
+    }
+    EXPECT_EQ(h.counter(Counter::mappings_removed), 1u);
+    EXPECT_EQ(h.counter(Counter::sessions_created), 2u);
+    // Outbound traffic stops: the mapping goes 30 s after its last packet.
+    h.clock().advance_ms(29'999);
+    h.poll();
+    EXPECT_EQ(h.worker().nat().mapping_count(), 1u);
+    h.clock().advance_ms(200);
+    h.poll();
+    EXPECT_EQ(h.worker().nat().mapping_count(), 0u);
+    EXPECT_EQ(h.counter(Counter::mappings_removed), 2u);
 }
 
 TEST_F(Behaviour, TcpEstablishedUsesLongTimeoutAndClosedUsesTransitory) {
@@ -319,7 +377,7 @@ TEST_F(Behaviour, TcpResetThenDataLivesOnTheEstablishedTimeout) {
     h.clock().advance_ms(7440'000 - 1);
     h.poll();
     EXPECT_EQ(tcp_sessions(), 1u);
-    h.clock().advance_ms(1);
+    h.clock().advance_ms(100);  // a refreshed session may outlive its timeout by < 100 ms
     h.poll();
     EXPECT_EQ(tcp_sessions(), 0u);
 }
@@ -373,7 +431,7 @@ TEST_F(Behaviour, TcpHalfClosedStaysOnTheEstablishedTimeout) {
     h.clock().advance_ms(7440'000 - 1);
     h.poll();
     EXPECT_EQ(tcp_sessions(), 1u);
-    h.clock().advance_ms(1);
+    h.clock().advance_ms(100);  // a refreshed session may outlive its timeout by < 100 ms
     h.poll();
     EXPECT_EQ(tcp_sessions(), 0u);
 }
@@ -460,12 +518,98 @@ TEST_F(Behaviour, DefaultRangeNeverUsesPortsBelow1024EvenForLowSourcePorts) {
     for (uint16_t sport = 1; sport <= 64; ++sport) {
         h.inside().inject(in_udp(sport, t().server1, 53));
         h.poll();
-        for (const auto& f : h.outside().drain())
-            EXPECT_GE(
-                common::load_be16(f.data() + common::eth::kHeaderLength + ipv4::kMinHeaderLength),
-                1024);
+        const auto out = h.outside().drain();
+        ASSERT_EQ(out.size(), 1u) << "source port " << sport << " was not translated";
+        const uint16_t port =
+            common::load_be16(out[0].data() + common::eth::kHeaderLength + ipv4::kMinHeaderLength);
+        EXPECT_GE(port, 1024) << "source port " << sport;
+        EXPECT_EQ(
+            h.worker().nat().find_mapping(ipv4::kProtoUdp, t().subscriber1.value, sport),
+            (std::pair<uint32_t, uint16_t>{
+                common::load_be32(out[0].data() + common::eth::kHeaderLength + ipv4::kSrc), port}));
     }
+    EXPECT_EQ(h.counter(Counter::sessions_created), 64u);
 }
+
+// RFC 5382 REQ-5 ("MUST NOT be less than 2 hours and 4 minutes"), RFC 4787 REQ-5 ("MUST NOT
+// expire in less than two minutes") and RFC 5508 REQ-2 ("MUST NOT expire in less than 60
+// seconds") are floors, and the defaults sit on them exactly. A session whose last packet came
+// at t must still be there at t + timeout - 1 ms, however the packets before fell within the
+// engine's 100 ms refresh granularity, and goes within that granularity after t + timeout.
+// Before, the packets at t0 + 1 and t0 + 50 were not recorded (under 100 ms after the
+// session's start) and the session went at t0 + timeout, 50 ms early.
+struct DeadlineCase {
+    const char* name;
+    uint8_t protocol;
+    uint32_t timeout_s;
+};
+void PrintTo(const DeadlineCase& c, std::ostream* os) { *os << c.name; }
+
+class SessionDeadline : public Behaviour, public ::testing::WithParamInterface<DeadlineCase> {
+protected:
+    Frame packet(uint8_t flags) {
+        switch (GetParam().protocol) {
+            case ipv4::kProtoTcp:
+                return in_tcp(50000, flags);
+            case ipv4::kProtoIcmp:
+                return PacketBuilder()
+                    .ethernet(t().subscriber1_mac, h.inside().mac())
+                    .ipv4(t().subscriber1, t().server1)
+                    .icmp_echo(common::icmp::kEchoRequest, 5, 1)
+                    .build();
+            default:
+                return in_udp(50000, t().server1, 3478);
+        }
+    }
+};
+
+TEST_P(SessionDeadline, NeverExpiresBeforeTheLastPacketPlusTheTimeout) {
+    const DeadlineCase c = GetParam();
+    h.settings().nat.timeouts.udp_s = c.timeout_s;
+    h.settings().nat.timeouts.icmp_s = c.timeout_s;
+    h.settings().nat.timeouts.tcp_established_s = c.timeout_s;
+    start();
+    if (c.protocol == ipv4::kProtoTcp) {
+        establish_tcp(50000);
+    } else {
+        h.inside().inject(packet(0));
+        h.poll();
+        EXPECT_EQ(outside_got(), 1u);
+    }
+    ASSERT_EQ(h.worker().nat().session_count(), 1u);
+    const uint8_t data = tcp::kPsh | tcp::kAck_;
+    h.clock().advance_ms(1);
+    h.inside().inject(packet(data));
+    h.poll();
+    h.clock().advance_ms(49);
+    h.inside().inject(packet(data));
+    h.poll();
+    EXPECT_EQ(outside_got(), 2u);
+    const uint64_t last = h.clock().now_ms();
+    const uint64_t deadline = last + uint64_t{c.timeout_s} * 1000;
+    h.clock().set_ms(deadline - 1000);
+    h.poll();
+    for (uint64_t now = deadline - 1000; now < deadline; ++now) {
+        h.clock().set_ms(now);
+        h.poll();
+        ASSERT_EQ(h.worker().nat().session_count(), 1u)
+            << "expired " << deadline - now << " ms before its deadline";
+    }
+    uint64_t now = deadline;
+    for (; now < deadline + 1000 && h.worker().nat().session_count() == 1; ++now) {
+        h.clock().set_ms(now);
+        h.poll();
+    }
+    EXPECT_EQ(h.worker().nat().session_count(), 0u);
+    EXPECT_LT(now - 1, deadline + 100) << "expired later than the refresh granularity allows";
+    EXPECT_EQ(h.counter(Counter::sessions_expired), 1u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Rfc5382Req5Rfc4787Req5Rfc5508Req2, SessionDeadline,
+                         ::testing::Values(DeadlineCase{"Udp", ipv4::kProtoUdp, 120},
+                                           DeadlineCase{"TcpEstablished", ipv4::kProtoTcp, 7440},
+                                           DeadlineCase{"Icmp", ipv4::kProtoIcmp, 60}),
+                         [](const auto& info) { return std::string(info.param.name); });
 
 }  // namespace
 }  // namespace cgn::test
@@ -664,6 +808,73 @@ TEST(PortParity, ExternalPortKeepsTheInternalPortsParity) {
         ASSERT_TRUE(ext.has_value());
         EXPECT_EQ(ext->second & 1, port & 1) << port << " -> " << ext->second;
     }
+}
+
+// RFC 4787 REQ-4 with port blocks: an internal port's parity is kept while any block the
+// subscriber has, or may still claim, has a free port of it; only then does it get the other
+// parity. 64-port blocks (32 odd ports each), two blocks at most: the first 32 odd internal
+// ports fill the first block's odd ports, the next 32 claim a second block rather than take
+// even ports of the first, the 65th takes an even port (no third block allowed), and the
+// remaining 63 even ports serve even internal ports until the 128 are used. Without the new
+// block first, the 33rd gets an even port; without the fallback, the 65th is refused.
+TEST(PortParity, FallsBackToTheOtherParityOnlyWhenNoBlockHasOne) {
+    DataplaneHarness h;
+    h.settings().nat.port_parity = true;
+    h.settings().nat.pool = {*common::Ipv4Prefix::parse("198.51.100.1/32")};
+    h.settings().nat.port_range = {1024, 1279};  // four 64-port blocks
+    h.settings().nat.port_block_size = 64;
+    h.settings().nat.limits.max_blocks = 2;
+    h.start();
+    h.resolve_neighbors();
+    h.reset_counters();
+    const Topology& t = h.topo();
+    auto send = [&](uint16_t port) -> std::optional<uint16_t> {
+        h.inside().inject(common::PacketBuilder()
+                              .ethernet(t.subscriber1_mac, h.inside().mac())
+                              .ipv4(t.subscriber1, t.server1)
+                              .udp(port, 5004)
+                              .build());
+        h.poll();
+        h.inside().drain();
+        const auto out = h.outside().drain();
+        if (out.size() != 1) return std::nullopt;
+        return common::load_be16(out[0].data() + common::eth::kHeaderLength +
+                                 common::ipv4::kMinHeaderLength);
+    };
+    auto block_of = [](uint16_t port) { return (port - 1024) / 64; };
+    std::set<int> odd_blocks_first, odd_blocks_second;
+    for (uint16_t i = 0; i < 64; ++i) {
+        const auto ext = send(static_cast<uint16_t>(5001 + 2 * i));
+        ASSERT_TRUE(ext.has_value()) << "odd internal port " << i;
+        EXPECT_EQ(*ext & 1, 1) << "odd internal port " << i << " -> " << *ext;
+        (i < 32 ? odd_blocks_first : odd_blocks_second).insert(block_of(*ext));
+        EXPECT_EQ(h.counter(common::Counter::blocks_claimed), i < 32 ? 1u : 2u) << i;
+    }
+    ASSERT_EQ(odd_blocks_first.size(), 1u);
+    ASSERT_EQ(odd_blocks_second.size(), 1u);
+    EXPECT_NE(*odd_blocks_first.begin(), *odd_blocks_second.begin());
+    // No odd port left in either block and no third block: the other parity.
+    const auto fallback = send(7001);
+    ASSERT_TRUE(fallback.has_value()) << "refused although even ports were free";
+    EXPECT_EQ(*fallback & 1, 0);
+    std::set<uint16_t> even;
+    even.insert(*fallback);
+    for (uint16_t i = 0; i < 63; ++i) {
+        const auto ext = send(static_cast<uint16_t>(6000 + 2 * i));
+        ASSERT_TRUE(ext.has_value()) << "even internal port " << i;
+        EXPECT_EQ(*ext & 1, 0);
+        even.insert(*ext);
+    }
+    EXPECT_EQ(even.size(), 64u);
+    for (uint16_t port : even) {
+        const int b = block_of(port);
+        EXPECT_TRUE(b == *odd_blocks_first.begin() || b == *odd_blocks_second.begin()) << port;
+    }
+    EXPECT_EQ(h.counter(common::Counter::blocks_claimed), 2u);
+    EXPECT_EQ(h.counter(common::Counter::drop_quota_blocks), 0u);
+    // All 128 ports of the two blocks are used: the next flow is refused.
+    EXPECT_FALSE(send(9000).has_value());
+    EXPECT_EQ(h.counter(common::Counter::drop_quota_blocks), 1u);
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include "common/byte_order.hpp"
 #include "common/checksum.hpp"
 #include "common/headers.hpp"
 #include "common/packet_builder.hpp"
@@ -121,7 +122,7 @@ TEST_P(IcmpErrors, ErrorsNeverKeepASessionAliveOrMatchAnother) {
     h.poll(2);
     EXPECT_EQ(h.counter(Counter::drop_icmp_error_no_session), 3u);
     EXPECT_EQ(h.counter(Counter::sessions_created), 1u);
-    EXPECT_TRUE(h.inside().drain().size() == 2u);
+    EXPECT_EQ(h.inside().drain().size(), 2u);
 }
 
 // RFC 5508 REQ-3b: "the NAT MUST step over IP options in the quote to find its transport
@@ -192,6 +193,93 @@ TEST_P(IcmpErrors, ErrorWithIcmpExtensionsKeepsPaddingAndExtensions) {
                          .payload(message(t().subscriber1, 40000))
                          .build())
         << hex(in[0]);
+}
+
+// Spoils the 16-bit checksum at `offset`: adds `delta` to the one's complement sum it stands for.
+// A checksum updated incrementally (RFC 1624) keeps such an error: the translated field is the
+// right one spoiled by the same delta.
+void spoil_checksum(std::vector<uint8_t>& packet, size_t offset, uint16_t delta = 0x1234) {
+    uint32_t sum = static_cast<uint16_t>(~common::load_be16(packet.data() + offset)) + delta;
+    sum = (sum & 0xffff) + (sum >> 16);
+    common::store_be16(packet.data() + offset, static_cast<uint16_t>(~sum));
+}
+
+// RFC 5508 REQ-3c: "the NAT SHOULD NOT validate the transport checksum of the embedded packet
+// ... even when it could". Errors about a UDP datagram and a TCP segment whose quoted transport
+// checksums are wrong (the quote is complete, so the checksum could be checked) are translated
+// both ways; the quoted checksum is updated incrementally and stays wrong by the same amount.
+TEST_P(IcmpErrors, QuotedTransportChecksumIsNotValidated) {
+    const auto udp_ext = open_udp();
+    h.inside().inject(PacketBuilder()
+                          .ethernet(t().subscriber1_mac, h.inside().mac())
+                          .ipv4(t().subscriber1, t().server1, 64, 6)
+                          .tcp(40001, 80, common::tcp::kSyn)
+                          .build());
+    h.poll(2);
+    ASSERT_EQ(h.outside().drain().size(), 1u);
+    const auto tcp_ext = *h.find_mapping(common::ipv4::kProtoTcp, t().subscriber1.value, 40001);
+    constexpr size_t kUdpChecksum = common::ipv4::kMinHeaderLength + 6;
+    constexpr size_t kTcpChecksum = common::ipv4::kMinHeaderLength + 16;
+    auto udp_quote = [&](common::Ipv4Address src, uint16_t sport, common::Ipv4Address dst,
+                         uint16_t dport) {
+        auto q = udp(src, sport, dst, dport, 63);
+        spoil_checksum(q, kUdpChecksum);
+        return q;
+    };
+    auto tcp_quote = [&](common::Ipv4Address src, uint16_t sport, common::Ipv4Address dst,
+                         uint16_t dport) {
+        auto q = PacketBuilder().ipv4(src, dst, 63, 6).tcp(sport, dport, common::tcp::kSyn).build();
+        spoil_checksum(q, kTcpChecksum);
+        return q;
+    };
+    auto from_outside = [&](std::vector<uint8_t> quote, common::Ipv4Address to) {
+        return PacketBuilder()
+            .ethernet(t().gateway_mac, h.outside().mac())
+            .ipv4(t().server1, to, 64, 90)
+            .icmp(icmp::kDestUnreachable, 3, 0)
+            .payload(quote)
+            .build();
+    };
+    auto to_subscriber = [&](std::vector<uint8_t> quote) {
+        return PacketBuilder()
+            .ethernet(h.inside().mac(), t().subscriber1_mac)
+            .ipv4(t().server1, t().subscriber1, 63, 90)
+            .icmp(icmp::kDestUnreachable, 3, 0)
+            .payload(quote)
+            .build();
+    };
+    const common::Ipv4Address udp_addr{udp_ext.first}, tcp_addr{tcp_ext.first};
+
+    h.outside().inject(from_outside(udp_quote(udp_addr, udp_ext.second, t().server1, 9), udp_addr));
+    h.outside().inject(
+        from_outside(tcp_quote(tcp_addr, tcp_ext.second, t().server1, 80), tcp_addr));
+    h.poll(2);
+    auto in = h.inside().drain();
+    ASSERT_EQ(in.size(), 2u);
+    EXPECT_EQ(in[0], to_subscriber(udp_quote(t().subscriber1, 40000, t().server1, 9)))
+        << hex(in[0]);
+    EXPECT_EQ(in[1], to_subscriber(tcp_quote(t().subscriber1, 40001, t().server1, 80)))
+        << hex(in[1]);
+
+    // From the subscriber: it quotes the datagram as it received it, with a wrong checksum.
+    h.inside().inject(PacketBuilder()
+                          .ethernet(t().subscriber1_mac, h.inside().mac())
+                          .ipv4(t().subscriber1, t().server1, 64, 91)
+                          .icmp(icmp::kDestUnreachable, 3, 0)
+                          .payload(udp_quote(t().server1, 9, t().subscriber1, 40000))
+                          .build());
+    h.poll(2);
+    auto out = h.outside().drain();
+    ASSERT_EQ(out.size(), 1u);
+    EXPECT_EQ(out[0], PacketBuilder()
+                          .ethernet(h.outside().mac(), t().gateway_mac)
+                          .ipv4(udp_addr, t().server1, 63, 91)
+                          .icmp(icmp::kDestUnreachable, 3, 0)
+                          .payload(udp_quote(t().server1, 9, udp_addr, udp_ext.second))
+                          .build())
+        << hex(out[0]);
+    EXPECT_EQ(h.counter(Counter::icmp_errors_translated), 3u);
+    EXPECT_EQ(h.counter(Counter::drop_icmp_error_malformed), 0u);
 }
 
 INSTANTIATE_TEST_SUITE_P(Workers, IcmpErrors, ::testing::Values(1u, 2u),

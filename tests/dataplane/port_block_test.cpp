@@ -156,7 +156,8 @@ protected:
 
     // What a refused subscriber packet must bring back (RFC 6888 REQ-11 b †, RFC 792): ICMP
     // destination unreachable, host unreachable, from cgnd's inside address to the sender's
-    // MAC, quoting the packet's IP header and first 8 payload bytes as the subscriber sent it.
+    // MAC, quoting the packet's IP header and first 8 payload bytes as the subscriber sent it,
+    // in the DiffServ class of that packet (RFC 5508 §7.7; the ECN bits are not copied).
     Frame host_unreachable_for(const Frame& refused) {
         const uint8_t* l3 = refused.data() + eth::kHeaderLength;
         const size_t quoted = (l3[ipv4::kVersionIhl] & 0x0f) * 4u + 8;
@@ -167,6 +168,7 @@ protected:
             .ethernet(h.inside().mac(), sender)
             .ipv4(t().inside.address, common::Ipv4Address{common::load_be32(l3 + ipv4::kSrc)}, 64,
                   0)
+            .ipv4_tos(static_cast<uint8_t>(l3[ipv4::kTos] & 0xfc))
             .icmp(icmp::kDestUnreachable, icmp::kCodeHostUnreachable, 0)
             .payload(std::vector<uint8_t>(l3, l3 + quoted))
             .build();
@@ -710,6 +712,32 @@ TEST_F(PortBlocks, HostUnreachableAnswersAreRateLimited) {
     EXPECT_EQ(answers.size(), 3u);
     EXPECT_EQ(h.counter(Counter::icmp_quota_unreachable_sent), 6u);
     EXPECT_EQ(h.counter(Counter::drop_icmp_rate_limited), 14u);
+}
+
+// RFC 5508 §7.7: an ICMP message the NAT generates "SHOULD copy the DiffServ codepoint of the
+// packet that caused it". A refused packet marked EF with an ECN codepoint (TOS 0xb9) is
+// answered with a host unreachable of TOS 0xb8, byte for byte; one marked AF41 (0x88) with
+// 0x88. Without the copy the answers carry TOS 0 and the frame comparison fails.
+TEST_F(PortBlocks, HostUnreachableCopiesTheDiffServCodepoint) {
+    h.settings().nat.limits.max_sessions = 1;
+    start();
+    translated(udp_from(1, 5000));
+    for (uint8_t tos : {uint8_t{0xb9}, uint8_t{0x88}}) {
+        const Frame refused = PacketBuilder()
+                                  .ethernet(sub_mac(1), h.inside().mac())
+                                  .ipv4(sub(1), t().server1, 64, 77)
+                                  .ipv4_tos(tos)
+                                  .udp(static_cast<uint16_t>(6000 + tos), 53)
+                                  .payload("out")
+                                  .build();
+        const Sent s = send_inside(refused);
+        EXPECT_TRUE(s.out.empty());
+        ASSERT_EQ(s.in.size(), 1u);
+        EXPECT_EQ(s.in[0][eth::kHeaderLength + ipv4::kTos], tos & 0xfc);
+        EXPECT_EQ(s.in[0], host_unreachable_for(refused)) << hex(s.in[0]);
+    }
+    EXPECT_EQ(h.counter(Counter::drop_quota_sessions), 2u);
+    EXPECT_EQ(h.counter(Counter::icmp_quota_unreachable_sent), 2u);
 }
 
 // ---- spreading and several workers -----------------------------------------------------------

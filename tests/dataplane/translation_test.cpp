@@ -3,6 +3,11 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <iterator>
+#include <set>
+#include <vector>
+
 #include "common/byte_order.hpp"
 #include "common/headers.hpp"
 #include "common/packet_builder.hpp"
@@ -198,43 +203,118 @@ TEST_F(Translation, EndpointIndependentMappingAndPairedPooling) {
 // matched only against mappings of its own protocol, so a UDP packet to the external port of
 // a TCP mapping opens nothing.
 TEST_F(Translation, MappingsAndFilteringArePerProtocol) {
-    h.inside().inject(udp_in(t().subscriber1, 40000, t().server1, 53));
-    h.inside().inject(PacketBuilder()
-                          .ethernet(t().subscriber1_mac, h.inside().mac())
-                          .ipv4(t().subscriber1, t().server1)
-                          .tcp(40000, 443, common::tcp::kSyn)
-                          .build());
-    h.poll();
-    EXPECT_EQ(h.outside().drain().size(), 2u);
-    const auto udp = mapping_of(common::ipv4::kProtoUdp, t().subscriber1, 40000);
-    const auto tcp = mapping_of(common::ipv4::kProtoTcp, t().subscriber1, 40000);
-    EXPECT_EQ(udp.first, tcp.first);  // paired pooling covers every protocol
-    EXPECT_EQ(h.counter(Counter::mappings_created), 2u);
-    // Endpoint-independent filtering (the default) lets any host reach the UDP mapping...
+    // UDP and TCP from the same four internal ports: eight mappings, ports drawn independently
+    // per protocol on the one paired address.
+    std::set<uint16_t> udp_ports, tcp_ports;
+    common::Ipv4Address ext_addr{};
+    for (uint16_t sport = 40000; sport < 40004; ++sport) {
+        h.inside().inject(udp_in(t().subscriber1, sport, t().server1, 53));
+        h.inside().inject(PacketBuilder()
+                              .ethernet(t().subscriber1_mac, h.inside().mac())
+                              .ipv4(t().subscriber1, t().server1)
+                              .tcp(sport, 443, common::tcp::kSyn)
+                              .build());
+        h.poll();
+        EXPECT_EQ(h.outside().drain().size(), 2u);
+        const auto udp = mapping_of(common::ipv4::kProtoUdp, t().subscriber1, sport);
+        const auto tcp = mapping_of(common::ipv4::kProtoTcp, t().subscriber1, sport);
+        EXPECT_EQ(udp.first, tcp.first);  // paired pooling covers every protocol
+        ext_addr = udp.first;
+        udp_ports.insert(udp.second);
+        tcp_ports.insert(tcp.second);
+    }
+    EXPECT_EQ(h.counter(Counter::mappings_created), 8u);
+    // Endpoint-independent filtering (the default) lets any host reach a UDP mapping...
     h.outside().inject(PacketBuilder()
                            .ethernet(t().gateway_mac, h.outside().mac())
-                           .ipv4(t().server2, udp.first)
-                           .udp(9999, udp.second)
+                           .ipv4(t().server2, ext_addr)
+                           .udp(9999, *udp_ports.begin())
                            .build());
     h.poll();
     EXPECT_EQ(h.inside().drain().size(), 1u);
-    // ...but UDP to the TCP mapping's port and TCP to the UDP mapping's port find nothing (the
-    // two ports are drawn independently; in the rare draw where they are equal, each packet
-    // would reach its own protocol's mapping, and there is nothing to show).
-    if (tcp.second == udp.second) return;
+    // ...but UDP to a port only a TCP mapping has, and TCP to a port only a UDP mapping has,
+    // find nothing. Four ports of each protocol drawn at random from a 512-port block: the two
+    // sets are equal (no such port) with a probability far below 1e-9; the test then fails.
+    std::vector<uint16_t> tcp_only, udp_only;
+    std::set_difference(tcp_ports.begin(), tcp_ports.end(), udp_ports.begin(), udp_ports.end(),
+                        std::back_inserter(tcp_only));
+    std::set_difference(udp_ports.begin(), udp_ports.end(), tcp_ports.begin(), tcp_ports.end(),
+                        std::back_inserter(udp_only));
+    ASSERT_FALSE(tcp_only.empty());
+    ASSERT_FALSE(udp_only.empty());
     h.outside().inject(PacketBuilder()
                            .ethernet(t().gateway_mac, h.outside().mac())
-                           .ipv4(t().server2, tcp.first)
-                           .udp(9999, tcp.second)
+                           .ipv4(t().server2, ext_addr)
+                           .udp(9999, tcp_only[0])
                            .build());
     h.outside().inject(PacketBuilder()
                            .ethernet(t().gateway_mac, h.outside().mac())
-                           .ipv4(t().server2, udp.first)
-                           .tcp(9999, udp.second, common::tcp::kSyn)
+                           .ipv4(t().server2, ext_addr)
+                           .tcp(9999, udp_only[0], common::tcp::kSyn)
                            .build());
     h.poll();
     EXPECT_TRUE(h.inside().drain().empty());
     EXPECT_EQ(h.counter(Counter::drop_out2in_no_mapping), 2u);
+    EXPECT_EQ(h.counter(Counter::sessions_created), 9u);
+}
+
+// RFC 5382 REQ-1: "A NAT MUST have an "Endpoint-Independent Mapping" behavior for TCP." One
+// internal TCP endpoint connects to two servers on different ports: both connections leave
+// from one external endpoint, byte for byte. Without endpoint-independent mapping (a mapping
+// per destination) the second SYN gets another external port.
+TEST_F(Translation, TcpMappingIsEndpointIndependent) {
+    h.inside().inject(PacketBuilder()
+                          .ethernet(t().subscriber1_mac, h.inside().mac())
+                          .ipv4(t().subscriber1, t().server1, 64, 21)
+                          .tcp(50000, 443, tcp::kSyn, 1000)
+                          .build());
+    h.inside().inject(PacketBuilder()
+                          .ethernet(t().subscriber1_mac, h.inside().mac())
+                          .ipv4(t().subscriber1, t().server2, 64, 22)
+                          .tcp(50000, 80, tcp::kSyn, 2000)
+                          .build());
+    h.poll();
+    const auto out = h.outside().drain();
+    ASSERT_EQ(out.size(), 2u);
+    const auto [ext_addr, ext_port] = mapping_of(common::ipv4::kProtoTcp, t().subscriber1, 50000);
+    EXPECT_EQ(out[0], PacketBuilder()
+                          .ethernet(h.outside().mac(), t().gateway_mac)
+                          .ipv4(ext_addr, t().server1, 63, 21)
+                          .tcp(ext_port, 443, tcp::kSyn, 1000)
+                          .build())
+        << hex(out[0]);
+    EXPECT_EQ(out[1], PacketBuilder()
+                          .ethernet(h.outside().mac(), t().gateway_mac)
+                          .ipv4(ext_addr, t().server2, 63, 22)
+                          .tcp(ext_port, 80, tcp::kSyn, 2000)
+                          .build())
+        << hex(out[1]);
+    EXPECT_EQ(h.counter(Counter::mappings_created), 1u);
+    EXPECT_EQ(h.counter(Counter::sessions_created), 2u);
+    // Both servers' answers reach the one internal endpoint.
+    h.outside().inject(PacketBuilder()
+                           .ethernet(t().gateway_mac, h.outside().mac())
+                           .ipv4(t().server1, ext_addr, 64, 23)
+                           .tcp(443, ext_port, tcp::kSyn | tcp::kAck_, 7000, 1001)
+                           .build());
+    h.outside().inject(PacketBuilder()
+                           .ethernet(t().gateway_mac, h.outside().mac())
+                           .ipv4(t().server2, ext_addr, 64, 24)
+                           .tcp(80, ext_port, tcp::kSyn | tcp::kAck_, 8000, 2001)
+                           .build());
+    h.poll();
+    const auto in = h.inside().drain();
+    ASSERT_EQ(in.size(), 2u);
+    EXPECT_EQ(in[0], PacketBuilder()
+                         .ethernet(h.inside().mac(), t().subscriber1_mac)
+                         .ipv4(t().server1, t().subscriber1, 63, 23)
+                         .tcp(443, 50000, tcp::kSyn | tcp::kAck_, 7000, 1001)
+                         .build());
+    EXPECT_EQ(in[1], PacketBuilder()
+                         .ethernet(h.inside().mac(), t().subscriber1_mac)
+                         .ipv4(t().server2, t().subscriber1, 63, 24)
+                         .tcp(80, 50000, tcp::kSyn | tcp::kAck_, 8000, 2001)
+                         .build());
 }
 
 TEST_F(Translation, SubscribersSpreadOverPoolAddresses) {

@@ -98,31 +98,47 @@ TEST(ExpiryLists, TouchMovesTheEntryBehindLaterOnes) {
     EXPECT_EQ(expire(lists, 1500), Ids{1});
 }
 
-// A touch within the granularity of the recorded time is not recorded (no relink); one at or
-// beyond it is.
-TEST(ExpiryLists, TouchWithinTheGranularityIsNotRecorded) {
+// A touch later than the recorded time relinks the entry and covers the next granularity - 1
+// ms; touches within that are not recorded (no relink) and need not be: the entry's timeout
+// already counts from a time no earlier than theirs.
+TEST(ExpiryLists, TouchWithinTheGranularityIsCoveredByTheLastRelink) {
     auto lists = make_lists(8, 100);
     lists.insert(1, TimeoutClass::udp, 0);
-    lists.touch(1, 99);
+    EXPECT_EQ(lists.last_active(1), 0u);  // insert records the exact time
+    lists.touch(1, 0);
     EXPECT_EQ(lists.last_active(1), 0u);
+    lists.touch(1, 1);
+    EXPECT_EQ(lists.last_active(1), 100u);  // 1 + 99: covers the touches up to 100
     lists.touch(1, 100);
     EXPECT_EQ(lists.last_active(1), 100u);
-    lists.touch(1, 150);
-    EXPECT_EQ(lists.last_active(1), 100u);
-    EXPECT_EQ(expire(lists, 1099), Ids{});
-    EXPECT_EQ(expire(lists, 1100), Ids{1});
-
-    // The cost of the granularity: activity at 99 is forgotten, the entry expires 99 ms early
-    // (less than the granularity).
-    lists.insert(2, TimeoutClass::udp, 2000);
-    lists.touch(2, 2099);
-    EXPECT_EQ(expire(lists, 2999), Ids{});
-    EXPECT_EQ(expire(lists, 3000), Ids{2});
+    lists.touch(1, 101);
+    EXPECT_EQ(lists.last_active(1), 200u);
+    EXPECT_EQ(expire(lists, 1199), Ids{});
+    EXPECT_EQ(expire(lists, 1200), Ids{1});
 }
 
-// The documented bound, on random traffic: an entry never expires earlier than
-// granularity - 1 ms before its true deadline, and never later than its true deadline.
-TEST(ExpiryLists, ExpiryStaysWithinTheGranularityOfTheTrueDeadline) {
+// RFC 4787 REQ-5, RFC 5382 REQ-5, RFC 5508 REQ-2: the timers are floors ("MUST NOT expire in
+// less than"). An entry whose last touch came at t expires not before t + timeout, whatever
+// the granularity, and at most granularity - 1 ms after it. Before, a touch within the
+// granularity of the recorded time was forgotten and the entry expired up to 99 ms early.
+TEST(ExpiryLists, NeverExpiresBeforeTheLastTouchPlusTheTimeout) {
+    constexpr uint64_t kGranularity = 100;
+    for (uint64_t last_touch = 0; last_touch < 2 * kGranularity; ++last_touch) {
+        auto lists = make_lists(8, kGranularity);
+        lists.insert(1, TimeoutClass::udp, 0);
+        // Touches every 7 ms up to last_touch, then silence.
+        for (uint64_t t = 7; t < last_touch; t += 7) lists.touch(1, t);
+        lists.touch(1, last_touch);
+        uint64_t now = last_touch;
+        while (expire(lists, now).empty()) ++now;
+        EXPECT_GE(now, last_touch + kUdp) << "expired early; last touch at " << last_touch;
+        EXPECT_LT(now, last_touch + kUdp + kGranularity) << "last touch at " << last_touch;
+    }
+}
+
+// The same bound on random traffic over many entries: never before the true deadline, and less
+// than the granularity after it.
+TEST(ExpiryLists, ExpiryStaysWithinTheGranularityAfterTheTrueDeadline) {
     constexpr uint64_t kGranularity = 100;
     constexpr uint32_t kEntries = 64;
     auto lists = make_lists(kEntries, kGranularity);
@@ -147,14 +163,17 @@ TEST(ExpiryLists, ExpiryStaysWithinTheGranularityOfTheTrueDeadline) {
         }
         for (uint32_t id : expire(lists, now)) {
             ++expired_total;
-            ASSERT_GE(now + kGranularity - 1, true_last[id] + kUdp)
+            ASSERT_GE(now, true_last[id] + kUdp)
                 << "entry " << id << " expired too early at " << now;
         }
         for (uint32_t id = 0; id < kEntries; ++id) {
             if (lists.tracked(id)) {
-                ASSERT_LT(now, true_last[id] + kUdp) << "entry " << id << " overdue at " << now;
-                ASSERT_LE(lists.last_active(id), true_last[id]);
-                ASSERT_GT(lists.last_active(id) + kGranularity, true_last[id]);
+                // An entry ahead of it in its list was linked no later than its own last
+                // touch, so covers at most granularity - 1 ms past that.
+                ASSERT_LT(now, true_last[id] + kUdp + kGranularity - 1)
+                    << "entry " << id << " overdue at " << now;
+                ASSERT_GE(lists.last_active(id), true_last[id]);
+                ASSERT_LT(lists.last_active(id), true_last[id] + kGranularity);
             }
         }
     }

@@ -344,7 +344,8 @@ TEST(AddressPoolBlocks, TwoWorkersNeverGetTheSameBlock) {
         const bool mine = a.held_block(0, a.first_port(id)).has_value();
         EXPECT_NE(mine, b.held_block(0, b.first_port(id)).has_value());
         EXPECT_EQ(a.ports(0, ProtocolIndex::udp).is_open(a.first_port(id)), mine);
-        EXPECT_EQ(blocks.worker_holding(0, a.first_port(id)), std::optional<unsigned>(mine ? 0 : 1));
+        EXPECT_EQ(blocks.worker_holding(0, a.first_port(id)),
+                  std::optional<unsigned>(mine ? 0 : 1));
     }
 }
 
@@ -360,9 +361,9 @@ TEST(AddressPoolBlocks, IdleBlocksReturnAfterTheHoldDownOldestFirst) {
     pool.port_taken(y);
     pool.port_taken(z);
     pool.port_taken(z);
-    pool.port_freed(y, 1000);   // y idle from 1 s
-    pool.port_freed(x, 2000);   // x idle from 2 s
-    pool.port_freed(z, 2500);   // z still has one port
+    pool.port_freed(y, 1000);  // y idle from 1 s
+    pool.port_freed(x, 2000);  // x idle from 2 s
+    pool.port_freed(z, 2500);  // z still has one port
     std::vector<std::pair<uint32_t, uint32_t>> released;
     auto collect = [&](uint32_t id, uint32_t sub) { released.emplace_back(id, sub); };
     EXPECT_EQ(pool.expire_blocks(120999, 120000, 10, collect), 0u);
@@ -420,8 +421,8 @@ TEST(AddressPoolBlocks, EmptyPoolPicksNothing) {
 // allocate_in stays in its span, which need not be aligned to 64-bit words, and finds every
 // free port of it; parity restricts it.
 TEST(PortSet, AllocateInCoversExactlyItsSpan) {
-    const std::pair<uint16_t, uint16_t> spans[] = {
-        {1024, 1087}, {1030, 1030}, {1030, 1100}, {2000, 2999}, {1100, 1163}, {65500, 65535}};
+    const std::pair<uint16_t, uint16_t> spans[] = {{1024, 1087}, {1030, 1030}, {1030, 1100},
+                                                   {2000, 2999}, {1100, 1163}, {65500, 65535}};
     uint64_t seed = 3;
     for (auto [first, last] : spans) {
         PortSet set(kDefaultRange);
@@ -501,22 +502,45 @@ TEST(Steering, OutsideOwnerIsTheBlockHolder) {
 namespace cgn::dp {
 namespace {
 
-// RFC 4787 REQ-4: with parity asked for, every port has it while such ports remain; then any.
-TEST(PortParity, PreferredUntilExhaustedThenAny) {
-    for (common::PortRange range : {common::PortRange{1024, 1151}, common::PortRange{1025, 1152}}) {
+// RFC 4787 REQ-4, as the engine asks for it: allocate_in with a parity, within one block's span,
+// gives only ports of that parity while any is free there, then nothing (the engine then tries
+// the subscriber's other blocks, a new block, and only then any parity: see
+// tests/dataplane/behaviour_test.cpp PortParity.FallsBackToTheOtherParityOnlyWhenNoBlockHasOne);
+// the same call without parity still finds the other ports. The ranges start on an even and an
+// odd port, so the parity of a port is not that of its offset.
+TEST(PortParity, AllocateInGivesOnlyTheAskedParityUntilNoneIsLeft) {
+    for (common::PortRange range : {common::PortRange{1024, 1279}, common::PortRange{1025, 1280}}) {
         PortSet ports(range);
         common::Random random(5);
-        for (int i = 0; i < 64; ++i) {
-            auto odd = ports.allocate(random, true);
-            ASSERT_TRUE(odd.has_value());
-            EXPECT_EQ(*odd & 1, 1) << range.first;
+        // The second 64-port span of the range, as a block would be.
+        const auto first = static_cast<uint16_t>(range.first + 64);
+        const auto last = static_cast<uint16_t>(first + 63);
+        std::set<uint16_t> odd;
+        for (int i = 0; i < 32; ++i) {
+            auto port = ports.allocate_in(random, first, last, 1);
+            ASSERT_TRUE(port.has_value()) << range.first << " odd port " << i;
+            EXPECT_EQ(*port & 1, 1) << range.first;
+            EXPECT_GE(*port, first);
+            EXPECT_LE(*port, last);
+            odd.insert(*port);
         }
-        // All 64 odd ports are taken: an odd request now gets an even port.
-        auto fallback = ports.allocate(random, true);
-        ASSERT_TRUE(fallback.has_value());
-        EXPECT_EQ(*fallback & 1, 0);
-        for (int i = 0; i < 63; ++i) EXPECT_EQ(*ports.allocate(random, false) & 1, 0);
-        EXPECT_FALSE(ports.allocate(random, false).has_value());
+        EXPECT_EQ(odd.size(), 32u);
+        // The 32 odd ports of the span are taken: an odd request finds nothing, even though 32
+        // even ports and the rest of the range are free.
+        EXPECT_FALSE(ports.allocate_in(random, first, last, 1).has_value()) << range.first;
+        EXPECT_EQ(ports.used(), 32u);
+        // The other spans still have odd ports.
+        EXPECT_EQ(
+            *ports.allocate_in(random, range.first, static_cast<uint16_t>(range.first + 63), 1) & 1,
+            1);
+        // Without parity, the span's even ports.
+        for (int i = 0; i < 32; ++i) {
+            auto port = ports.allocate_in(random, first, last, -1);
+            ASSERT_TRUE(port.has_value());
+            EXPECT_EQ(*port & 1, 0);
+        }
+        EXPECT_FALSE(ports.allocate_in(random, first, last, -1).has_value());
+        EXPECT_FALSE(ports.allocate_in(random, first, last, 0).has_value());
     }
 }
 
