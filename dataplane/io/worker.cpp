@@ -689,7 +689,11 @@ void Worker::flush_tx(SideIndex side) {
     if (q.count == 0) return;
     const Interface& itf = interfaces_[side];
     // Every queued frame ends here, sent or dropped: counted before the PMD owns them.
-    for (uint16_t i = 0; i < q.count; ++i) count_ended(q.mbufs[i]);
+    uint64_t ended[common::kFrameOrigins] = {};
+    for (uint16_t i = 0; i < q.count; ++i) ++ended[static_cast<size_t>(origin_of(q.mbufs[i]))];
+    for (size_t o = 0; o < common::kFrameOrigins; ++o)
+        if (ended[o] != 0)
+            counters_.add(common::ended_counter(static_cast<common::FrameOrigin>(o)), ended[o]);
     const uint16_t sent = rte_eth_tx_burst(itf.port_id, itf.tx_queue, q.mbufs, q.count);
     counters_.add(side == kInside ? Counter::tx_inside : Counter::tx_outside, sent);
     if (sent < q.count) {

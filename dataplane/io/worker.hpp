@@ -217,9 +217,12 @@ private:
     void set_origin(rte_mbuf* m, common::FrameOrigin o) const {
         *RTE_MBUF_DYNFIELD(m, origin_offset_, uint8_t*) = static_cast<uint8_t>(o);
     }
+    // Never beyond the last origin, so that it may index arrays even for a frame tagged wrongly
+    // (that shows as an imbalance, not as memory corruption).
     common::FrameOrigin origin_of(const rte_mbuf* m) const {
         return static_cast<common::FrameOrigin>(
-            *RTE_MBUF_DYNFIELD(m, origin_offset_, const uint8_t*));
+            std::min<uint8_t>(*RTE_MBUF_DYNFIELD(m, origin_offset_, const uint8_t*),
+                              static_cast<uint8_t>(common::FrameOrigin::generated)));
     }
     void count_ended(const rte_mbuf* m) { counters_.add(common::ended_counter(origin_of(m))); }
     // Frees a frame whose outcome counter the caller (or the NAT engine) has counted.
