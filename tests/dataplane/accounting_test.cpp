@@ -9,7 +9,7 @@
 // and malformed both ways, fragments in any order (some never complete), ARP requests and
 // replies (some for unknown subscribers whose replies wait for resolution), malformed and
 // mutated frames, TTL 1, hairpinning, packets for cgnd's own addresses, packets too big for
-// the outside link (fragmented or refused).
+// the outside link (fragmented or refused), new sessions refused at a per-mapping quota.
 
 #include <gtest/gtest.h>
 #include <rte_mempool.h>
@@ -378,6 +378,9 @@ TEST_P(Accounting, EveryReceivedFrameEndsOncePerSide) {
         h.settings().outside.mtu = 1280;
         h.settings().nat.filtering = common::FilteringMode::address_dependent;
         h.settings().fragment_timeout_ms = 2000;
+        // A few remotes per mapping only: some new sessions are refused at the quota and
+        // answered with host unreachable (RFC 6888 REQ-11), frames cgnd makes.
+        h.settings().nat.limits.max_sessions_per_mapping = 4;
         h.start();
         h.resolve_neighbors();
         const unsigned mbufs_free = rte_mempool_avail_count(h.pool());
@@ -427,7 +430,8 @@ TEST_P(Accounting, EveryReceivedFrameEndsOncePerSide) {
               common::Counter::arp_requests_answered, common::Counter::arp_consumed,
               common::Counter::neighbor_packets_queued, common::Counter::drop_neighbor_unreachable,
               common::Counter::drop_out2in_filtered, common::Counter::packets_fragmented,
-              common::Counter::drop_too_big_df, common::Counter::drop_icmp_error_malformed})
+              common::Counter::drop_too_big_df, common::Counter::icmp_quota_unreachable_sent,
+              common::Counter::drop_icmp_error_malformed})
             EXPECT_GT(h.counter(c), 0u) << common::counter_name(c);
         if (workers > 1) {
             EXPECT_GT(h.counter(common::Counter::packets_handed_off), 0u);
