@@ -100,6 +100,13 @@ public:
     uint32_t size() const { return size_; }
     // Mbufs held in all entries.
     uint32_t held() const { return held_total_; }
+    // Calls f(mbuf) for each held fragment (frame accounting; walks the table: not for the
+    // packet path).
+    template <class F>
+    void for_each_held(F&& f) const {
+        for (uint32_t slot = oldest_; slot != kNone; slot = entries_[slot].newer)
+            for (unsigned i = 0; i < entries_[slot].held; ++i) f(entries_[slot].held_mbufs[i]);
+    }
 
 private:
     void release(uint32_t slot);
