@@ -416,7 +416,7 @@ public:
     WorkerUnderTest(Rig& rig, const Topology& t, unsigned first_id, uint32_t max_sessions,
                     uint32_t neighbor_capacity, uint64_t seed, unsigned workers = 1)
         : rig_(rig),
-          blocks_(std::make_unique<dp::BlockMap>(common::PortRange{}, 512)),
+          blocks_(std::make_unique<dp::BlockMap>(common::PortRange{}, 512, workers)),
           steering_(workers, blocks_.get()) {
         if (workers > kQueues) throw std::runtime_error("more workers than queues");
         if (workers > 1)

@@ -407,7 +407,16 @@ Config build(const po::variables_map& vm) {
                       " ports of --port-range");
     c.block_hold_down_s =
         parse_number("block-hold-down", vm["block-hold-down"].as<std::string>(), 0, kDay);
-    const uint32_t blocks_per_address = c.port_range.size() / c.port_block_size;
+    // Block b of every address is worker b % workers' (steering by the port alone): each
+    // worker needs a block of every address, and a subscriber's blocks are in its worker's
+    // share.
+    const auto workers = static_cast<uint32_t>(c.worker_lcores.size());
+    if (c.port_range.size() / c.port_block_size < workers)
+        bad_value("port-block-size", vm["port-block-size"].as<std::string>(),
+                  "at most " + std::to_string(c.port_range.size() / workers / 64 * 64) +
+                      " with " + std::to_string(workers) +
+                      " workers (each needs a block of every pool address)");
+    const uint32_t blocks_per_address = c.port_range.size() / c.port_block_size / workers;
     c.limits.max_blocks =
         vm["max-blocks-per-subscriber"].defaulted()
             ? std::min(c.limits.max_blocks, blocks_per_address)

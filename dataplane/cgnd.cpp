@@ -199,13 +199,16 @@ int run(const common::Config& config, int argc, const char* const* argv) {
         lcores += (lcores.empty() ? "" : ",") + std::to_string(l);
     std::printf(
         "cgnd: pool%s ports %u-%u in blocks of %u, filtering %s, %u worker%s on lcore%s %s, "
-        "inside steering %s\n",
+        "inside steering %s, outside %s\n",
         pools.c_str(), config.port_range.first, config.port_range.last, config.port_block_size,
         std::string(common::to_string(config.filtering)).c_str(), workers, workers == 1 ? "" : "s",
         workers == 1 ? "" : "s", lcores.c_str(),
         workers == 1        ? "not needed"
         : rss.rss_on_source ? "by NIC RSS"
-                            : "by handoff");
+                            : "by handoff",
+        workers == 1                 ? "on one queue"
+        : outside_setup.rss_spread ? "spread by NIC RSS, steered by port block"
+                                   : "steered by port block through handoff");
 
     // Opened before the workers start: a socket already in use stops cgnd here, cleanly.
     ctl::ControlSocket control_socket(config.control_socket);

@@ -49,6 +49,8 @@ PortSteering start_port(uint16_t port_id, uint16_t rx_queues, uint16_t tx_queues
     // RSS on the source address only, so that the NIC's choice of queue can equal the owner
     // cgnd computes (the same Toeplitz key and indirection table).
     constexpr uint64_t kSourceHash = RTE_ETH_RSS_IPV4 | RTE_ETH_RSS_L3_SRC_ONLY;
+    constexpr uint64_t kSpreadHash =
+        RTE_ETH_RSS_IPV4 | RTE_ETH_RSS_NONFRAG_IPV4_UDP | RTE_ETH_RSS_NONFRAG_IPV4_TCP;
     PortSteering steering;
     uint8_t key[sizeof kRssKey];
     std::copy(std::begin(kRssKey), std::end(kRssKey), key);
@@ -61,6 +63,16 @@ PortSteering start_port(uint16_t port_id, uint16_t rx_queues, uint16_t tx_queues
             kSourceHash & (info.flow_type_rss_offloads | RTE_ETH_RSS_L3_SRC_ONLY);
         steering.rss_on_source = true;
         steering.reta_size = info.reta_size;
+    } else if (!rss_on_source && rx_queues > 1 &&
+               (info.flow_type_rss_offloads & kSpreadHash) != 0) {
+        // The outside port: spread by addresses and ports, so that every worker parses and
+        // steers its share of the downstream traffic (without RSS the NIC puts all of it on
+        // queue 0, and one core does that work for the whole box). The owner follows from the
+        // destination port's block (BlockMap::owner_of_port); packets on another worker's
+        // queue are handed to it.
+        conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
+        conf.rx_adv_conf.rss_conf.rss_hf = kSpreadHash & info.flow_type_rss_offloads;
+        steering.rss_spread = true;
     }
     if (int rc = rte_eth_dev_configure(port_id, rx_queues, tx_queues, &conf); rc != 0)
         fail(option, port_id, "cannot configure", rc);

@@ -29,6 +29,9 @@ struct PortSteering {
     // inside packets arrive at their owner (Steering::subscriber_owner) and are not handed off.
     bool rss_on_source = false;
     uint32_t reta_size = 0;  // the indirection table size that hash is reduced by
+    // True when the NIC spreads received packets over the queues by a hash of addresses and
+    // ports (the outside port): each worker takes its share and hands on what another owns.
+    bool rss_spread = false;
     // rte_eth_dev_set_mtu's answer for the MTU asked for: 0 when the device took it (or none
     // was asked for), else the driver's negative errno. A device that refuses keeps its own
     // MTU; the workers check packet sizes against cgnd's MTU in software either way.

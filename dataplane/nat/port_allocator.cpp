@@ -131,7 +131,7 @@ std::optional<ProtocolIndex> protocol_index(uint8_t ip_protocol) {
 
 AddressPool::AddressPool(const std::vector<common::Ipv4Prefix>& prefixes, BlockMap& blocks,
                          unsigned worker)
-    : blocks_(blocks), holder_(BlockMap::worker_holder(worker)) {
+    : blocks_(blocks), worker_(worker), holder_(BlockMap::worker_holder(worker)) {
     prefixes_.reserve(kMaxPrefixes);
     addresses_.reserve(kMaxAddresses);
     extend(build_extension(prefixes, blocks));
@@ -169,7 +169,7 @@ std::optional<uint32_t> AddressPool::pick_address() {
     uint32_t best_free = 0;
     for (uint32_t k = 0; k < n; ++k) {
         const uint32_t i = (next_ + k) % n;
-        const uint32_t free = blocks_.free_blocks(i);
+        const uint32_t free = blocks_.free_blocks(i, worker_);
         if (free > best_free) {
             best = i;
             best_free = free;

@@ -93,7 +93,7 @@ public:
     bool contains(uint32_t addr) const { return index_of(addr).has_value(); }
 
     // Paired pooling (RFC 4787 REQ-2) with even load: a new subscriber gets the address with
-    // the most free blocks (counted across all workers); ties take turns. Nothing when no
+    // the most free blocks in this worker's share; ties take turns. Nothing when no
     // address has a free block.
     std::optional<uint32_t> pick_address();
 
@@ -191,6 +191,7 @@ private:
     void append_idle(uint32_t id, uint64_t now_ms);
 
     BlockMap& blocks_;
+    unsigned worker_;  // this worker's index: its share of the blocks
     uint8_t holder_;
     std::vector<common::Ipv4Prefix> prefixes_;
     std::vector<Entry> addresses_;

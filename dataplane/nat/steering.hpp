@@ -3,10 +3,11 @@
 // same way:
 //   - inside traffic belongs to the worker its subscriber (source address) hashes to, so a
 //     subscriber's mappings, sessions and pool pairing live on one core;
-//   - outside traffic belongs to the worker that holds the destination's port block in the
-//     shared BlockMap (a worker hands out ports only from blocks it claimed there for its
-//     subscribers), so the owner of any external endpoint is found from the endpoint alone.
-// No DPDK. The only shared state read is the BlockMap (one acquire load per outside packet).
+//   - outside traffic belongs to the worker whose share the destination port's block is in
+//     (block b of every address is worker b % workers', and a worker hands out ports only from
+//     blocks of its share that it claimed for its subscribers), so the owner of any external
+//     endpoint follows from the port alone, as a NIC could compute it.
+// No DPDK. Nothing shared is read per packet.
 
 #include <cstdint>
 #include <optional>
@@ -99,7 +100,7 @@ public:
                 return subscriber_owner(deterministic_->subscriber_address(*k).value);
         }
         if (blocks_ == nullptr) return std::nullopt;
-        return blocks_->worker_holding(pool_index, port);
+        return blocks_->owner_of_port(port);
     }
 
 private:

@@ -62,7 +62,8 @@ DataplaneHarness::~DataplaneHarness() {
 void DataplaneHarness::start(bool with_control, dp::WhileWaiting while_waiting) {
     // The port blocks every worker (and the controller) claims in.
     blocks_ =
-        std::make_unique<dp::BlockMap>(settings_.nat.port_range, settings_.nat.port_block_size);
+        std::make_unique<dp::BlockMap>(settings_.nat.port_range, settings_.nat.port_block_size,
+                                       workers_);
     settings_.nat.blocks = blocks_.get();
     if (const common::DeterministicMap* det = settings_.nat.deterministic) {
         for (uint32_t i = 0; i < det->addresses_used(); ++i)

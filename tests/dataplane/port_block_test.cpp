@@ -838,7 +838,17 @@ TEST_F(PortBlocksTwoWorkers, EachWorkerHoldsItsSubscribersBlocksAndRepliesFindTh
 TEST_P(PortBlocksWorkers, StaticPortInAFreeBlockIsHeldByTheControlThread) {
     two_block_pool();
     start(true);
-    announce(3);
+    // Block b is worker b % workers': the subscriber that gets block 1 must be one of that
+    // worker's, the one that gets block 0 back one of worker 0's.
+    const dp::Steering steering(h.workers(), &h.blocks());
+    auto subscriber_of = [&](unsigned worker, unsigned from) {
+        unsigned i = from;
+        while (steering.subscriber_owner(sub(i).value) != worker) ++i;
+        return i;
+    };
+    const unsigned second = subscriber_of(1 % h.workers(), 2);
+    const unsigned third = subscriber_of(0, second + 1);
+    for (unsigned i : {1u, second, third}) announce(i);
     BlockMap& blocks = h.blocks();
     h.controller().add_static(
         *common::StaticMapping::parse("udp 100.64.0.11:5000 198.51.100.1:1030"));
@@ -847,16 +857,16 @@ TEST_P(PortBlocksWorkers, StaticPortInAFreeBlockIsHeldByTheControlThread) {
     const Sent in = send_outside(udp_to({ip("198.51.100.1").value, 1030}, t().server1, 53));
     ASSERT_EQ(in.in.size(), 1u);
     EXPECT_EQ(destination_of(in.in[0]), Endpoint(sub(1).value, 5000));
-    // sub2 gets the other block; sub3 none.
-    const Endpoint e2 = translated(udp_from(2, 7000));
+    // The second subscriber gets the other block; the third none.
+    const Endpoint e2 = translated(udp_from(second, 7000));
     EXPECT_EQ(block_of(e2.second), 1u);
-    expect_refused(udp_from(3, 7000));
+    expect_refused(udp_from(third, 7000));
     EXPECT_EQ(h.counter(Counter::drop_pool_exhausted), 1u);
 
     h.controller().remove_static(ipv4::kProtoUdp, sub(1), 5000);
     EXPECT_EQ(blocks.holder(0, 0), BlockMap::kFree);
     EXPECT_EQ(blocks.free_blocks(0), 1u);
-    const Endpoint e3 = translated(udp_from(3, 7001));
+    const Endpoint e3 = translated(udp_from(third, 7001));
     EXPECT_EQ(block_of(e3.second), 0u);
 }
 

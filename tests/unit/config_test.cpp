@@ -627,9 +627,9 @@ TEST(StaticMappingConfig, OneToOneTakesBothAddressesWhole) {
         for (const auto& t : texts) a.insert(a.end(), {"--static-mapping", t});
         return a;
     };
-    const Config c = parse(with_statics({"ip 100.64.0.12 198.51.100.9",
-                                         "tcp 100.64.0.11:80 198.51.100.1:80"}))
-                         .config;
+    const Config c =
+        parse(with_statics({"ip 100.64.0.12 198.51.100.9", "tcp 100.64.0.11:80 198.51.100.1:80"}))
+            .config;
     ASSERT_EQ(c.static_mappings.size(), 2u);
     EXPECT_TRUE(c.static_mappings[0].one_to_one());
     // Either address in another mapping, of either kind, in either order, is refused and named.
@@ -644,8 +644,7 @@ TEST(StaticMappingConfig, OneToOneTakesBothAddressesWhole) {
         EXPECT_NE(error.find("mapped already"), std::string::npos) << error;
     }
     for (const char* bad : {"ip 100.64.0.12 203.0.113.1", "ip 198.51.100.3 198.51.100.9"})
-        EXPECT_NE(error_of(with_statics({bad})).find("--static-mapping"), std::string::npos)
-            << bad;
+        EXPECT_NE(error_of(with_statics({bad})).find("--static-mapping"), std::string::npos) << bad;
     // A deterministic subscriber has its range; its address cannot also be mapped whole.
     auto args = with_statics({"ip 100.64.0.12 198.51.100.9"});
     args.insert(args.end(), {"--deterministic", "100.64.0.0/24"});
@@ -689,6 +688,23 @@ TEST(WorkerLcores, SeveralWorkersAccepted) {
     EXPECT_EQ(parse_config(o).worker_lcores, (std::vector<unsigned>{1, 2, 3}));
 }
 
+// Block b of every address is worker b % workers': each worker needs a block of every
+// address, and a subscriber's blocks are in its worker's share.
+TEST(PortBlockSize, EachWorkerNeedsABlockOfEveryAddress) {
+    Options o = required_options();
+    o["worker-lcores"] = "1,2,3";
+    o["mbufs"] = "32767";
+    o["port-range"] = "1024-2047";
+    o["port-block-size"] = "512";  // two blocks for three workers
+    expect_named(o, "port-block-size", "two blocks for three workers");
+    EXPECT_NE(error_of(o).find("at most 320 with 3 workers"), std::string::npos) << error_of(o);
+    o["port-block-size"] = "320";
+    o["max-blocks-per-subscriber"] = "2";  // each share has one block
+    expect_named(o, "max-blocks-per-subscriber", "2");
+    o.erase("max-blocks-per-subscriber");
+    EXPECT_EQ(parse_config(o).limits.max_blocks, 1u);
+}
+
 // The pool must cover what the workers pin (RX and TX descriptors, handoff rings) and leave
 // room for held fragments: the error names the minimum, and --help gives the same figures.
 TEST(MbufOption, TooFewForTheWorkersNamesTheMinimum) {
@@ -696,7 +712,11 @@ TEST(MbufOption, TooFewForTheWorkersNamesTheMinimum) {
     EXPECT_EQ(MbufBudget::minimum(2), 13312u);
     Options o = required_options();
     o["worker-lcores"] = "1,2,3";
-    expect_named(o, "mbufs", "at least " + std::to_string(MbufBudget::minimum(3)) + " for 3 workers");
+    expect_named(o, "mbufs", "too few for 3 workers");
+    EXPECT_NE(
+        error_of(o).find("at least " + std::to_string(MbufBudget::minimum(3)) + " for 3 workers"),
+        std::string::npos)
+        << error_of(o);
     o["mbufs"] = std::to_string(MbufBudget::minimum(3));
     EXPECT_EQ(parse_config(o).mbufs, MbufBudget::minimum(3));
     o["worker-lcores"] = "1";
@@ -718,7 +738,8 @@ TEST(MbufOption, HeldFragmentsGetHalfOfWhatIsLeftPerWorker) {
     EXPECT_EQ(MbufBudget::held_per_worker(16383, 2), 895u);
     EXPECT_EQ(MbufBudget::held_per_worker(16383, 1), (16383u - 5760u) / 2);
     EXPECT_EQ(MbufBudget::held_per_worker(MbufBudget::minimum(4) - 1, 4), 0u);
-    EXPECT_GE(MbufBudget::held_per_worker(MbufBudget::minimum(4), 4), MbufBudget::kMinHeldPerWorker);
+    EXPECT_GE(MbufBudget::held_per_worker(MbufBudget::minimum(4), 4),
+              MbufBudget::kMinHeldPerWorker);
 }
 
 }  // namespace
@@ -1037,7 +1058,8 @@ TEST(MtuOptions, DefaultsAcceptedAndRefusedValues) {
         "pool = 198.51.100.0/28\n"
         "outside-mtu = 1280\n"
         "inside-mtu = 9000\n");
-    const Config from_file = parse(std::vector<std::string>{"cgnd", "--config", file.path()}).config;
+    const Config from_file =
+        parse(std::vector<std::string>{"cgnd", "--config", file.path()}).config;
     EXPECT_EQ(from_file.outside_mtu, 1280u);
     EXPECT_EQ(from_file.inside_mtu, 9000u);
     // --help names the RFCs.

@@ -237,7 +237,7 @@ TEST(BlockMap, CutsTheRangeIntoWholeBlocks) {
 }
 
 TEST(BlockMap, ClaimOnceReleaseAndCount) {
-    BlockMap blocks({1024, 2047}, 256, 4);  // 4 blocks per address, 4 addresses
+    BlockMap blocks({1024, 2047}, 256, 1, 4);  // 4 blocks per address, 4 addresses
     EXPECT_EQ(blocks.free_blocks(1), 4u);
     EXPECT_TRUE(blocks.claim(1, 2, BlockMap::worker_holder(0)));
     EXPECT_FALSE(blocks.claim(1, 2, BlockMap::worker_holder(1))) << "held already";
@@ -257,21 +257,54 @@ TEST(BlockMap, ClaimOnceReleaseAndCount) {
     EXPECT_FALSE(blocks.claim(2, 0, BlockMap::worker_holder(0)));
     // claim_any skips held blocks and finds none on a full address.
     std::set<uint32_t> got;
-    while (auto b = blocks.claim_any(3, BlockMap::worker_holder(2), 3)) got.insert(*b);
+    while (auto b = blocks.claim_any(3, BlockMap::worker_holder(0), 3)) got.insert(*b);
     EXPECT_EQ(got, (std::set<uint32_t>{0, 1, 2, 3}));
     EXPECT_EQ(blocks.free_blocks(3), 0u);
+}
+
+// Block b of every address is worker b % workers': a worker claims only in its share (so the
+// owner of an outside packet follows from its port), the control thread anywhere, and the free
+// counts are kept per share.
+TEST(BlockMap, EachWorkerClaimsOnlyItsShareAndTheOwnerFollowsFromThePort) {
+    BlockMap blocks({1024, 3583}, 256, 3, 2);  // 10 blocks per address: shares of 4, 3, 3
+    EXPECT_EQ(blocks.share_size(0), 4u);
+    EXPECT_EQ(blocks.share_size(1), 3u);
+    EXPECT_EQ(blocks.share_size(2), 3u);
+    for (unsigned w = 0; w < 3; ++w) {
+        std::set<uint32_t> got;
+        while (auto b = blocks.claim_any(1, BlockMap::worker_holder(w), 7)) got.insert(*b);
+        EXPECT_EQ(got.size(), blocks.share_size(w)) << w;
+        for (uint32_t b : got) {
+            EXPECT_EQ(b % 3, w);
+            EXPECT_EQ(blocks.owner_of_port(blocks.first_port(b)), std::optional<unsigned>(w));
+            EXPECT_EQ(blocks.owner_of_port(blocks.last_port(b)), std::optional<unsigned>(w));
+        }
+        EXPECT_EQ(blocks.free_blocks(1, w), 0u);
+    }
+    EXPECT_EQ(blocks.free_blocks(1), 0u);
+    EXPECT_EQ(blocks.free_blocks(0), 10u);
+    EXPECT_FALSE(blocks.owner_of_port(1023).has_value());
+    EXPECT_FALSE(blocks.owner_of_port(3584).has_value()) << "past the last whole block";
+    // The control thread takes any free block; it comes out of its owner's share.
+    EXPECT_EQ(blocks.claim_any(0, BlockMap::kControl, 5), std::optional<uint32_t>(5));
+    EXPECT_EQ(blocks.free_blocks(0, 2), 2u);
+    EXPECT_EQ(blocks.free_blocks(0, 0), 4u);
 }
 
 // DESIGN invariant 4: blocks are claimed with a compare-and-swap, so threads racing for the
 // blocks of one address each get different blocks and together get all of them.
 TEST(BlockMap, RacingClaimersNeverShareABlock) {
-    BlockMap blocks(kDefaultRange, 64, 2);  // 1008 blocks per address
+    // 1008 blocks per address, shares of two workers; two threads claim for worker 0, one
+    // for worker 1, one for the control thread (which races with both).
+    BlockMap blocks(kDefaultRange, 64, 2, 2);
+    const uint8_t holders[4] = {BlockMap::worker_holder(0), BlockMap::worker_holder(0),
+                                BlockMap::worker_holder(1), BlockMap::kControl};
     std::vector<std::vector<uint32_t>> claimed(4);
     std::vector<std::thread> threads;
     for (unsigned t = 0; t < 4; ++t) {
         threads.emplace_back([&, t] {
             common::Random random(t + 1);
-            while (auto b = blocks.claim_any(1, BlockMap::worker_holder(t),
+            while (auto b = blocks.claim_any(1, holders[t],
                                              random.below(blocks.blocks_per_address())))
                 claimed[t].push_back(*b);
         });
@@ -283,7 +316,10 @@ TEST(BlockMap, RacingClaimersNeverShareABlock) {
         for (uint32_t b : claimed[t]) {
             EXPECT_EQ(holder[b], 99u) << "block " << b << " claimed twice";
             holder[b] = t;
-            EXPECT_EQ(blocks.holder(1, b), BlockMap::worker_holder(t));
+            EXPECT_EQ(blocks.holder(1, b), holders[t]);
+            if (t < 3) {
+                EXPECT_EQ(b % 2, t / 2) << "outside the worker's share";
+            }
         }
         total += claimed[t].size();
     }
@@ -294,18 +330,19 @@ TEST(BlockMap, RacingClaimersNeverShareABlock) {
 // ---- AddressPool: blocks ---------------------------------------------------------------------
 
 TEST(AddressPoolBlocks, AClaimedBlockOpensItsPortsForEveryProtocol) {
-    BlockMap blocks(kDefaultRange, 512);
+    BlockMap blocks(kDefaultRange, 512, 2);  // worker 1's share: the odd blocks
     AddressPool pool({prefix("198.51.100.0/31")}, blocks, 1);
     for (auto p : {ProtocolIndex::udp, ProtocolIndex::tcp, ProtocolIndex::icmp})
         EXPECT_EQ(pool.ports(0, p).capacity(), 0u) << "nothing before a block is held";
     Random random(9);
     EXPECT_FALSE(pool.ports(0, ProtocolIndex::udp).allocate(random).has_value());
-    const auto id = pool.claim_block(1, 7, 10, 0);
+    const auto id = pool.claim_block(1, 7, 10, 0);  // from block 10 (worker 0's): takes 11
     ASSERT_TRUE(id.has_value());
     EXPECT_EQ(pool.index_of_block(*id), 1u);
-    EXPECT_EQ(blocks.holder(1, 10), BlockMap::worker_holder(1));
-    EXPECT_EQ(pool.first_port(*id), 1024 + 10 * 512);
-    EXPECT_EQ(pool.last_port(*id), 1024 + 11 * 512 - 1);
+    EXPECT_EQ(blocks.holder(1, 11), BlockMap::worker_holder(1));
+    EXPECT_EQ(blocks.holder(1, 10), BlockMap::kFree);
+    EXPECT_EQ(pool.first_port(*id), 1024 + 11 * 512);
+    EXPECT_EQ(pool.last_port(*id), 1024 + 12 * 512 - 1);
     EXPECT_EQ(pool.block_record(*id).subscriber, 7u);
     EXPECT_EQ(pool.held_block(1, pool.first_port(*id)), id);
     EXPECT_FALSE(pool.held_block(1, pool.first_port(*id) - 1).has_value());
@@ -321,14 +358,14 @@ TEST(AddressPoolBlocks, AClaimedBlockOpensItsPortsForEveryProtocol) {
         for (uint16_t port : got) set.release(port);
     }
     pool.release_block(*id);
-    EXPECT_EQ(blocks.holder(1, 10), BlockMap::kFree);
+    EXPECT_EQ(blocks.holder(1, 11), BlockMap::kFree);
     EXPECT_EQ(pool.ports(1, ProtocolIndex::tcp).capacity(), 0u);
-    EXPECT_FALSE(pool.held_block(1, 1024 + 10 * 512).has_value());
+    EXPECT_FALSE(pool.held_block(1, 1024 + 11 * 512).has_value());
     EXPECT_EQ(pool.held_blocks(), 0u);
 }
 
 TEST(AddressPoolBlocks, TwoWorkersNeverGetTheSameBlock) {
-    BlockMap blocks({1024, 3071}, 512);  // 4 blocks per address
+    BlockMap blocks({1024, 3071}, 512, 2);  // 4 blocks per address, 2 in each share
     AddressPool a({prefix("198.51.100.0/32")}, blocks, 0);
     AddressPool b({prefix("198.51.100.0/32")}, blocks, 1);
     std::set<uint32_t> ids;
@@ -346,6 +383,7 @@ TEST(AddressPoolBlocks, TwoWorkersNeverGetTheSameBlock) {
         EXPECT_EQ(a.ports(0, ProtocolIndex::udp).is_open(a.first_port(id)), mine);
         EXPECT_EQ(blocks.worker_holding(0, a.first_port(id)),
                   std::optional<unsigned>(mine ? 0 : 1));
+        EXPECT_EQ(blocks.owner_of_port(a.first_port(id)), std::optional<unsigned>(mine ? 0 : 1));
     }
 }
 
@@ -384,22 +422,25 @@ TEST(AddressPoolBlocks, IdleBlocksReturnAfterTheHoldDownOldestFirst) {
     EXPECT_EQ(blocks.free_blocks(0), blocks.blocks_per_address());
 }
 
-// Load spreading: a new subscriber gets the address with the most free blocks over all
-// workers; equal addresses take turns.
+// Load spreading: a new subscriber gets the address with the most free blocks in its worker's
+// share (the only blocks it can get); equal addresses take turns.
 TEST(AddressPoolBlocks, PicksTheAddressWithTheMostFreeBlocks) {
-    BlockMap blocks({1024, 5119}, 512);  // 8 blocks per address
+    BlockMap blocks({1024, 9215}, 512, 2);  // 16 blocks per address, 8 in each share
     AddressPool pool({prefix("198.51.100.0/30")}, blocks, 0);
     std::vector<uint32_t> order;
     for (int i = 0; i < 8; ++i) order.push_back(pool.pick_address().value());
     EXPECT_EQ(order, (std::vector<uint32_t>{0, 1, 2, 3, 0, 1, 2, 3}));
-    // Another worker's claims count too.
+    // Another worker's claims are in its own share: they do not count.
     AddressPool other({prefix("198.51.100.0/30")}, blocks, 1);
     for (uint32_t i : {0u, 1u, 3u}) other.claim_block(i, 1, 0, 0);
     other.claim_block(0, 1, 0, 0);
+    EXPECT_EQ(pool.pick_address(), std::optional<uint32_t>(0));
+    for (uint32_t i : {0u, 1u, 3u}) pool.claim_block(i, 1, 0, 0);
+    pool.claim_block(0, 1, 0, 0);
     EXPECT_EQ(pool.pick_address(), std::optional<uint32_t>(2));
     pool.claim_block(2, 1, 0, 0);
     pool.claim_block(2, 1, 0, 0);
-    // Free: 6, 7, 6, 7 -> 1 and 3 take turns.
+    // Free in worker 0's share: 6, 7, 6, 7 -> 1 and 3 take turns.
     EXPECT_EQ(std::set<uint32_t>({pool.pick_address().value(), pool.pick_address().value()}),
               (std::set<uint32_t>{1, 3}));
     for (uint32_t i = 0; i < 4; ++i)
@@ -477,10 +518,10 @@ TEST(PortSet, OpenAndCloseSpans) {
 namespace cgn::dp {
 namespace {
 
-// Steering finds the worker holding the block of an external port, and nothing for ports of
-// no worker's block.
+// Steering finds the worker whose share the block of an external port is in (the holder of
+// any block a worker claimed), from the port alone; nothing for ports of no block.
 TEST(Steering, OutsideOwnerIsTheBlockHolder) {
-    BlockMap blocks(kDefaultRange, 512);
+    BlockMap blocks(kDefaultRange, 512, 3);
     const Steering steering(3, &blocks);
     AddressPool w0({prefix("198.51.100.0/31")}, blocks, 0);
     AddressPool w2({prefix("198.51.100.0/31")}, blocks, 2);
@@ -490,10 +531,13 @@ TEST(Steering, OutsideOwnerIsTheBlockHolder) {
         EXPECT_EQ(steering.external_owner(1, port), std::optional<unsigned>(0));
     for (uint16_t port = w2.first_port(b); port <= w2.last_port(b); port += 37)
         EXPECT_EQ(steering.external_owner(1, port), std::optional<unsigned>(2));
-    EXPECT_FALSE(steering.external_owner(0, w0.first_port(a)).has_value());
+    EXPECT_EQ(blocks.holder(1, a % blocks.blocks_per_address()), BlockMap::worker_holder(0));
+    EXPECT_EQ(blocks.holder(1, b % blocks.blocks_per_address()), BlockMap::worker_holder(2));
+    // The same port of another address, held or not: the same owner (nothing is read).
+    EXPECT_EQ(steering.external_owner(0, w0.first_port(a)), std::optional<unsigned>(0));
     EXPECT_FALSE(steering.external_owner(1, 80).has_value());
     w0.release_block(a);
-    EXPECT_FALSE(steering.external_owner(1, w0.first_port(a)).has_value());
+    EXPECT_EQ(steering.external_owner(1, w0.first_port(a)), std::optional<unsigned>(0));
 }
 
 }  // namespace
