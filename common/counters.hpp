@@ -96,7 +96,15 @@ namespace cgn::common {
       "dropped: too big for its link without DF, and not fragmented (mbuf pool empty, or a "  \
       "fragment ending past offset 65535)")                                                   \
     X(drop_tx_full, "dropped: transmit queue full")                                           \
-    X(drop_handoff_full, "dropped: handoff ring to the owning worker full")
+    X(drop_handoff_full, "dropped: handoff ring to the owning worker full")                  \
+    X(arp_consumed, "ARP frames that taught us a neighbour and needed no answer")             \
+    X(arp_copies_sent, "copies of received ARP frames given to the other workers to learn")   \
+    X(arp_copies_consumed, "ARP copies from another worker, learned from and freed")          \
+    X(arp_copies_failed, "ARP copies not made (mbuf pool empty): that worker learns later")   \
+    X(frames_ended_inside, "frames received inside that ended: sent, dropped or consumed")    \
+    X(frames_ended_outside, "frames received outside that ended: sent, dropped or consumed")  \
+    X(frames_ended_generated, "frames cgnd made (ARP, ICMP errors, fragments, ARP copies) "   \
+                              "that ended: sent or dropped")
 
 enum class Counter : uint16_t {
 #define CGN_COUNTER_ENUM(name, help) name,

@@ -78,6 +78,14 @@ public:
         return n;
     }
     uint32_t size() const { return size_; }
+    // Calls f(mbuf) for each held fragment (frame accounting; walks the table: not for the
+    // packet path).
+    template <class F>
+    void for_each_held(F&& f) const {
+        for (size_t slot = 0; slot < entries_.size(); ++slot)
+            if (in_use_[slot])
+                for (unsigned i = 0; i < entries_[slot].held; ++i) f(entries_[slot].held_mbufs[i]);
+    }
 
 private:
     struct Fifo {

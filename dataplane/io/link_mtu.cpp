@@ -119,9 +119,10 @@ void Worker::output_too_big(SideIndex side, rte_mbuf* m, uint32_t dst) {
         // The Ethernet addresses are written when the fragment is sent, like any packet's.
         std::memcpy(out, frame, eth::kHeaderLength);
         fragmenter.write(i, out + eth::kHeaderLength);
+        set_origin(pieces[i], common::FrameOrigin::generated);
     }
-    rte_pktmbuf_free(m);
-    counters_.add(Counter::packets_fragmented);
+    counters_.add(Counter::packets_fragmented);  // the packet ends here; its fragments begin
+    finish(m);
     counters_.add(Counter::fragments_created, n);
     for (unsigned i = 0; i < n; ++i) send_to_next_hop(side, pieces[i], dst);
 }

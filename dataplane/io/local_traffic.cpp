@@ -62,7 +62,11 @@ void Worker::handle_arp(SideIndex side, rte_mbuf* m, uint8_t* a, uint32_t length
     if (length < arp::kLength || load_be16(a + arp::kHardwareType) != arp::kHardwareEthernet ||
         load_be16(a + arp::kProtocolType) != eth::kTypeIpv4 || a[arp::kHardwareLength] != 6 ||
         a[arp::kProtocolLength] != 4) {
-        drop(m, Counter::drop_arp_malformed);
+        // A copy's original was counted by the worker that received it.
+        if (answer)
+            drop(m, Counter::drop_arp_malformed);
+        else
+            consume_arp_copy(m);
         return;
     }
     const uint16_t op = load_be16(a + arp::kOperation);
@@ -93,7 +97,7 @@ void Worker::handle_arp(SideIndex side, rte_mbuf* m, uint8_t* a, uint32_t length
 
     if (!answer) {
         // A copy from the worker that received it: it answers and counts; we only learn.
-        rte_pktmbuf_free(m);
+        consume_arp_copy(m);
         return;
     }
     if (op == arp::kOpRequest && for_us) {
@@ -109,7 +113,9 @@ void Worker::handle_arp(SideIndex side, rte_mbuf* m, uint8_t* a, uint32_t length
         return;
     }
     if (learned) {
-        rte_pktmbuf_free(m);  // a reply (or request) that taught us a neighbour: consumed
+        // A reply (or request) that taught us a neighbour: consumed.
+        counters_.add(Counter::arp_consumed);
+        finish(m);
         return;
     }
     drop(m, op == arp::kOpRequest || op == arp::kOpReply ? Counter::drop_arp_not_for_us
@@ -130,6 +136,7 @@ void Worker::send_arp_request(SideIndex side, uint32_t target) {
     write_ethernet(frame, common::MacAddress::broadcast(), itf.mac, eth::kTypeArp);
     write_arp(frame + eth::kHeaderLength, arp::kOpRequest, itf.mac, itf.address.address.value,
               common::MacAddress{}, target);
+    set_origin(m, common::FrameOrigin::generated);
     counters_.add(Counter::arp_requests_sent);
     enqueue_tx(side, m);
 }
@@ -230,6 +237,7 @@ void Worker::send_icmp_error_quoting(SideIndex side, const uint8_t* sender_mac,
     std::memcpy(ic + icmp::kHeaderLength, quote, quote_length);
     store_be16(ic + icmp::kChecksum, common::checksum_finish(common::checksum_partial(
                                          ic, icmp::kHeaderLength + quote_length)));
+    set_origin(reply, common::FrameOrigin::generated);
     counters_.add(sent);
     enqueue_tx(side, reply);
 }

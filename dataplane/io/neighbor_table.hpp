@@ -82,6 +82,13 @@ public:
     }
 
     uint32_t size() const { return table_.size(); }
+    // Calls f(mbuf) for each packet waiting for its next hop's MAC (frame accounting; walks
+    // the table: not for the packet path).
+    template <class F>
+    void for_each_queued(F&& f) const {
+        for (const Entry& e : entries_)
+            for (unsigned i = 0; i < e.queued; ++i) f(e.queue[i]);
+    }
 
 private:
     HashTable table_;  // ip -> slot

@@ -1,10 +1,13 @@
 #include "dataplane/io/worker.hpp"
 
+#include <rte_errno.h>
 #include <rte_ethdev.h>
 #include <rte_prefetch.h>
 
 #include <algorithm>
 #include <cstring>
+#include <stdexcept>
+#include <string>
 
 #include "common/byte_order.hpp"
 #include "common/headers.hpp"
@@ -56,7 +59,31 @@ Worker::Worker(const WorkerSettings& settings, rte_mempool* pool, common::Worker
       frame_limit_{static_cast<uint32_t>(eth::kHeaderLength + settings.inside.mtu),
                    static_cast<uint32_t>(eth::kHeaderLength + settings.outside.mtu)},
       smallest_egress_mtu_{std::min(settings.inside.mtu, settings.outside.mtu),
-                           settings.inside.mtu} {}
+                           settings.inside.mtu} {
+    // Registered once per process (the same name gives every worker the same offset).
+    static const rte_mbuf_dynfield kOriginField = {"cgn_frame_origin", sizeof(uint8_t),
+                                                   alignof(uint8_t), 0};
+    origin_offset_ = rte_mbuf_dynfield_register(&kOriginField);
+    if (origin_offset_ < 0)
+        throw std::runtime_error("cannot register the mbuf field cgn_frame_origin: " +
+                                 std::string(rte_strerror(rte_errno)));
+}
+
+common::FrameHeld Worker::held_frames() const {
+    common::FrameHeld held;
+    const auto add = [&](const rte_mbuf* m) {
+        ++held.by_origin[static_cast<size_t>(origin_of(m))];
+    };
+    fragments_.for_each_held(add);
+    for (unsigned side = 0; side < 2; ++side) {
+        for (uint16_t i = 0; i < replay_count_[side]; ++i) add(replay_[side][i]);
+        for (uint16_t i = 0; i < tx_[side].count; ++i) add(tx_[side].mbufs[i]);
+    }
+    neighbors_inside_.for_each_queued(add);
+    neighbors_outside_.for_each_queued(add);
+    for (size_t o = 0; o < common::kFrameOrigins; ++o) held.by_origin[o] += handoff_held_[o];
+    return held;
+}
 
 Worker::~Worker() {
     for (unsigned side = 0; side < 2; ++side)
@@ -116,6 +143,9 @@ void Worker::poll_once() {
         const uint16_t n = rte_eth_rx_burst(itf.port_id, itf.rx_queue, mbufs, kBurst);
         if (n == 0) continue;
         counters_.add(side == kInside ? Counter::rx_inside : Counter::rx_outside, n);
+        const auto origin =
+            side == kInside ? common::FrameOrigin::inside : common::FrameOrigin::outside;
+        for (uint16_t i = 0; i < n; ++i) set_origin(mbufs[i], origin);
         if (workers_ == 1)
             process_burst(side, mbufs, n, false);
         else
@@ -131,10 +161,8 @@ void Worker::poll_once() {
                 send_arp_request(side, e.ip);
             },
             [&](NeighborTable::Entry& e) {
-                for (unsigned i = 0; i < e.queued; ++i) {
-                    rte_pktmbuf_free(e.queue[i]);
-                    counters_.add(Counter::drop_neighbor_unreachable);
-                }
+                for (unsigned i = 0; i < e.queued; ++i)
+                    drop(e.queue[i], Counter::drop_neighbor_unreachable);
             });
     }
     nat_.expire(now_ms_, kExpiryBudget);
@@ -241,7 +269,7 @@ void Worker::hairpin(rte_mbuf* m, Ipv4Packet& p) {
     else
         nat_.out2in(&packet, 1, now_ms_, &forward);
     if (!forward) {
-        rte_pktmbuf_free(m);  // counted by the NAT engine
+        finish(m);  // counted by the NAT engine
         return;
     }
     decrement_ttl(p);
@@ -269,10 +297,13 @@ void Worker::steer(SideIndex side, rte_mbuf** mbufs, uint16_t n) {
             if (w == index_) continue;
             rte_mbuf* copy = rte_pktmbuf_copy(m, pool_, 0, UINT32_MAX);
             if (copy == nullptr) {
-                counters_.add(Counter::drop_handoff_full);
+                // No frame was made, none is lost: that worker learns the neighbour later.
+                counters_.add(Counter::arp_copies_failed);
                 continue;
             }
             copy->port = m->port;
+            set_origin(copy, common::FrameOrigin::generated);
+            counters_.add(Counter::arp_copies_sent);
             hand_off(w, copy);
         }
         own[count++] = m;
@@ -284,6 +315,7 @@ void Worker::hand_off(unsigned worker, rte_mbuf* m) {
     HandoffQueue& q = handoff_out_[worker];
     if (q.count == kHandoffBatch) flush_handoff(worker);
     q.mbufs[q.count++] = m;
+    ++handoff_held_[static_cast<size_t>(origin_of(m))];
     counters_.add(Counter::packets_handed_off);
 }
 
@@ -294,6 +326,10 @@ void Worker::flush_handoff(unsigned worker) {
         handoff_->ring(index_, worker), reinterpret_cast<void* const*>(q.mbufs), q.count, nullptr);
     if (sent < q.count) {
         counters_.add(Counter::drop_handoff_full, q.count - sent);
+        for (unsigned i = sent; i < q.count; ++i) {
+            --handoff_held_[static_cast<size_t>(origin_of(q.mbufs[i]))];
+            count_ended(q.mbufs[i]);
+        }
         rte_pktmbuf_free_bulk(q.mbufs + sent, q.count - sent);
     }
     q.count = 0;
@@ -312,6 +348,7 @@ void Worker::receive_handoff() {
         rte_mbuf* by_side[2][kBurst];
         uint16_t count[2] = {0, 0};
         for (unsigned i = 0; i < n; ++i) {
+            --handoff_held_[static_cast<size_t>(origin_of(mbufs[i]))];
             const SideIndex side = mbufs[i]->port == inside_port ? kInside : kOutside;
             by_side[side][count[side]++] = mbufs[i];
         }
@@ -339,7 +376,7 @@ void Worker::process_burst(SideIndex side, rte_mbuf** mbufs, uint16_t n, bool fr
                 decrement_ttl(parsed[count]);
                 output(side == kInside ? kOutside : kInside, mbufs[i], parsed[count].dst);
             } else {
-                rte_pktmbuf_free(mbufs[i]);  // counted by the NAT engine
+                finish(mbufs[i]);  // counted by the NAT engine
             }
             continue;
         }
@@ -380,6 +417,7 @@ void Worker::translate(SideIndex side, Ipv4Packet** to_translate, rte_mbuf** tra
     const SideIndex out = side == kInside ? kOutside : kInside;
     for (unsigned i = 0; i < count; ++i) {
         if (!forward[i]) {
+            if (translate_mbufs[i] == nullptr) continue;  // too big: dropped by refuse_too_big
             // RFC 6888 REQ-11: a subscriber refused at a quota (or for want of ports) is told
             // with destination unreachable, host unreachable, at the ICMP error rate.
             if (parsed[i].refused)
@@ -387,7 +425,7 @@ void Worker::translate(SideIndex side, Ipv4Packet** to_translate, rte_mbuf** tra
                                 common::icmp::kDestUnreachable,
                                 common::icmp::kCodeHostUnreachable,
                                 Counter::icmp_quota_unreachable_sent);
-            rte_pktmbuf_free(translate_mbufs[i]);  // counted by the NAT engine
+            finish(translate_mbufs[i]);  // counted by the NAT engine
             continue;
         }
         if (side == kInside && nat_.is_pool_address(parsed[i].dst)) {
@@ -494,11 +532,16 @@ bool Worker::classify(SideIndex side, rte_mbuf* m, Ipv4Packet& p, bool from_hand
     }
     const uint8_t* dst_mac = frame + eth::kDst;
     const bool broadcast = is_broadcast(dst_mac);
+    const uint16_t type = load_be16(frame + eth::kType);
     if (!broadcast && std::memcmp(dst_mac, itf.mac.bytes.data(), 6) != 0) {
-        drop(m, Counter::drop_not_for_us_l2);
+        // An ARP copy (see steer()) of a frame the worker that received it dropped, and
+        // counted: the copy ends without a second drop.
+        if (from_handoff && type == eth::kTypeArp)
+            consume_arp_copy(m);
+        else
+            drop(m, Counter::drop_not_for_us_l2);
         return true;
     }
-    const uint16_t type = load_be16(frame + eth::kType);
     if (type == eth::kTypeArp) {
         handle_arp(side, m, frame + eth::kHeaderLength, length - eth::kHeaderLength, !from_handoff);
         return true;
@@ -645,6 +688,8 @@ void Worker::flush_tx(SideIndex side) {
     TxQueue& q = tx_[side];
     if (q.count == 0) return;
     const Interface& itf = interfaces_[side];
+    // Every queued frame ends here, sent or dropped: counted before the PMD owns them.
+    for (uint16_t i = 0; i < q.count; ++i) count_ended(q.mbufs[i]);
     const uint16_t sent = rte_eth_tx_burst(itf.port_id, itf.tx_queue, q.mbufs, q.count);
     counters_.add(side == kInside ? Counter::tx_inside : Counter::tx_outside, sent);
     if (sent < q.count) {
@@ -656,7 +701,7 @@ void Worker::flush_tx(SideIndex side) {
 
 void Worker::drop(rte_mbuf* m, Counter c) {
     counters_.add(c);
-    rte_pktmbuf_free(m);
+    finish(m);
 }
 
 }  // namespace cgn::dp

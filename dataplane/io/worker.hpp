@@ -9,6 +9,7 @@
 // allocates no memory (mbufs come from the preallocated pool) and throws nothing.
 
 #include <rte_mbuf.h>
+#include <rte_mbuf_dyn.h>
 
 #include <algorithm>
 #include <atomic>
@@ -19,6 +20,7 @@
 #include "common/address.hpp"
 #include "common/clock.hpp"
 #include "common/counters.hpp"
+#include "common/frame_accounting.hpp"
 #include "dataplane/io/control_channel.hpp"
 #include "dataplane/io/fragments.hpp"
 #include "dataplane/io/handoff.hpp"
@@ -92,6 +94,15 @@ public:
 
     NatEngine& nat() { return nat_; }
     const NatEngine& nat() const { return nat_; }
+
+    // Frames this worker holds now, by origin (common/frame_accounting.hpp): fragments waiting
+    // for their first fragment or their replay, packets waiting for a next hop's MAC, frames in
+    // its TX and handoff queues, and its share of the frames in the handoff rings (+1 for each
+    // it put in, -1 for each it took out). Summed over the workers, it closes the balance of
+    // common::frame_balance. Reads worker-owned state: call it from the worker's own thread or
+    // while the worker is idle (tests, fuzz harnesses); it walks the tables, not for the
+    // packet path.
+    common::FrameHeld held_frames() const;
 
 private:
     enum SideIndex : uint8_t { kInside = 0, kOutside = 1 };
@@ -200,7 +211,31 @@ private:
         return false;
     }
     void drop(rte_mbuf* m, common::Counter c);
+    // Frame accounting: the origin of a frame travels in an mbuf dynamic field, set when the
+    // worker receives or makes it; every frame that leaves the worker's hands for good (freed or
+    // transmitted) counts frames_ended_<origin>. The counter saying how it ended is the caller's.
+    void set_origin(rte_mbuf* m, common::FrameOrigin o) const {
+        *RTE_MBUF_DYNFIELD(m, origin_offset_, uint8_t*) = static_cast<uint8_t>(o);
+    }
+    common::FrameOrigin origin_of(const rte_mbuf* m) const {
+        return static_cast<common::FrameOrigin>(
+            *RTE_MBUF_DYNFIELD(m, origin_offset_, const uint8_t*));
+    }
+    void count_ended(const rte_mbuf* m) { counters_.add(common::ended_counter(origin_of(m))); }
+    // Frees a frame whose outcome counter the caller (or the NAT engine) has counted.
+    void finish(rte_mbuf* m) {
+        count_ended(m);
+        rte_pktmbuf_free(m);
+    }
+    // The end of an ARP copy another worker made for us (see steer()).
+    void consume_arp_copy(rte_mbuf* m) {
+        counters_.add(common::Counter::arp_copies_consumed);
+        finish(m);
+    }
 
+    int origin_offset_ = -1;  // the mbuf dynamic field holding a frame's FrameOrigin
+    // This worker's share of the frames in the handoff queues and rings, by origin.
+    std::array<int64_t, common::kFrameOrigins> handoff_held_{};
     Interface interfaces_[2];
     unsigned index_;
     unsigned workers_;

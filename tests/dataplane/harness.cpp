@@ -117,6 +117,18 @@ uint64_t DataplaneHarness::counter(common::Counter c) const {
     return sum;
 }
 
+common::CounterSnapshot DataplaneHarness::counters() const {
+    std::vector<const common::WorkerCounters*> all;
+    for (const auto& w : counters_) all.push_back(w.get());
+    return common::sum_counters(all);
+}
+
+common::FrameBalance DataplaneHarness::frame_balance() const {
+    common::FrameHeld held;
+    for (const auto& w : workers_list_) held += w->held_frames();
+    return common::frame_balance(counters(), held);
+}
+
 std::optional<std::pair<uint32_t, uint16_t>> DataplaneHarness::find_mapping(uint8_t protocol,
                                                                             uint32_t addr,
                                                                             uint16_t port) const {

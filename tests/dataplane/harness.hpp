@@ -14,6 +14,7 @@
 #include "common/address.hpp"
 #include "common/clock.hpp"
 #include "common/counters.hpp"
+#include "common/frame_accounting.hpp"
 #include "control/controller.hpp"
 #include "dataplane/io/control_channel.hpp"
 #include "dataplane/io/handoff.hpp"
@@ -80,6 +81,10 @@ public:
     uint64_t counter(common::Counter c, unsigned worker) const {
         return counters_.at(worker)->get(c);
     }
+    // Every counter, summed over the workers.
+    common::CounterSnapshot counters() const;
+    // The frame balance of all workers now (common/frame_accounting.hpp); call between polls.
+    common::FrameBalance frame_balance() const;
     const Topology& topo() const { return topo_; }
     // The external endpoint of an internal one, on whichever worker holds it.
     std::optional<std::pair<uint32_t, uint16_t>> find_mapping(uint8_t protocol, uint32_t addr,
