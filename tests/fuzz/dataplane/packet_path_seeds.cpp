@@ -1,7 +1,8 @@
 // Writes the seed corpus of cgn-fuzz-packet-path: inputs (packet_path_world.hpp format) made
 // of frames built with the PacketBuilder for the state the fuzzer starts from (the prelude's
-// subscribers, MACs and external endpoints), one file per case:
-//   cgn-fuzz-packet-path-seeds tests/fuzz/corpus/packet_path
+// subscribers, MACs and external endpoints), one file per case, and a libFuzzer dictionary of
+// the same addresses, ports and header values:
+//   cgn-fuzz-packet-path-seeds tests/fuzz/corpus/packet_path tests/fuzz/packet_path.dict
 // The files are committed; run this again after changing the prelude or the input format.
 
 #include <cstdio>
@@ -96,7 +97,7 @@ std::vector<uint8_t> bytes_of(const char* text, size_t n) {
     return out;
 }
 
-void write_seeds(PacketPathWorld& w, const std::string& dir) {
+void write_seeds(const PacketPathWorld& w, const std::string& dir) {
     SeedWriter seeds(w, dir);
     const test::Topology& t = w.topo();
     const auto& flows = w.flows();
@@ -514,16 +515,92 @@ void write_seeds(PacketPathWorld& w, const std::string& dir) {
     std::printf("%u seeds written to %s\n", seeds.written(), dir.c_str());
 }
 
+// libFuzzer dictionary entries ("\xNN" escapes): the values a mutation should be able to
+// drop into a header as a whole.
+class DictionaryWriter {
+public:
+    void add(const std::string& name, const std::vector<uint8_t>& bytes) {
+        text_ += name + "=\"";
+        char b[8];
+        for (uint8_t c : bytes) {
+            std::snprintf(b, sizeof b, "\\x%02x", c);
+            text_ += b;
+        }
+        text_ += "\"\n";
+    }
+    void add16(const std::string& name, uint16_t v) {
+        add(name, {static_cast<uint8_t>(v >> 8), static_cast<uint8_t>(v)});
+    }
+    void add32(const std::string& name, uint32_t v) {
+        add(name, {static_cast<uint8_t>(v >> 24), static_cast<uint8_t>(v >> 16),
+                   static_cast<uint8_t>(v >> 8), static_cast<uint8_t>(v)});
+    }
+    void add_mac(const std::string& name, const common::MacAddress& mac) {
+        add(name, std::vector<uint8_t>(mac.bytes.begin(), mac.bytes.end()));
+    }
+    const std::string& text() const { return text_; }
+
+private:
+    std::string text_ =
+        "# cgn-fuzz-packet-path dictionary, written by cgn-fuzz-packet-path-seeds\n";
+};
+
+void write_dictionary(const PacketPathWorld& w, const std::string& path) {
+    const test::Topology& t = w.topo();
+    DictionaryWriter d;
+    d.add16("ethertype_ipv4", eth::kTypeIpv4);
+    d.add16("ethertype_arp", eth::kTypeArp);
+    d.add16("ethertype_vlan", eth::kTypeVlan);
+    d.add_mac("mac_broadcast", common::MacAddress::broadcast());
+    d.add_mac("mac_inside_port", w.inside_mac());
+    d.add_mac("mac_outside_port", w.outside_mac());
+    d.add_mac("mac_gateway", t.gateway_mac);
+    for (unsigned i = 0; i < PacketPathWorld::kWorkers; ++i) {
+        d.add_mac("mac_subscriber" + std::to_string(i), w.subscriber_mac(i));
+        d.add32("ip_subscriber" + std::to_string(i), w.subscriber(i).value);
+    }
+    d.add32("ip_silent_subscriber", w.silent_subscriber().value);
+    d.add32("ip_inside", t.inside.address.value);
+    d.add32("ip_outside", t.outside.address.value);
+    d.add32("ip_gateway", t.gateway.value);
+    d.add32("ip_server1", t.server1.value);
+    d.add32("ip_server2", t.server2.value);
+    d.add32("ip_exempt", test::Topology::ip("203.0.113.130").value);
+    for (uint32_t i = 0; i < 4; ++i)
+        d.add32("ip_pool" + std::to_string(i), t.pool.address.value + i);
+    for (size_t i = 0; i < w.flows().size(); ++i) {
+        const auto& f = w.flows()[i];
+        d.add16("flow" + std::to_string(i) + "_external_port", f.external_port);
+        d.add16("flow" + std::to_string(i) + "_internal_port", f.internal_port);
+    }
+    d.add("ipv4_header_start", {0x45, 0x00});
+    d.add16("ipv4_flag_df", ipv4::kFlagDontFragment);
+    d.add16("ipv4_flag_mf", ipv4::kFlagMoreFragments);
+    d.add("arp_ethernet_ipv4", {0x00, 0x01, 0x08, 0x00, 0x06, 0x04});
+    d.add("icmp_echo_request", {icmp::kEchoRequest, 0});
+    d.add("icmp_port_unreachable", {icmp::kDestUnreachable, 3});
+    d.add("icmp_frag_needed", {icmp::kDestUnreachable, icmp::kCodeFragmentationNeeded});
+    d.add("icmp_time_exceeded", {icmp::kTimeExceeded, 0});
+    d.add("tick", {PacketPathWorld::kTickTag});
+    std::ofstream out(path, std::ios::trunc);
+    out << d.text();
+    if (!out) {
+        std::fprintf(stderr, "cannot write %s\n", path.c_str());
+        std::exit(1);
+    }
+}
+
 }  // namespace
 }  // namespace cgn::fuzz
 
 int main(int argc, char** argv) {
-    if (argc != 2) {
-        std::fprintf(stderr, "usage: %s DIRECTORY\n", argv[0]);
+    if (argc != 3) {
+        std::fprintf(stderr, "usage: %s CORPUS_DIRECTORY DICTIONARY_FILE\n", argv[0]);
         return 2;
     }
     cgn::fuzz::init_eal(argv[0]);
-    cgn::fuzz::PacketPathWorld world;
+    cgn::fuzz::PacketPathWorld world(200);  // the seeds run in worlds of their own
     cgn::fuzz::write_seeds(world, argv[1]);
+    cgn::fuzz::write_dictionary(world, argv[2]);
     return 0;
 }

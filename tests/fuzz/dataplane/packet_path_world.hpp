@@ -70,7 +70,9 @@ public:
     // each worker, and the gateway), a UDP flow, an established TCP connection and an ICMP
     // echo flow per subscriber (flows()[3w .. 3w+2]), and a UDP flow of a third subscriber
     // whose MAC no worker knows (flows()[6]). Counters are zeroed afterwards.
-    PacketPathWorld();
+    // `worker_id`: the first worker's id, which names its tables; two worlds alive at once
+    // need different ones.
+    explicit PacketPathWorld(unsigned worker_id = 100);
     ~PacketPathWorld();
 
     // Runs one input, then runs the world down and checks every invariant (abort() on a
@@ -78,8 +80,8 @@ public:
     void run(const uint8_t* data, size_t size);
 
     const test::Topology& topo() const { return harness_->topo(); }
-    common::MacAddress inside_mac() { return harness_->inside().mac(); }
-    common::MacAddress outside_mac() { return harness_->outside().mac(); }
+    common::MacAddress inside_mac() const { return harness_->inside().mac(); }
+    common::MacAddress outside_mac() const { return harness_->outside().mac(); }
     // The subscriber on worker `w` (and its MAC), and the flows the prelude opened.
     common::Ipv4Address subscriber(unsigned w) const { return subscribers_[w]; }
     common::MacAddress subscriber_mac(unsigned w) const { return subscriber_macs_[w]; }
@@ -100,7 +102,9 @@ private:
     void check_output_frame(bool outside, const uint8_t* frame, uint32_t length);
     uint64_t counter_total() const;
     void open_flows();
-    void check_invariants(const char* when);
+    // The frame balance (common/frame_accounting.hpp); with `nothing_held`, also that no frame
+    // is held any more.
+    void check_invariants(bool nothing_held);
     [[noreturn]] void fail(const char* what) const;
 
     std::unique_ptr<test::DataplaneHarness> harness_;
