@@ -250,6 +250,22 @@ void write_seeds(const PacketPathWorld& w, const std::string& dir) {
                                         .icmp_echo(icmp::kEchoRequest, 8, 1)
                                         .payload("us")
                                         .build()));
+    // Each port answers for the other's address too, whatever the source (found by the fuzzer:
+    // the output checks allow echo replies from our addresses anywhere).
+    seeds.write("icmp-echo-to-inside-address-from-outside",
+                InputWriter().frame(kOutside, 0,
+                                    outside()
+                                        .ipv4(t.server1, t.inside.address, 64, 0x423)
+                                        .icmp_echo(icmp::kEchoRequest, 7, 1)
+                                        .payload("ping")
+                                        .build()));
+    seeds.write("icmp-echo-to-outside-address-from-inside-offlink",
+                InputWriter().frame(kInside, 1,
+                                    inside(mac1)
+                                        .ipv4(t.server1, t.outside.address, 64, 0x322)
+                                        .icmp_echo(icmp::kEchoRequest, 7, 1)
+                                        .payload("ping")
+                                        .build()));
     seeds.write("icmp-echo-to-pool-address",
                 InputWriter().frame(kOutside, 1,
                                     outside()

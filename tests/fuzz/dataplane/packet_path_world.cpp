@@ -380,22 +380,30 @@ void PacketPathWorld::check_output_frame(bool outside, const uint8_t* frame, uin
     const bool exempt =
         std::any_of(s.exempt_destinations.begin(), s.exempt_destinations.end(),
                     [&](const common::Ipv4Prefix& p) { return p.contains(outside ? dst : src); });
+    // An echo reply from one of our addresses (either, on either port) goes back to the
+    // requester's MAC whatever the request's source or port was: the one exception to the
+    // rules below. (An outside host's ping to the inside address is answered from 100.64.0.1 on
+    // the outside port: noted in docs/security.md.)
+    const uint8_t* l4 = l3 + header_length;
+    const uint32_t l4_length = total_length - header_length;
+    const bool from_us = src == s.inside.address.address || src == s.outside.address.address;
+    const bool echo_reply_from_us = l3[ipv4::kProtocol] == ipv4::kProtoIcmp && from_us &&
+                                    l4_length >= 1 && l4[icmp::kType] == icmp::kEchoReply;
     // The NAT's reason to exist: no inside address leaves on the outside untranslated
     // (exempt destinations aside, RFC 6888 REQ-6), and the inside receives only for inside
     // hosts.
-    if (outside && !exempt && !t.pool.contains(src) && src != itf.address.address)
+    if (outside && !exempt && !t.pool.contains(src) && src != itf.address.address &&
+        !echo_reply_from_us)
         fail("a packet left on the outside with a source that is not a pool address");
-    if (!outside && !t.inside.subnet.contains(dst))
+    if (!outside && !t.inside.subnet.contains(dst) && !echo_reply_from_us)
         fail("a packet left on the inside for a destination not on the inside");
     // ICMP errors cgnd wrote itself (from its own address) carry a correct checksum. Echo
     // replies are left out: one answers a request in place with an incremental update, so a
     // request with a wrong checksum gets a reply with a wrong checksum.
     const uint16_t fragment = load_be16(l3 + ipv4::kFragment);
-    const uint8_t* l4 = l3 + header_length;
-    const uint32_t l4_length = total_length - header_length;
     if (l3[ipv4::kProtocol] == ipv4::kProtoIcmp && src == itf.address.address &&
         (fragment & (ipv4::kFragmentOffsetMask | ipv4::kFlagMoreFragments)) == 0 &&
-        (l4_length < 1 || l4[icmp::kType] != icmp::kEchoReply)) {
+        !echo_reply_from_us) {
         if (l4_length < icmp::kHeaderLength ||
             common::checksum_finish(common::checksum_partial(l4, l4_length)) != 0)
             fail("an ICMP error from our own address with a wrong checksum was transmitted");
