@@ -484,6 +484,12 @@ void write_seeds(const PacketPathWorld& w, const std::string& dir) {
                                .ipv4(udp0.remote_addr, udp0.external_addr, 1, 0x470)
                                .udp(udp0.remote_port, udp0.external_port)
                                .build()));
+    // A source outside the inside prefix (no inside gateway here): translated, but its
+    // replies have no route; with TTL 1 it is answered at the MAC it came from.
+    seeds.write(
+        "inside-source-off-prefix-ttl-1",
+        InputWriter().frame(kInside, 0,
+                            udp_out(test::Topology::ip("203.0.113.99"), 40000, t.server1, 53, 1)));
     seeds.write("martian-source",
                 InputWriter().frame(kOutside, 0,
                                     outside()

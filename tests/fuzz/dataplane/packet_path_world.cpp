@@ -345,6 +345,11 @@ void PacketPathWorld::check_output_frame(bool outside, const uint8_t* frame, uin
     const test::Topology& t = topo();
     const dp::WorkerSettings& s = harness_->settings();
     const dp::Interface& itf = outside ? s.outside : s.inside;
+    const auto fail = [&](const char* what) {
+        std::fprintf(stderr, "frame sent on the %s port:\n%s\n", outside ? "outside" : "inside",
+                     test::hex(std::vector<uint8_t>(frame, frame + length)).c_str());
+        this->fail(what);
+    };
     if (length < eth::kHeaderLength) fail("a runt frame was transmitted");
     if (length > eth::kHeaderLength + itf.mtu) fail("a frame longer than the MTU was transmitted");
     if (std::memcmp(frame + eth::kSrc, itf.mac.bytes.data(), 6) != 0)
@@ -380,22 +385,23 @@ void PacketPathWorld::check_output_frame(bool outside, const uint8_t* frame, uin
     const bool exempt =
         std::any_of(s.exempt_destinations.begin(), s.exempt_destinations.end(),
                     [&](const common::Ipv4Prefix& p) { return p.contains(outside ? dst : src); });
-    // An echo reply from one of our addresses (either, on either port) goes back to the
-    // requester's MAC whatever the request's source or port was: the one exception to the
-    // rules below. (An outside host's ping to the inside address is answered from 100.64.0.1 on
-    // the outside port: noted in docs/security.md.)
+    // ICMP that cgnd writes itself (echo replies, errors) goes back to the MAC the packet came
+    // from, whatever its source address: the exceptions to the rules below. An echo reply may
+    // come from either of our addresses on either port (an outside host's ping to the inside
+    // address is answered from 100.64.0.1 on the outside port: noted in docs/security.md).
     const uint8_t* l4 = l3 + header_length;
     const uint32_t l4_length = total_length - header_length;
     const bool from_us = src == s.inside.address.address || src == s.outside.address.address;
-    const bool echo_reply_from_us = l3[ipv4::kProtocol] == ipv4::kProtoIcmp && from_us &&
-                                    l4_length >= 1 && l4[icmp::kType] == icmp::kEchoReply;
+    const bool icmp_from_us = l3[ipv4::kProtocol] == ipv4::kProtoIcmp && from_us;
+    const bool echo_reply_from_us =
+        icmp_from_us && l4_length >= 1 && l4[icmp::kType] == icmp::kEchoReply;
     // The NAT's reason to exist: no inside address leaves on the outside untranslated
     // (exempt destinations aside, RFC 6888 REQ-6), and the inside receives only for inside
     // hosts.
     if (outside && !exempt && !t.pool.contains(src) && src != itf.address.address &&
         !echo_reply_from_us)
         fail("a packet left on the outside with a source that is not a pool address");
-    if (!outside && !t.inside.subnet.contains(dst) && !echo_reply_from_us)
+    if (!outside && !t.inside.subnet.contains(dst) && !icmp_from_us)
         fail("a packet left on the inside for a destination not on the inside");
     // ICMP errors cgnd wrote itself (from its own address) carry a correct checksum. Echo
     // replies are left out: one answers a request in place with an incremental update, so a
