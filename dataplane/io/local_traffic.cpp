@@ -105,8 +105,9 @@ void Worker::handle_arp(SideIndex side, rte_mbuf* m, uint8_t* a, uint32_t length
         uint8_t* frame = rte_pktmbuf_mtod(m, uint8_t*);
         write_ethernet(frame, sender_mac, itf.mac, eth::kTypeArp);
         write_arp(a, arp::kOpReply, itf.mac, target_ip, sender_mac, sender_ip);
-        rte_pktmbuf_data_len(m) = static_cast<uint16_t>(
-            std::max<uint32_t>(rte_pktmbuf_data_len(m), eth::kHeaderLength + arp::kLength));
+        // The reply is the ARP message alone: whatever followed the request (its padding, or
+        // more, even past the MTU) is not sent back.
+        rte_pktmbuf_data_len(m) = eth::kHeaderLength + arp::kLength;
         rte_pktmbuf_pkt_len(m) = rte_pktmbuf_data_len(m);
         counters_.add(Counter::arp_requests_answered);
         enqueue_tx(side, m);
