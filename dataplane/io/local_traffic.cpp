@@ -163,6 +163,16 @@ void Worker::handle_local(SideIndex side, rte_mbuf* m, Ipv4Packet& p) {
     store_be16(p.l4 + icmp::kChecksum, common::checksum_update16(load_be16(p.l4 + icmp::kChecksum),
                                                                  old_word, load_be16(p.l4)));
     counters_.add(Counter::icmp_echo_answered);
+    // The reply is the IP packet alone: an Ethernet trailer after the request is not sent back.
+    // No frame longer than the link's MTU leaves either: a request that long (a port may
+    // receive one) is answered in fragments, or not at all with DF set. (Both found by
+    // cgn-fuzz-packet-path, docs/security.md.)
+    rte_pktmbuf_trim(
+        m, static_cast<uint16_t>(rte_pktmbuf_pkt_len(m) - eth::kHeaderLength - p.total_length));
+    if (rte_pktmbuf_pkt_len(m) > frame_limit_[side]) [[unlikely]] {
+        output_too_big(side, m, p.src);
+        return;
+    }
     transmit_to(side, m, requester);
 }
 
