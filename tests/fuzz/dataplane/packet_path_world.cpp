@@ -438,7 +438,15 @@ void PacketPathWorld::check_invariants(bool nothing_held) {
 
 void PacketPathWorld::fail(const char* what) const {
     std::fprintf(stderr, "cgn-fuzz-packet-path: invariant broken: %s\n", what);
-    if (harness_) std::fputs(common::format_counters(harness_->counters()).c_str(), stderr);
+    if (harness_) {
+        // The counters that moved (since the prelude), summed over the workers.
+        const common::CounterSnapshot counters = harness_->counters();
+        for (size_t c = 0; c < common::kCounterCount; ++c)
+            if (counters[c] != 0)
+                std::fprintf(stderr, "  %-32s %llu\n",
+                             std::string(common::kCounterNames[c]).c_str(),
+                             static_cast<unsigned long long>(counters[c]));
+    }
     std::abort();
 }
 
