@@ -449,6 +449,15 @@ void write_seeds(const PacketPathWorld& w, const std::string& dir) {
                                         .payload(bytes_of("qwertyuiopasdfghjklzxcvbnm", 1600))
                                         .build()));
 
+    // --- Quota (RFC 6888 REQ-11): past its 24 sessions, a subscriber is refused and told.
+    {
+        InputWriter in;
+        for (uint16_t port = 0; port < 24; ++port)
+            in.frame(kInside, port & 1,
+                     udp_out(sub0, static_cast<uint16_t>(47000 + port), t.server2, 53));
+        seeds.write("quota-sessions-refused", in);
+    }
+
     // --- Time: sessions expire, blocks are released after their hold-down.
     seeds.write("expiry-then-reply",
                 InputWriter().tick(255).tick(255).frame(kOutside, 0, udp_reply(udp0)));

@@ -124,6 +124,9 @@ PacketPathWorld::PacketPathWorld(unsigned worker_id)
     s.nat.timeouts.tcp_transitory_s = 60;
     s.nat.timeouts.tcp_established_s = 600;
     s.nat.limits.max_blocks = 4;
+    // RFC 6888 REQ-11 and the quota events: a subscriber reaches its session limit well before
+    // the table is full.
+    s.nat.limits.max_sessions = 24;
     s.neighbor_capacity = kNeighborCapacity;
     s.fragment_capacity = 16;
     s.fragment_timeout_ms = kFragmentTimeoutMs;
