@@ -165,8 +165,8 @@ void Worker::handle_local(SideIndex side, rte_mbuf* m, Ipv4Packet& p) {
     counters_.add(Counter::icmp_echo_answered);
     // The reply is the IP packet alone: an Ethernet trailer after the request is not sent back.
     // No frame longer than the link's MTU leaves either: a request that long (a port may
-    // receive one) is answered in fragments, or not at all with DF set. (Both found by
-    // cgn-fuzz-packet-path, docs/security.md.)
+    // receive one) is answered in fragments, or not at all with DF set. (Both caught by the
+    // output checks of cgn-fuzz-packet-path, docs/security.md.)
     rte_pktmbuf_trim(
         m, static_cast<uint16_t>(rte_pktmbuf_pkt_len(m) - eth::kHeaderLength - p.total_length));
     if (rte_pktmbuf_pkt_len(m) > frame_limit_[side]) [[unlikely]] {

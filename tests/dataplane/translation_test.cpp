@@ -299,9 +299,9 @@ TEST_F(Translation, PingToOwnAddressAnswered) {
     EXPECT_EQ(h.counter(Counter::icmp_echo_answered), 1u);
 }
 
-// Found by cgn-fuzz-packet-path (docs/security.md): the reply, written over the request, kept
-// the request's Ethernet trailer, and a request longer than the MTU (a port may receive one)
-// was answered with a frame longer than the MTU.
+// Caught by the output checks of cgn-fuzz-packet-path (docs/security.md): the reply, written
+// over the request, kept the request's Ethernet trailer, and a request longer than the MTU (a
+// port may receive one) was answered with a frame longer than the MTU.
 TEST_F(Translation, PingReplyIsTheIpPacketAloneAndFitsTheMtu) {
     const Frame request = PacketBuilder()
                               .ethernet(t().subscriber1_mac, h.inside().mac())
