@@ -105,8 +105,9 @@ void Worker::handle_arp(SideIndex side, rte_mbuf* m, uint8_t* a, uint32_t length
         uint8_t* frame = rte_pktmbuf_mtod(m, uint8_t*);
         write_ethernet(frame, sender_mac, itf.mac, eth::kTypeArp);
         write_arp(a, arp::kOpReply, itf.mac, target_ip, sender_mac, sender_ip);
-        rte_pktmbuf_data_len(m) = static_cast<uint16_t>(
-            std::max<uint32_t>(rte_pktmbuf_data_len(m), eth::kHeaderLength + arp::kLength));
+        // The reply is the ARP message alone: whatever followed the request (its padding, or
+        // more, even past the MTU) is not sent back.
+        rte_pktmbuf_data_len(m) = eth::kHeaderLength + arp::kLength;
         rte_pktmbuf_pkt_len(m) = rte_pktmbuf_data_len(m);
         counters_.add(Counter::arp_requests_answered);
         enqueue_tx(side, m);
@@ -162,6 +163,16 @@ void Worker::handle_local(SideIndex side, rte_mbuf* m, Ipv4Packet& p) {
     store_be16(p.l4 + icmp::kChecksum, common::checksum_update16(load_be16(p.l4 + icmp::kChecksum),
                                                                  old_word, load_be16(p.l4)));
     counters_.add(Counter::icmp_echo_answered);
+    // The reply is the IP packet alone: an Ethernet trailer after the request is not sent back.
+    // No frame longer than the link's MTU leaves either: a request that long (a port may
+    // receive one) is answered in fragments, or not at all with DF set. (Both caught by the
+    // output checks of cgn-fuzz-packet-path, docs/security.md.)
+    rte_pktmbuf_trim(
+        m, static_cast<uint16_t>(rte_pktmbuf_pkt_len(m) - eth::kHeaderLength - p.total_length));
+    if (rte_pktmbuf_pkt_len(m) > frame_limit_[side]) [[unlikely]] {
+        output_too_big(side, m, p.src);
+        return;
+    }
     transmit_to(side, m, requester);
 }
 

@@ -44,6 +44,25 @@ TEST_F(Arp, AnswersForInsideAddressAndLearnsTheAsker) {
     EXPECT_EQ(h.counter(Counter::arp_entries_learned), 1u);
 }
 
+// Found by cgn-fuzz-packet-path (docs/security.md): the reply, written over the request, kept
+// the request's length, so the request's trailing bytes went back with it, and a request
+// longer than the MTU (a port may receive one) was answered with a frame longer than the MTU.
+TEST_F(Arp, ReplyIsTheArpMessageOnlyWhateverFollowedTheRequest) {
+    for (const size_t length : {size_t{60}, size_t{1600}}) {
+        Frame request = arp_request(t().subscriber1_mac, t().subscriber1, t().inside.address);
+        request.resize(length, 0xab);
+        h.inside().inject(request);
+        h.poll();
+        auto in = h.inside().drain();
+        ASSERT_EQ(in.size(), 1u) << length;
+        EXPECT_EQ(in[0], arp_reply(h.inside().mac(), t().inside.address, t().subscriber1_mac,
+                                   t().subscriber1))
+            << "request of " << length << " bytes, reply\n"
+            << hex(in[0]);
+    }
+    EXPECT_EQ(h.counter(Counter::arp_requests_answered), 2u);
+}
+
 TEST_F(Arp, AnswersForPoolAddressesOnTheOutsideOnly) {
     const auto pool_addr = *common::Ipv4Address::parse("198.51.100.3");
     h.outside().inject(arp_request(t().gateway_mac, t().gateway, pool_addr));

@@ -379,6 +379,47 @@ TEST_F(Translation, PingToOwnAddressAnswered) {
     EXPECT_EQ(h.counter(Counter::icmp_echo_answered), 1u);
 }
 
+// Caught by the output checks of cgn-fuzz-packet-path (docs/security.md): the reply, written
+// over the request, kept the request's Ethernet trailer, and a request longer than the MTU (a
+// port may receive one) was answered with a frame longer than the MTU.
+TEST_F(Translation, PingReplyIsTheIpPacketAloneAndFitsTheMtu) {
+    const Frame request = PacketBuilder()
+                              .ethernet(t().subscriber1_mac, h.inside().mac())
+                              .ipv4(t().subscriber1, t().inside.address, 64, 9)
+                              .icmp_echo(icmp::kEchoRequest, 7, 1)
+                              .payload("abc")
+                              .build();
+    const Frame reply = PacketBuilder()
+                            .ethernet(h.inside().mac(), t().subscriber1_mac)
+                            .ipv4(t().inside.address, t().subscriber1, 64, 9)
+                            .icmp_echo(icmp::kEchoReply, 7, 1)
+                            .payload("abc")
+                            .build();
+    for (const size_t length : {size_t{60}, size_t{1600}}) {
+        Frame padded = request;
+        padded.resize(length, 0xab);
+        h.inside().inject(padded);
+        h.poll();
+        auto in = h.inside().drain();
+        ASSERT_EQ(in.size(), 1u) << length;
+        EXPECT_EQ(in[0], reply) << "request of " << length << " bytes, reply\n" << hex(in[0]);
+    }
+    // An echo request of 1600 bytes of IP (no DF) is answered in fragments that fit.
+    h.inside().inject(PacketBuilder()
+                          .ethernet(t().subscriber1_mac, h.inside().mac())
+                          .ipv4(t().subscriber1, t().inside.address, 64, 10)
+                          .icmp_echo(icmp::kEchoRequest, 7, 2)
+                          .payload(std::string(1572, 'x'))
+                          .build());
+    h.poll();
+    const auto fragments = h.inside().drain();
+    ASSERT_EQ(fragments.size(), 2u);
+    for (const Frame& f : fragments)
+        EXPECT_LE(f.size(), common::eth::kHeaderLength + h.settings().inside.mtu);
+    EXPECT_EQ(h.counter(Counter::icmp_echo_answered), 3u);
+    EXPECT_EQ(h.counter(Counter::packets_fragmented), 1u);
+}
+
 TEST_F(Translation, MalformedIpv4DroppedWithItsReason) {
     Frame bad_checksum = udp_in(t().subscriber1, 40000, t().server1, 53);
     bad_checksum[common::eth::kHeaderLength + common::ipv4::kChecksum] ^= 0x55;
