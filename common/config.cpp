@@ -115,17 +115,23 @@ std::string check_device(const std::string& option, const std::string& value) {
               "net_af_xdp0,iface=veth0, net_ring0 or net_memif0");
 }
 
-po::options_description describe() {
-    constexpr unsigned kWidth = 100;
-    po::options_description general("General", kWidth);
-    general.add_options()("help,h", "print this help and exit")("version",
+constexpr unsigned kWidth = 100;
+
+// General options: help, version, config file.
+po::options_description general_options() {
+    po::options_description options("General", kWidth);
+    options.add_options()("help,h", "print this help and exit")("version",
                                                                 "print the version and exit")(
         "config,c", po::value<std::string>()->value_name("FILE"),
         "read options from FILE (one 'name = value' per line, '#' comments); options on the "
         "command line override it");
+    return options;
+}
 
-    po::options_description dpdk("DPDK", kWidth);
-    dpdk.add_options()(
+// DPDK: EAL arguments, lcores, packet buffers.
+po::options_description dpdk_options() {
+    po::options_description options("DPDK", kWidth);
+    options.add_options()(
         "eal-args", po::value<std::string>()->value_name("ARGS")->default_value(""),
         "extra EAL arguments, space separated, e.g. \"--no-huge --no-pci -m 512 --no-shconf\" (no "
         "hugepages). "
@@ -142,9 +148,13 @@ po::options_description describe() {
         "is left, half is for held fragments (split between the workers) and half for packets "
         "in flight. Too few for the workers is an error naming the minimum (6016 for one "
         "worker, 13312 for two)");
+    return options;
+}
 
-    po::options_description net("Interfaces", kWidth);
-    net.add_options()(
+// Interfaces: ports, addresses, gateways, MTUs.
+po::options_description interface_options() {
+    po::options_description options("Interfaces", kWidth);
+    options.add_options()(
         "inside-port", po::value<std::string>()->value_name("DEV"),
         "subscriber-facing port: a PCI address (0000:03:00.0) or a vdev "
         "(net_af_packet0,iface=veth0; net_af_xdp0,iface=veth0; net_ring0; net_memif0,...)")(
@@ -165,11 +175,28 @@ po::options_description describe() {
         "device lets it, and never sends a longer packet there. A longer packet with DF set "
         "is dropped and its sender gets ICMP fragmentation needed with this MTU (RFC 4787 "
         "REQ-13, RFC 5508 §7.1.1, RFC 1191); one without DF is fragmented (RFC 4787 REQ-13a). "
-        "Needs a restart")(
-        "outside-mtu", po::value<std::string>()->value_name("N")->default_value("1500"),
-        "IP MTU of the outside link, the same way");
+        "Needs a restart")("outside-mtu",
+                           po::value<std::string>()->value_name("N")->default_value("1500"),
+                           "IP MTU of the outside link, the same way");
+    return options;
+}
 
-    po::options_description nat("NAT", kWidth);
+// Control: the management socket.
+po::options_description control_options() {
+    po::options_description options("Control", kWidth);
+    options.add_options()(
+        "control-socket",
+        po::value<std::string>()->value_name("PATH")->default_value("/run/cgnd.sock"),
+        "unix socket for live commands (one per connection, answered with one reply): 'help', "
+        "'show counters', 'show config', 'set timeout "
+        "udp|tcp-established|tcp-opening|tcp-transitory|icmp S', 'set filtering MODE', 'pool "
+        "add PREFIX', 'static add PROTO INT:PORT EXT:PORT', 'static del PROTO INT:PORT', "
+        "'static list'. SIGHUP re-reads --config and applies what changed the same way");
+    return options;
+}
+
+// Translation: pool, ports, filtering, timeouts, table sizes, static mappings, blocks.
+void add_translation_options(po::options_description& nat) {
     nat.add_options()(
         "pool", po::value<std::vector<std::string>>()->value_name("PREFIX"),
         "external address pool prefix, e.g. 198.51.100.0/28; repeat for several (at most 4096 "
@@ -217,7 +244,12 @@ po::options_description describe() {
         "them; the logs then need one event per block, not per session")(
         "block-hold-down", po::value<std::string>()->value_name("S")->default_value("120"),
         "seconds a block stays with its subscriber after its last mapping ended before it "
-        "returns to the pool (RFC 6888 REQ-8), 0 to 86400")(
+        "returns to the pool (RFC 6888 REQ-8), 0 to 86400");
+}
+
+// Subscriber limits (RFC 6888 REQ-4/5/11).
+void add_limit_options(po::options_description& nat) {
+    nat.add_options()(
         "max-blocks-per-subscriber", po::value<std::string>()->value_name("N")->default_value("8"),
         "port blocks a subscriber may hold at once (hence its external ports per protocol)")(
         "max-sessions-per-subscriber",
@@ -226,15 +258,15 @@ po::options_description describe() {
         "max-sessions-per-subscriber-udp", po::value<std::string>()->value_name("N"),
         "the same for UDP only (default: no separate limit)")(
         "max-sessions-per-subscriber-tcp", po::value<std::string>()->value_name("N"),
-        "the same for TCP only")(
-        "max-sessions-per-subscriber-icmp", po::value<std::string>()->value_name("N"),
-        "the same for ICMP queries only")(
+        "the same for TCP only")("max-sessions-per-subscriber-icmp",
+                                 po::value<std::string>()->value_name("N"),
+                                 "the same for ICMP queries only")(
         "max-ports-per-subscriber-udp", po::value<std::string>()->value_name("N"),
         "external UDP ports (mappings) a subscriber may hold at once (default: what its blocks "
         "give)")("max-ports-per-subscriber-tcp", po::value<std::string>()->value_name("N"),
-                 "the same for TCP")(
-        "max-ports-per-subscriber-icmp", po::value<std::string>()->value_name("N"),
-        "the same for ICMP query identifiers")(
+                 "the same for TCP")("max-ports-per-subscriber-icmp",
+                                     po::value<std::string>()->value_name("N"),
+                                     "the same for ICMP query identifiers")(
         "max-sessions-per-mapping", po::value<std::string>()->value_name("N")->default_value("0"),
         "sessions one mapping (one internal address and port) may have, i.e. remote endpoints "
         "one socket talks to at once (0: no limit; RFC 6888 REQ-5 state per mapping)")(
@@ -247,15 +279,20 @@ po::options_description describe() {
         "max-new-sessions-per-second",
         po::value<std::string>()->value_name("N")->default_value("0"),
         "new sessions a subscriber may open per second, all protocols (0: no limit; bursts of "
-        "up to one second's worth are allowed)")(
-        "max-new-sessions-per-second-udp", po::value<std::string>()->value_name("N"),
-        "the same for UDP only")("max-new-sessions-per-second-tcp",
-                                 po::value<std::string>()->value_name("N"),
-                                 "the same for TCP only")(
+        "up to one second's worth are allowed)")("max-new-sessions-per-second-udp",
+                                                 po::value<std::string>()->value_name("N"),
+                                                 "the same for UDP only")(
+        "max-new-sessions-per-second-tcp", po::value<std::string>()->value_name("N"),
+        "the same for TCP only")(
         "max-new-sessions-per-second-icmp", po::value<std::string>()->value_name("N"),
         "the same for ICMP queries only. At any limit the packet is dropped and counted, the "
         "subscriber gets ICMP destination unreachable (host unreachable, RFC 6888 REQ-11) at "
-        "the --icmp-error-rate, and a quota event is logged; no existing mapping is evicted")(
+        "the --icmp-error-rate, and a quota event is logged; no existing mapping is evicted");
+}
+
+// Deterministic NAT (RFC 7422), lookups and exempt destinations.
+void add_deterministic_options(po::options_description& nat) {
+    nat.add_options()(
         "deterministic", po::value<std::vector<std::string>>()->value_name("PREFIX"),
         "deterministic NAT (RFC 7422) for the subscribers of PREFIX (repeat for several): each "
         "gets by formula one pool address and a fixed port range, so logs are not needed to "
@@ -276,19 +313,19 @@ po::options_description describe() {
         "destination prefix reached without translation (RFC 6888 REQ-6), e.g. the ISP's own "
         "DNS servers: subscribers' packets to it leave with their own source address, and its "
         "packets to subscribers come back in untranslated; repeat for several (at most 64)");
+}
 
-    po::options_description control("Control", kWidth);
-    control.add_options()(
-        "control-socket",
-        po::value<std::string>()->value_name("PATH")->default_value("/run/cgnd.sock"),
-        "unix socket for live commands (one per connection, answered with one reply): 'help', "
-        "'show counters', 'show config', 'set timeout "
-        "udp|tcp-established|tcp-opening|tcp-transitory|icmp S', 'set filtering MODE', 'pool "
-        "add PREFIX', 'static add PROTO INT:PORT EXT:PORT', 'static del PROTO INT:PORT', "
-        "'static list'. SIGHUP re-reads --config and applies what changed the same way");
-
+po::options_description describe() {
+    po::options_description nat("NAT", kWidth);
+    add_translation_options(nat);
+    add_limit_options(nat);
+    add_deterministic_options(nat);
     po::options_description all("cgnd options", kWidth);
-    all.add(general).add(dpdk).add(net).add(nat).add(control);
+    all.add(general_options())
+        .add(dpdk_options())
+        .add(interface_options())
+        .add(nat)
+        .add(control_options());
     return all;
 }
 
@@ -307,8 +344,8 @@ const T& required(const po::variables_map& vm, const char* name) {
     return vm[name].as<T>();
 }
 
-Config build(const po::variables_map& vm) {
-    Config c;
+// Threads, lcores and packet buffers (DPDK).
+void read_eal_options(const po::variables_map& vm, Config& c) {
     if (vm.count("config")) c.config_file = vm["config"].as<std::string>();
     c.eal_args = split_spaces(vm["eal-args"].as<std::string>());
     c.main_lcore = vm["main-lcore"].as<unsigned>();
@@ -336,7 +373,10 @@ Config build(const po::variables_map& vm) {
                       " (RX and TX descriptors, handoff rings and buffers: " +
                       std::to_string(MbufBudget::fixed(workers)) + "; held fragments: " +
                       std::to_string(2 * MbufBudget::kMinHeldPerWorker) + " per worker)");
+}
 
+// The two ports, their addresses, gateways and MTUs.
+void read_interface_options(const po::variables_map& vm, Config& c) {
     c.inside_port = check_device("inside-port", required<std::string>(vm, "inside-port"));
     c.outside_port = check_device("outside-port", required<std::string>(vm, "outside-port"));
     if (device_name(c.inside_port) == device_name(c.outside_port))
@@ -367,7 +407,10 @@ Config build(const po::variables_map& vm) {
                       "another host in the outside prefix " + c.outside_address.subnet.to_string());
         c.outside_gateway = gw;
     }
+}
 
+// The pool, port range, filtering, timeouts and table sizes.
+void read_pool_and_timeouts(const po::variables_map& vm, Config& c) {
     if (!vm.count("pool")) throw ConfigError("missing required option --pool (see cgnd --help)");
     for (const auto& text : vm["pool"].as<std::vector<std::string>>()) {
         auto p = Ipv4Prefix::parse(text);
@@ -379,20 +422,26 @@ Config build(const po::variables_map& vm) {
 
     c.port_range = parse_port_range(vm["port-range"].as<std::string>());
     c.filtering = parse_filtering(vm["filtering"].as<std::string>());
-    constexpr uint32_t kDay = 86400;
-    c.timeouts.udp_s = parse_number("timeout-udp", vm["timeout-udp"].as<std::string>(), 1, kDay);
-    c.timeouts.tcp_established_s = parse_number(
-        "timeout-tcp-established", vm["timeout-tcp-established"].as<std::string>(), 1, 7 * kDay);
-    c.timeouts.tcp_opening_s =
-        parse_number("timeout-tcp-opening", vm["timeout-tcp-opening"].as<std::string>(), 1, kDay);
+    c.timeouts.udp_s =
+        parse_number("timeout-udp", vm["timeout-udp"].as<std::string>(), 1, kMaxTimeoutS);
+    c.timeouts.tcp_established_s =
+        parse_number("timeout-tcp-established", vm["timeout-tcp-established"].as<std::string>(), 1,
+                     kMaxTcpEstablishedTimeoutS);
+    c.timeouts.tcp_opening_s = parse_number(
+        "timeout-tcp-opening", vm["timeout-tcp-opening"].as<std::string>(), 1, kMaxTimeoutS);
     c.timeouts.tcp_transitory_s = parse_number(
-        "timeout-tcp-transitory", vm["timeout-tcp-transitory"].as<std::string>(), 1, kDay);
-    c.timeouts.icmp_s = parse_number("timeout-icmp", vm["timeout-icmp"].as<std::string>(), 1, kDay);
+        "timeout-tcp-transitory", vm["timeout-tcp-transitory"].as<std::string>(), 1, kMaxTimeoutS);
+    c.timeouts.icmp_s =
+        parse_number("timeout-icmp", vm["timeout-icmp"].as<std::string>(), 1, kMaxTimeoutS);
     c.max_sessions =
         parse_number("max-sessions", vm["max-sessions"].as<std::string>(), 16, 1u << 26);
     c.icmp_error_rate =
         parse_number("icmp-error-rate", vm["icmp-error-rate"].as<std::string>(), 0, 1000000);
     c.port_parity = vm["port-parity"].as<bool>();
+}
+
+// Port blocks (RFC 6888 REQ-13/14): size, hold-down, blocks per subscriber.
+void read_block_options(const po::variables_map& vm, Config& c) {
     c.port_block_size =
         parse_number("port-block-size", vm["port-block-size"].as<std::string>(), 64, 4096);
     if (c.port_block_size % 64 != 0)
@@ -403,29 +452,32 @@ Config build(const po::variables_map& vm) {
         c.port_block_size = std::min(c.port_block_size, c.port_range.size() / 64 * 64);
     if (c.port_block_size > c.port_range.size())
         bad_value("port-block-size", vm["port-block-size"].as<std::string>(),
-                  "at most the " + std::to_string(c.port_range.size()) +
-                      " ports of --port-range");
+                  "at most the " + std::to_string(c.port_range.size()) + " ports of --port-range");
     c.block_hold_down_s =
-        parse_number("block-hold-down", vm["block-hold-down"].as<std::string>(), 0, kDay);
+        parse_number("block-hold-down", vm["block-hold-down"].as<std::string>(), 0,
+                     kMaxTimeoutS);  // at most a day, like the timeouts
     // Block b of every address is worker b % workers' (steering by the port alone): each
     // worker needs a block of every address, and a subscriber's blocks are in its worker's
     // share.
     const auto workers = static_cast<uint32_t>(c.worker_lcores.size());
     if (c.port_range.size() / c.port_block_size < workers)
         bad_value("port-block-size", vm["port-block-size"].as<std::string>(),
-                  "at most " + std::to_string(c.port_range.size() / workers / 64 * 64) +
-                      " with " + std::to_string(workers) +
+                  "at most " + std::to_string(c.port_range.size() / workers / 64 * 64) + " with " +
+                      std::to_string(workers) +
                       " workers (each needs a block of every pool address)");
     const uint32_t blocks_per_address = c.port_range.size() / c.port_block_size / workers;
-    c.limits.max_blocks =
-        vm["max-blocks-per-subscriber"].defaulted()
-            ? std::min(c.limits.max_blocks, blocks_per_address)
-            : parse_number("max-blocks-per-subscriber",
-                           vm["max-blocks-per-subscriber"].as<std::string>(), 1,
-                           blocks_per_address);
-    c.limits.max_sessions = parse_number("max-sessions-per-subscriber",
-                                         vm["max-sessions-per-subscriber"].as<std::string>(), 0,
-                                         1u << 26);
+    c.limits.max_blocks = vm["max-blocks-per-subscriber"].defaulted()
+                              ? std::min(c.limits.max_blocks, blocks_per_address)
+                              : parse_number("max-blocks-per-subscriber",
+                                             vm["max-blocks-per-subscriber"].as<std::string>(), 1,
+                                             blocks_per_address);
+}
+
+// The subscriber limits (RFC 6888 REQ-4/5) other than blocks.
+void read_limit_options(const po::variables_map& vm, Config& c) {
+    c.limits.max_sessions =
+        parse_number("max-sessions-per-subscriber",
+                     vm["max-sessions-per-subscriber"].as<std::string>(), 0, 1u << 26);
     c.limits.max_sessions_per_mapping = parse_number(
         "max-sessions-per-mapping", vm["max-sessions-per-mapping"].as<std::string>(), 0, 1u << 26);
     c.limits.max_inbound_sessions_per_mapping =
@@ -448,6 +500,10 @@ Config build(const po::variables_map& vm) {
         c.limits.new_sessions_per_second_per_protocol[i] =
             optional_number("max-new-sessions-per-second" + suffix, 10000000);
     }
+}
+
+// Deterministic NAT (RFC 7422).
+void read_deterministic_options(const po::variables_map& vm, Config& c) {
     if (vm.count("deterministic")) {
         for (const auto& text : vm["deterministic"].as<std::vector<std::string>>()) {
             auto p = Ipv4Prefix::parse(text);
@@ -468,6 +524,10 @@ Config build(const po::variables_map& vm) {
     c.deterministic.ports_per_subscriber = parse_number(
         "deterministic-ports", vm["deterministic-ports"].as<std::string>(), 0, c.port_range.size());
     c.deterministic.overflow = vm["deterministic-overflow"].as<bool>();
+}
+
+// Static mappings and exempt destinations (RFC 6888 REQ-6).
+void read_static_mappings(const po::variables_map& vm, Config& c) {
     if (vm.count("static-mapping")) {
         for (const auto& text : vm["static-mapping"].as<std::vector<std::string>>()) {
             auto m = StaticMapping::parse(text);
@@ -500,10 +560,26 @@ Config build(const po::variables_map& vm) {
             bad_value("exempt-destination", std::to_string(c.exempt_destinations.size()),
                       "at most 64 prefixes");
     }
+}
+
+// The deterministic formula checked against the rest, then the control socket.
+void read_control_options(const po::variables_map& vm, Config& c) {
     if (c.deterministic.enabled()) check_deterministic(c);
     c.control_socket = vm["control-socket"].as<std::string>();
     if (c.control_socket.empty() || c.control_socket.size() > 100)
         bad_value("control-socket", c.control_socket, "a path of 1 to 100 characters");
+}
+
+Config build(const po::variables_map& vm) {
+    Config c;
+    read_eal_options(vm, c);
+    read_interface_options(vm, c);
+    read_pool_and_timeouts(vm, c);
+    read_block_options(vm, c);
+    read_limit_options(vm, c);
+    read_deterministic_options(vm, c);
+    read_static_mappings(vm, c);
+    read_control_options(vm, c);
     return c;
 }
 
@@ -591,13 +667,13 @@ void check_static_mapping(const Config& c, const StaticMapping& m) {
         // A one-to-one mapping takes its two addresses whole.
         if (m.one_to_one() || other.one_to_one()) {
             if (other.internal_addr == m.internal_addr)
-                bad_value("static-mapping", text,
-                          "an internal address not mapped already (by \"" + other.to_string() +
-                              "\")");
+                bad_value(
+                    "static-mapping", text,
+                    "an internal address not mapped already (by \"" + other.to_string() + "\")");
             if (other.external_addr == m.external_addr)
-                bad_value("static-mapping", text,
-                          "an external address not mapped already (by \"" + other.to_string() +
-                              "\")");
+                bad_value(
+                    "static-mapping", text,
+                    "an external address not mapped already (by \"" + other.to_string() + "\")");
             continue;
         }
         if (other.protocol != m.protocol) continue;
