@@ -7,6 +7,7 @@
 #include <set>
 #include <sstream>
 
+#include "common/config_options.hpp"
 #include "common/deterministic.hpp"
 #include "common/mbuf_budget.hpp"
 
@@ -115,183 +116,6 @@ std::string check_device(const std::string& option, const std::string& value) {
               "net_af_xdp0,iface=veth0, net_ring0 or net_memif0");
 }
 
-po::options_description describe() {
-    constexpr unsigned kWidth = 100;
-    po::options_description general("General", kWidth);
-    general.add_options()("help,h", "print this help and exit")("version",
-                                                                "print the version and exit")(
-        "config,c", po::value<std::string>()->value_name("FILE"),
-        "read options from FILE (one 'name = value' per line, '#' comments); options on the "
-        "command line override it");
-
-    po::options_description dpdk("DPDK", kWidth);
-    dpdk.add_options()(
-        "eal-args", po::value<std::string>()->value_name("ARGS")->default_value(""),
-        "extra EAL arguments, space separated, e.g. \"--no-huge --no-pci -m 512 --no-shconf\" (no "
-        "hugepages). "
-        "cgnd adds the lcore list (unless ARGS has -l/--lcores/-c) and one device argument per "
-        "port (-a for PCI, --vdev for virtual devices)")(
-        "main-lcore", po::value<unsigned>()->value_name("ID")->default_value(0),
-        "lcore of the control thread")(
-        "worker-lcores", po::value<std::string>()->value_name("LIST")->default_value("1"),
-        "lcores that run packet workers, comma separated: one worker each. Each port gets one RX "
-        "and one TX queue per worker (for net_af_packet give qpairs=N in the device string)")(
-        "mbufs", po::value<std::string>()->value_name("N")->default_value("16383"),
-        "packet buffers in the pool shared by the ports. Each worker pins 2 x 1024 RX and "
-        "2 x 1024 TX descriptors' worth, each pair of workers a 1024-entry handoff ring; of what "
-        "is left, half is for held fragments (split between the workers) and half for packets "
-        "in flight. Too few for the workers is an error naming the minimum (6016 for one "
-        "worker, 13312 for two)");
-
-    po::options_description net("Interfaces", kWidth);
-    net.add_options()(
-        "inside-port", po::value<std::string>()->value_name("DEV"),
-        "subscriber-facing port: a PCI address (0000:03:00.0) or a vdev "
-        "(net_af_packet0,iface=veth0; net_af_xdp0,iface=veth0; net_ring0; net_memif0,...)")(
-        "outside-port", po::value<std::string>()->value_name("DEV"),
-        "Internet-facing port, given like --inside-port")(
-        "inside-address", po::value<std::string>()->value_name("A/LEN"),
-        "cgnd's address and on-link prefix on the inside, e.g. 100.64.0.1/10; subscribers in "
-        "the prefix are reached directly")(
-        "outside-address", po::value<std::string>()->value_name("A/LEN"),
-        "cgnd's address and on-link prefix on the outside, e.g. 192.0.2.1/24")(
-        "inside-gateway", po::value<std::string>()->value_name("A"),
-        "next hop for subscriber addresses outside the inside prefix (optional)")(
-        "outside-gateway", po::value<std::string>()->value_name("A"),
-        "next hop for destinations outside the outside prefix (optional; without it only "
-        "on-link destinations are reached)")(
-        "inside-mtu", po::value<std::string>()->value_name("N")->default_value("1500"),
-        "IP MTU of the inside link, 576 to 9000 bytes: cgnd sets it on the port where the "
-        "device lets it, and never sends a longer packet there. A longer packet with DF set "
-        "is dropped and its sender gets ICMP fragmentation needed with this MTU (RFC 4787 "
-        "REQ-13, RFC 5508 §7.1.1, RFC 1191); one without DF is fragmented (RFC 4787 REQ-13a). "
-        "Needs a restart")(
-        "outside-mtu", po::value<std::string>()->value_name("N")->default_value("1500"),
-        "IP MTU of the outside link, the same way");
-
-    po::options_description nat("NAT", kWidth);
-    nat.add_options()(
-        "pool", po::value<std::vector<std::string>>()->value_name("PREFIX"),
-        "external address pool prefix, e.g. 198.51.100.0/28; repeat for several (at most 4096 "
-        "addresses in all); cgnd answers ARP for these on the outside")(
-        "port-range",
-        po::value<std::string>()->value_name("FIRST-LAST")->default_value("1024-65535"),
-        "external ports handed out; ports below 1024 are used only if FIRST is below 1024")(
-        "filtering",
-        po::value<std::string>()->value_name("MODE")->default_value("endpoint-independent"),
-        "inbound filtering (RFC 4787 REQ-8): endpoint-independent, address-dependent or "
-        "address-and-port-dependent")(
-        "timeout-udp", po::value<std::string>()->value_name("S")->default_value("300"),
-        "UDP session idle timeout in seconds (RFC 4787 REQ-5)")(
-        "timeout-tcp-established", po::value<std::string>()->value_name("S")->default_value("7440"),
-        "established TCP session idle timeout in seconds (RFC 5382 REQ-5)")(
-        "timeout-tcp-opening", po::value<std::string>()->value_name("S")->default_value("240"),
-        "TCP idle timeout in seconds while a connection opens (SYN from one side only; RFC 7857 "
-        "§2.1 asks for separate opening and closing timeouts; 1 to 86400)")(
-        "timeout-tcp-transitory", po::value<std::string>()->value_name("S")->default_value("240"),
-        "TCP closing idle timeout in seconds: after FINs from both sides or an RST (RFC 5382 "
-        "REQ-5, RFC 7857 §2.1 and §2.2)")(
-        "timeout-icmp", po::value<std::string>()->value_name("S")->default_value("60"),
-        "ICMP query idle timeout in seconds (RFC 5508 REQ-1)")(
-        "max-sessions", po::value<std::string>()->value_name("N")->default_value("1048576"),
-        "sessions per worker. Memory is reserved at start: 383 bytes a session, 263 of them "
-        "from EAL memory (hugepages; -m with --no-huge) and 120 from the process heap, i.e. "
-        "263 MiB of EAL memory per worker for 1M (measured by cgn-session-memory)")(
-        "icmp-error-rate", po::value<std::string>()->value_name("N")->default_value("1000"),
-        "ICMP errors a worker sends per second at most (time exceeded, host unreachable for a "
-        "quota, fragmentation needed), 0 for none")(
-        "static-mapping", po::value<std::vector<std::string>>()->value_name("MAPPING"),
-        "static port mapping \"PROTO INTERNAL:PORT EXTERNAL:PORT\", e.g. \"tcp 100.64.0.11:80 "
-        "198.51.100.1:8080\": inbound traffic to the external endpoint reaches the internal one "
-        "(no filtering), and the internal endpoint's outbound traffic uses it; repeat for "
-        "several. An external port outside --port-range is never used dynamically. \"ip "
-        "100.64.0.11 198.51.100.9\" maps the whole address one-to-one (every protocol and "
-        "port, ICMP echo included, ports unchanged; the external address is then used for "
-        "nothing else)")(
-        "port-parity", po::bool_switch(),
-        "give an internal port an external port of the same parity when one is free (RFC 4787 "
-        "REQ-4; RTP on an even port keeps RTCP on the next odd one possible)")(
-        "port-block-size", po::value<std::string>()->value_name("N")->default_value("512"),
-        "ports per port block (RFC 6888 REQ-13/14): 64 to 4096, a multiple of 64. A subscriber "
-        "gets one block of its paired pool address with its first mapping and more as it needs "
-        "them; the logs then need one event per block, not per session")(
-        "block-hold-down", po::value<std::string>()->value_name("S")->default_value("120"),
-        "seconds a block stays with its subscriber after its last mapping ended before it "
-        "returns to the pool (RFC 6888 REQ-8), 0 to 86400")(
-        "max-blocks-per-subscriber", po::value<std::string>()->value_name("N")->default_value("8"),
-        "port blocks a subscriber may hold at once (hence its external ports per protocol)")(
-        "max-sessions-per-subscriber",
-        po::value<std::string>()->value_name("N")->default_value("16384"),
-        "sessions a subscriber may have at once, all protocols (0: no limit; RFC 6888 REQ-4)")(
-        "max-sessions-per-subscriber-udp", po::value<std::string>()->value_name("N"),
-        "the same for UDP only (default: no separate limit)")(
-        "max-sessions-per-subscriber-tcp", po::value<std::string>()->value_name("N"),
-        "the same for TCP only")(
-        "max-sessions-per-subscriber-icmp", po::value<std::string>()->value_name("N"),
-        "the same for ICMP queries only")(
-        "max-ports-per-subscriber-udp", po::value<std::string>()->value_name("N"),
-        "external UDP ports (mappings) a subscriber may hold at once (default: what its blocks "
-        "give)")("max-ports-per-subscriber-tcp", po::value<std::string>()->value_name("N"),
-                 "the same for TCP")(
-        "max-ports-per-subscriber-icmp", po::value<std::string>()->value_name("N"),
-        "the same for ICMP query identifiers")(
-        "max-sessions-per-mapping", po::value<std::string>()->value_name("N")->default_value("0"),
-        "sessions one mapping (one internal address and port) may have, i.e. remote endpoints "
-        "one socket talks to at once (0: no limit; RFC 6888 REQ-5 state per mapping)")(
-        "max-inbound-sessions-per-mapping",
-        po::value<std::string>()->value_name("N")->default_value("256"),
-        "sessions that packets from outside may open on one mapping (new remote endpoints the "
-        "filtering lets in before the subscriber answers them). They count here instead of "
-        "against the subscriber's session limits and new-session rate, so that a remote host "
-        "spraying a mapped port from many ports cannot lock the subscriber out (0: no limit)")(
-        "max-new-sessions-per-second",
-        po::value<std::string>()->value_name("N")->default_value("0"),
-        "new sessions a subscriber may open per second, all protocols (0: no limit; bursts of "
-        "up to one second's worth are allowed)")(
-        "max-new-sessions-per-second-udp", po::value<std::string>()->value_name("N"),
-        "the same for UDP only")("max-new-sessions-per-second-tcp",
-                                 po::value<std::string>()->value_name("N"),
-                                 "the same for TCP only")(
-        "max-new-sessions-per-second-icmp", po::value<std::string>()->value_name("N"),
-        "the same for ICMP queries only. At any limit the packet is dropped and counted, the "
-        "subscriber gets ICMP destination unreachable (host unreachable, RFC 6888 REQ-11) at "
-        "the --icmp-error-rate, and a quota event is logged; no existing mapping is evicted")(
-        "deterministic", po::value<std::vector<std::string>>()->value_name("PREFIX"),
-        "deterministic NAT (RFC 7422) for the subscribers of PREFIX (repeat for several): each "
-        "gets by formula one pool address and a fixed port range, so logs are not needed to "
-        "find who used an external port (cgnd --lookup answers it from the config)")(
-        "deterministic-ports", po::value<std::string>()->value_name("N")->default_value("0"),
-        "ports of each deterministic subscriber's range (0: the port range shared evenly)")(
-        "deterministic-overflow", po::bool_switch(),
-        "let a deterministic subscriber whose range is full take dynamic port blocks (logged "
-        "as block events like any other)")(
-        "lookup", po::value<std::string>()->value_name("QUERY"),
-        "answer from the configuration, without starting: a subscriber address (\"100.64.0.5\": "
-        "its deterministic address and ports) or an external endpoint (\"198.51.100.2:40123\": "
-        "the deterministic subscriber or static mapping that owns it), then exit")(
-        "deterministic-table", po::bool_switch(),
-        "print every deterministic subscriber's address and port range, then exit (keep it "
-        "with the configuration: it answers who used which port)")(
-        "exempt-destination", po::value<std::vector<std::string>>()->value_name("PREFIX"),
-        "destination prefix reached without translation (RFC 6888 REQ-6), e.g. the ISP's own "
-        "DNS servers: subscribers' packets to it leave with their own source address, and its "
-        "packets to subscribers come back in untranslated; repeat for several (at most 64)");
-
-    po::options_description control("Control", kWidth);
-    control.add_options()(
-        "control-socket",
-        po::value<std::string>()->value_name("PATH")->default_value("/run/cgnd.sock"),
-        "unix socket for live commands (one per connection, answered with one reply): 'help', "
-        "'show counters', 'show config', 'set timeout "
-        "udp|tcp-established|tcp-opening|tcp-transitory|icmp S', 'set filtering MODE', 'pool "
-        "add PREFIX', 'static add PROTO INT:PORT EXT:PORT', 'static del PROTO INT:PORT', "
-        "'static list'. SIGHUP re-reads --config and applies what changed the same way");
-
-    po::options_description all("cgnd options", kWidth);
-    all.add(general).add(dpdk).add(net).add(nat).add(control);
-    return all;
-}
-
 std::vector<std::string> split_spaces(const std::string& s) {
     std::vector<std::string> out;
     std::istringstream in(s);
@@ -307,8 +131,8 @@ const T& required(const po::variables_map& vm, const char* name) {
     return vm[name].as<T>();
 }
 
-Config build(const po::variables_map& vm) {
-    Config c;
+// Threads, lcores and packet buffers (DPDK).
+void read_eal_options(const po::variables_map& vm, Config& c) {
     if (vm.count("config")) c.config_file = vm["config"].as<std::string>();
     c.eal_args = split_spaces(vm["eal-args"].as<std::string>());
     c.main_lcore = vm["main-lcore"].as<unsigned>();
@@ -336,7 +160,10 @@ Config build(const po::variables_map& vm) {
                       " (RX and TX descriptors, handoff rings and buffers: " +
                       std::to_string(MbufBudget::fixed(workers)) + "; held fragments: " +
                       std::to_string(2 * MbufBudget::kMinHeldPerWorker) + " per worker)");
+}
 
+// The two ports, their addresses, gateways and MTUs.
+void read_interface_options(const po::variables_map& vm, Config& c) {
     c.inside_port = check_device("inside-port", required<std::string>(vm, "inside-port"));
     c.outside_port = check_device("outside-port", required<std::string>(vm, "outside-port"));
     if (device_name(c.inside_port) == device_name(c.outside_port))
@@ -367,7 +194,10 @@ Config build(const po::variables_map& vm) {
                       "another host in the outside prefix " + c.outside_address.subnet.to_string());
         c.outside_gateway = gw;
     }
+}
 
+// The pool, port range, filtering, timeouts and table sizes.
+void read_pool_and_timeouts(const po::variables_map& vm, Config& c) {
     if (!vm.count("pool")) throw ConfigError("missing required option --pool (see cgnd --help)");
     for (const auto& text : vm["pool"].as<std::vector<std::string>>()) {
         auto p = Ipv4Prefix::parse(text);
@@ -379,20 +209,26 @@ Config build(const po::variables_map& vm) {
 
     c.port_range = parse_port_range(vm["port-range"].as<std::string>());
     c.filtering = parse_filtering(vm["filtering"].as<std::string>());
-    constexpr uint32_t kDay = 86400;
-    c.timeouts.udp_s = parse_number("timeout-udp", vm["timeout-udp"].as<std::string>(), 1, kDay);
-    c.timeouts.tcp_established_s = parse_number(
-        "timeout-tcp-established", vm["timeout-tcp-established"].as<std::string>(), 1, 7 * kDay);
-    c.timeouts.tcp_opening_s =
-        parse_number("timeout-tcp-opening", vm["timeout-tcp-opening"].as<std::string>(), 1, kDay);
+    c.timeouts.udp_s =
+        parse_number("timeout-udp", vm["timeout-udp"].as<std::string>(), 1, kMaxTimeoutS);
+    c.timeouts.tcp_established_s =
+        parse_number("timeout-tcp-established", vm["timeout-tcp-established"].as<std::string>(), 1,
+                     kMaxTcpEstablishedTimeoutS);
+    c.timeouts.tcp_opening_s = parse_number(
+        "timeout-tcp-opening", vm["timeout-tcp-opening"].as<std::string>(), 1, kMaxTimeoutS);
     c.timeouts.tcp_transitory_s = parse_number(
-        "timeout-tcp-transitory", vm["timeout-tcp-transitory"].as<std::string>(), 1, kDay);
-    c.timeouts.icmp_s = parse_number("timeout-icmp", vm["timeout-icmp"].as<std::string>(), 1, kDay);
+        "timeout-tcp-transitory", vm["timeout-tcp-transitory"].as<std::string>(), 1, kMaxTimeoutS);
+    c.timeouts.icmp_s =
+        parse_number("timeout-icmp", vm["timeout-icmp"].as<std::string>(), 1, kMaxTimeoutS);
     c.max_sessions =
         parse_number("max-sessions", vm["max-sessions"].as<std::string>(), 16, 1u << 26);
     c.icmp_error_rate =
         parse_number("icmp-error-rate", vm["icmp-error-rate"].as<std::string>(), 0, 1000000);
     c.port_parity = vm["port-parity"].as<bool>();
+}
+
+// Port blocks (RFC 6888 REQ-13/14): size, hold-down, blocks per subscriber.
+void read_block_options(const po::variables_map& vm, Config& c) {
     c.port_block_size =
         parse_number("port-block-size", vm["port-block-size"].as<std::string>(), 64, 4096);
     if (c.port_block_size % 64 != 0)
@@ -403,29 +239,32 @@ Config build(const po::variables_map& vm) {
         c.port_block_size = std::min(c.port_block_size, c.port_range.size() / 64 * 64);
     if (c.port_block_size > c.port_range.size())
         bad_value("port-block-size", vm["port-block-size"].as<std::string>(),
-                  "at most the " + std::to_string(c.port_range.size()) +
-                      " ports of --port-range");
+                  "at most the " + std::to_string(c.port_range.size()) + " ports of --port-range");
     c.block_hold_down_s =
-        parse_number("block-hold-down", vm["block-hold-down"].as<std::string>(), 0, kDay);
+        parse_number("block-hold-down", vm["block-hold-down"].as<std::string>(), 0,
+                     kMaxTimeoutS);  // at most a day, like the timeouts
     // Block b of every address is worker b % workers' (steering by the port alone): each
     // worker needs a block of every address, and a subscriber's blocks are in its worker's
     // share.
     const auto workers = static_cast<uint32_t>(c.worker_lcores.size());
     if (c.port_range.size() / c.port_block_size < workers)
         bad_value("port-block-size", vm["port-block-size"].as<std::string>(),
-                  "at most " + std::to_string(c.port_range.size() / workers / 64 * 64) +
-                      " with " + std::to_string(workers) +
+                  "at most " + std::to_string(c.port_range.size() / workers / 64 * 64) + " with " +
+                      std::to_string(workers) +
                       " workers (each needs a block of every pool address)");
     const uint32_t blocks_per_address = c.port_range.size() / c.port_block_size / workers;
-    c.limits.max_blocks =
-        vm["max-blocks-per-subscriber"].defaulted()
-            ? std::min(c.limits.max_blocks, blocks_per_address)
-            : parse_number("max-blocks-per-subscriber",
-                           vm["max-blocks-per-subscriber"].as<std::string>(), 1,
-                           blocks_per_address);
-    c.limits.max_sessions = parse_number("max-sessions-per-subscriber",
-                                         vm["max-sessions-per-subscriber"].as<std::string>(), 0,
-                                         1u << 26);
+    c.limits.max_blocks = vm["max-blocks-per-subscriber"].defaulted()
+                              ? std::min(c.limits.max_blocks, blocks_per_address)
+                              : parse_number("max-blocks-per-subscriber",
+                                             vm["max-blocks-per-subscriber"].as<std::string>(), 1,
+                                             blocks_per_address);
+}
+
+// The subscriber limits (RFC 6888 REQ-4/5) other than blocks.
+void read_limit_options(const po::variables_map& vm, Config& c) {
+    c.limits.max_sessions =
+        parse_number("max-sessions-per-subscriber",
+                     vm["max-sessions-per-subscriber"].as<std::string>(), 0, 1u << 26);
     c.limits.max_sessions_per_mapping = parse_number(
         "max-sessions-per-mapping", vm["max-sessions-per-mapping"].as<std::string>(), 0, 1u << 26);
     c.limits.max_inbound_sessions_per_mapping =
@@ -448,6 +287,10 @@ Config build(const po::variables_map& vm) {
         c.limits.new_sessions_per_second_per_protocol[i] =
             optional_number("max-new-sessions-per-second" + suffix, 10000000);
     }
+}
+
+// Deterministic NAT (RFC 7422).
+void read_deterministic_options(const po::variables_map& vm, Config& c) {
     if (vm.count("deterministic")) {
         for (const auto& text : vm["deterministic"].as<std::vector<std::string>>()) {
             auto p = Ipv4Prefix::parse(text);
@@ -468,6 +311,10 @@ Config build(const po::variables_map& vm) {
     c.deterministic.ports_per_subscriber = parse_number(
         "deterministic-ports", vm["deterministic-ports"].as<std::string>(), 0, c.port_range.size());
     c.deterministic.overflow = vm["deterministic-overflow"].as<bool>();
+}
+
+// Static mappings and exempt destinations (RFC 6888 REQ-6).
+void read_static_mappings(const po::variables_map& vm, Config& c) {
     if (vm.count("static-mapping")) {
         for (const auto& text : vm["static-mapping"].as<std::vector<std::string>>()) {
             auto m = StaticMapping::parse(text);
@@ -500,10 +347,26 @@ Config build(const po::variables_map& vm) {
             bad_value("exempt-destination", std::to_string(c.exempt_destinations.size()),
                       "at most 64 prefixes");
     }
+}
+
+// The deterministic formula checked against the rest, then the control socket.
+void read_control_options(const po::variables_map& vm, Config& c) {
     if (c.deterministic.enabled()) check_deterministic(c);
     c.control_socket = vm["control-socket"].as<std::string>();
     if (c.control_socket.empty() || c.control_socket.size() > 100)
         bad_value("control-socket", c.control_socket, "a path of 1 to 100 characters");
+}
+
+Config build(const po::variables_map& vm) {
+    Config c;
+    read_eal_options(vm, c);
+    read_interface_options(vm, c);
+    read_pool_and_timeouts(vm, c);
+    read_block_options(vm, c);
+    read_limit_options(vm, c);
+    read_deterministic_options(vm, c);
+    read_static_mappings(vm, c);
+    read_control_options(vm, c);
     return c;
 }
 
@@ -591,13 +454,13 @@ void check_static_mapping(const Config& c, const StaticMapping& m) {
         // A one-to-one mapping takes its two addresses whole.
         if (m.one_to_one() || other.one_to_one()) {
             if (other.internal_addr == m.internal_addr)
-                bad_value("static-mapping", text,
-                          "an internal address not mapped already (by \"" + other.to_string() +
-                              "\")");
+                bad_value(
+                    "static-mapping", text,
+                    "an internal address not mapped already (by \"" + other.to_string() + "\")");
             if (other.external_addr == m.external_addr)
-                bad_value("static-mapping", text,
-                          "an external address not mapped already (by \"" + other.to_string() +
-                              "\")");
+                bad_value(
+                    "static-mapping", text,
+                    "an external address not mapped already (by \"" + other.to_string() + "\")");
             continue;
         }
         if (other.protocol != m.protocol) continue;

@@ -37,6 +37,10 @@ struct Timeouts {
     uint32_t tcp_transitory_s = 240;  // closing: both FINs seen, or after an RST
     uint32_t icmp_s = 60;
 };
+// The largest timeout accepted, in seconds (from the command line and live alike): a day, a
+// week for established TCP.
+inline constexpr uint32_t kMaxTimeoutS = 86400;
+inline constexpr uint32_t kMaxTcpEstablishedTimeoutS = 7 * kMaxTimeoutS;
 
 struct PortRange {
     uint16_t first = 1024;
@@ -69,12 +73,12 @@ struct StaticMapping {
 // indexed udp = 0, tcp = 1, icmp = 2.
 inline constexpr size_t kLimitProtocols = 3;
 struct SubscriberLimits {
-    uint32_t max_blocks = 8;                 // port blocks on the paired address
-    uint32_t max_sessions = 16384;           // all protocols together
+    uint32_t max_blocks = 8;        // port blocks on the paired address
+    uint32_t max_sessions = 16384;  // all protocols together
     uint32_t max_sessions_per_protocol[kLimitProtocols] = {0, 0, 0};
     uint32_t max_ports_per_protocol[kLimitProtocols] = {0, 0, 0};  // mappings (external ports)
-    uint32_t new_sessions_per_second = 0;    // all protocols together
-    uint32_t max_sessions_per_mapping = 0;   // sessions of one mapping (internal endpoint)
+    uint32_t new_sessions_per_second = 0;                          // all protocols together
+    uint32_t max_sessions_per_mapping = 0;  // sessions of one mapping (internal endpoint)
     // Sessions opened from outside on one mapping; they count here, not in max_sessions.
     uint32_t max_inbound_sessions_per_mapping = 256;
     uint32_t new_sessions_per_second_per_protocol[kLimitProtocols] = {0, 0, 0};

@@ -61,20 +61,12 @@ std::string Controller::install_static_mappings() {
 }
 
 std::optional<uint32_t> Controller::pool_index(uint32_t addr) const {
-    uint32_t base = 0;
-    for (const auto& prefix : config_.pool) {
-        if (prefix.contains(common::Ipv4Address{addr})) return base + (addr - prefix.address.value);
-        base += static_cast<uint32_t>(prefix.size());
-    }
-    return std::nullopt;
+    // The workers' numbering (AddressPool::index_of): config_.pool is in the order they added.
+    return dp::pool_index_of(config_.pool, addr);
 }
 
 void Controller::publish(std::vector<dp::AddressPool::Extension> pool_additions) {
-    auto next = std::make_unique<dp::RuntimeSettings>();
-    next->filtering = config_.filtering;
-    next->timeouts = config_.timeouts;
-    next->limits = config_.limits;
-    next->block_hold_down_ms = uint64_t{config_.block_hold_down_s} * 1000;
+    auto next = dp::runtime_settings(config_);
     next->explicit_mappings = static_cast<uint32_t>(config_.static_mappings.size());
     next->pool_additions = std::move(pool_additions);
     channel_.publish(std::move(next), while_waiting_);
@@ -95,7 +87,6 @@ int Controller::command(unsigned worker, dp::WorkerCommand::Kind kind, uint8_t p
 }
 
 void Controller::set_timeout(std::string_view which, uint32_t seconds) {
-    constexpr uint32_t kDay = 86400;
     common::Timeouts t = config_.timeouts;
     uint32_t* field = which == "udp"               ? &t.udp_s
                       : which == "tcp-established" ? &t.tcp_established_s
@@ -106,7 +97,8 @@ void Controller::set_timeout(std::string_view which, uint32_t seconds) {
     if (field == nullptr)
         throw ConfigError("unknown timeout '" + std::string(which) +
                           "': expected udp, tcp-established, tcp-opening, tcp-transitory or icmp");
-    const uint32_t max = which == "tcp-established" ? 7 * kDay : kDay;
+    const uint32_t max =
+        which == "tcp-established" ? common::kMaxTcpEstablishedTimeoutS : common::kMaxTimeoutS;
     if (seconds < 1 || seconds > max)
         throw ConfigError("invalid value '" + std::to_string(seconds) + "' for --timeout-" +
                           std::string(which) + ": expected 1 to " + std::to_string(max));
@@ -180,8 +172,8 @@ void Controller::remove_static(uint8_t protocol, common::Ipv4Address addr, uint1
         release_address(m);
         return;
     }
-    command(steering_.subscriber_owner(addr.value),
-            dp::WorkerCommand::Kind::drop_explicit_mapping, m.protocol, addr.value, port);
+    command(steering_.subscriber_owner(addr.value), dp::WorkerCommand::Kind::drop_explicit_mapping,
+            m.protocol, addr.value, port);
     release_static_port(m);
 }
 
@@ -205,13 +197,13 @@ void Controller::reserve_address(const common::StaticMapping& m) {
     }
     if (held == 0 && reserved == 0) return;
     for (const uint32_t b : claimed) blocks.release(index, b);
-    throw ConfigError(
-        "invalid value '" + m.to_string() + "' for --static-mapping: " +
-        m.external_addr.to_string() + " is in use (" +
-        (reserved ? std::to_string(reserved) + " port blocks are deterministic NAT ranges"
-                  : std::to_string(held) +
-                        " port blocks are held by subscribers or static port mappings") +
-        "); a one-to-one mapping needs an external address nothing else uses");
+    throw ConfigError("invalid value '" + m.to_string() +
+                      "' for --static-mapping: " + m.external_addr.to_string() + " is in use (" +
+                      (reserved
+                           ? std::to_string(reserved) + " port blocks are deterministic NAT ranges"
+                           : std::to_string(held) +
+                                 " port blocks are held by subscribers or static port mappings") +
+                      "); a one-to-one mapping needs an external address nothing else uses");
 }
 
 void Controller::release_address(const common::StaticMapping& m) {
@@ -231,8 +223,7 @@ void Controller::reserve_static_port(const common::StaticMapping& m) {
         const uint8_t holder = blocks.holder(index, *block);
         if (holder == dp::BlockMap::kReserved)
             throw ConfigError("invalid value '" + m.to_string() + "' for --static-mapping: " +
-                              m.external_addr.to_string() + ":" +
-                              std::to_string(m.external_port) +
+                              m.external_addr.to_string() + ":" + std::to_string(m.external_port) +
                               " is in a deterministic NAT range; choose another external port");
         if (holder == dp::BlockMap::kControl ||
             (holder == dp::BlockMap::kFree &&
@@ -241,21 +232,19 @@ void Controller::reserve_static_port(const common::StaticMapping& m) {
             return;
         }
         if (!dp::BlockMap::is_worker(holder)) continue;
-        const int result = command(dp::BlockMap::worker_of(holder),
-                                   dp::WorkerCommand::Kind::reserve_port, m.protocol,
-                                   m.external_addr.value, m.external_port);
+        const int result =
+            command(dp::BlockMap::worker_of(holder), dp::WorkerCommand::Kind::reserve_port,
+                    m.protocol, m.external_addr.value, m.external_port);
         if (result == dp::NatEngine::kReserved) return;
         if (result == dp::NatEngine::kInUse)
             throw ConfigError("invalid value '" + m.to_string() + "' for --static-mapping: " +
-                              m.external_addr.to_string() + ":" +
-                              std::to_string(m.external_port) +
+                              m.external_addr.to_string() + ":" + std::to_string(m.external_port) +
                               " is in use by a dynamic mapping; choose another external port "
                               "(one outside --port-range is never used dynamically)");
         if (result < 0)
-            throw ConfigError("invalid value '" + m.to_string() +
-                              "' for --static-mapping: worker " +
-                              std::to_string(dp::BlockMap::worker_of(holder)) +
-                              " did not answer; try again");
+            throw ConfigError(
+                "invalid value '" + m.to_string() + "' for --static-mapping: worker " +
+                std::to_string(dp::BlockMap::worker_of(holder)) + " did not answer; try again");
     }
     throw ConfigError("invalid value '" + m.to_string() +
                       "' for --static-mapping: its port block kept changing hands; try again");
@@ -277,8 +266,83 @@ void Controller::release_static_port(const common::StaticMapping& m) {
     // Reserved in the worker holding the block: the reservation keeps the block there.
     const uint8_t holder = blocks.holder(index, *block);
     if (dp::BlockMap::is_worker(holder))
-        command(dp::BlockMap::worker_of(holder), dp::WorkerCommand::Kind::release_port,
-                m.protocol, m.external_addr.value, m.external_port);
+        command(dp::BlockMap::worker_of(holder), dp::WorkerCommand::Kind::release_port, m.protocol,
+                m.external_addr.value, m.external_port);
+}
+
+std::string Controller::show_config() const {
+    std::ostringstream out;
+    out << "ok\nfiltering " << common::to_string(config_.filtering) << "\n"
+        << "timeout-udp " << config_.timeouts.udp_s << "\n"
+        << "timeout-tcp-established " << config_.timeouts.tcp_established_s << "\n"
+        << "timeout-tcp-opening " << config_.timeouts.tcp_opening_s << "\n"
+        << "timeout-tcp-transitory " << config_.timeouts.tcp_transitory_s << "\n"
+        << "timeout-icmp " << config_.timeouts.icmp_s << "\n";
+    for (const auto& p : config_.pool) out << "pool " << p.to_string() << "\n";
+    for (const auto& m : config_.static_mappings) out << "static-mapping " << m.to_string() << "\n";
+    return out.str();
+}
+
+std::string Controller::execute_set_timeout(const std::vector<std::string>& w) {
+    uint32_t seconds = 0;
+    auto [ptr, ec] = std::from_chars(w[3].data(), w[3].data() + w[3].size(), seconds);
+    if (ec != std::errc() || ptr != w[3].data() + w[3].size())
+        throw ConfigError("invalid value '" + w[3] + "' for --timeout-" + w[2] +
+                          ": expected a whole number of seconds");
+    set_timeout(w[2], seconds);
+    return "ok: timeout " + w[2] + " is " + w[3] + " s\n";
+}
+
+std::string Controller::execute_set_filtering(const std::vector<std::string>& w) {
+    for (auto m :
+         {common::FilteringMode::endpoint_independent, common::FilteringMode::address_dependent,
+          common::FilteringMode::address_and_port_dependent}) {
+        if (w[2] == common::to_string(m)) {
+            set_filtering(m);
+            return "ok: filtering is " + w[2] + "\n";
+        }
+    }
+    throw ConfigError("invalid value '" + w[2] +
+                      "' for --filtering: expected endpoint-independent, "
+                      "address-dependent or address-and-port-dependent");
+}
+
+std::string Controller::execute_pool_add(const std::vector<std::string>& w) {
+    auto p = common::Ipv4Prefix::parse(w[2]);
+    if (!p || p->length < 8)
+        throw ConfigError("invalid value '" + w[2] +
+                          "' for --pool: expected an IPv4 prefix with zero host bits");
+    add_pool(*p);
+    return "ok: pool " + p->to_string() + " added\n";
+}
+
+std::string Controller::execute_static_add(const std::vector<std::string>& w) {
+    const std::string text = w[2] + " " + w[3] + " " + w[4];
+    auto m = common::StaticMapping::parse(text);
+    if (!m)
+        throw ConfigError("invalid value '" + text +
+                          "' for --static-mapping: expected \"tcp|udp INTERNAL:PORT "
+                          "EXTERNAL:PORT\" or \"ip INTERNAL EXTERNAL\"");
+    add_static(*m);
+    return "ok: static mapping " + m->to_string() + " added\n";
+}
+
+std::string Controller::execute_static_del(const std::vector<std::string>& w) {
+    // Reuse the mapping parser with a dummy external endpoint for the internal one.
+    auto m = common::StaticMapping::parse(w[2] + " " + w[3] +
+                                          (w[2] == "ip" ? " 0.0.0.0" : " 0.0.0.0:1"));
+    if (!m)
+        throw ConfigError("invalid value '" + w[2] + " " + w[3] +
+                          "' for static del: expected \"tcp|udp INTERNAL:PORT\" or "
+                          "\"ip INTERNAL\"");
+    remove_static(m->protocol, m->internal_addr, m->internal_port);
+    return "ok: static mapping of " + w[2] + " " + w[3] + " removed\n";
+}
+
+std::string Controller::static_list() const {
+    std::string out = "ok\n";
+    for (const auto& m : config_.static_mappings) out += m.to_string() + "\n";
+    return out;
 }
 
 std::string Controller::execute(std::string_view line) {
@@ -286,83 +350,21 @@ std::string Controller::execute(std::string_view line) {
     try {
         if (w.empty() || w[0] == "help") return kHelp;
         if (w.size() == 2 && w[0] == "show" && w[1] == "counters") return "ok\n" + counters_();
-        if (w.size() == 2 && w[0] == "show" && w[1] == "config") {
-            std::ostringstream out;
-            out << "ok\nfiltering " << common::to_string(config_.filtering) << "\n"
-                << "timeout-udp " << config_.timeouts.udp_s << "\n"
-                << "timeout-tcp-established " << config_.timeouts.tcp_established_s << "\n"
-                << "timeout-tcp-opening " << config_.timeouts.tcp_opening_s << "\n"
-                << "timeout-tcp-transitory " << config_.timeouts.tcp_transitory_s << "\n"
-                << "timeout-icmp " << config_.timeouts.icmp_s << "\n";
-            for (const auto& p : config_.pool) out << "pool " << p.to_string() << "\n";
-            for (const auto& m : config_.static_mappings)
-                out << "static-mapping " << m.to_string() << "\n";
-            return out.str();
-        }
-        if (w.size() == 4 && w[0] == "set" && w[1] == "timeout") {
-            uint32_t seconds = 0;
-            auto [ptr, ec] = std::from_chars(w[3].data(), w[3].data() + w[3].size(), seconds);
-            if (ec != std::errc() || ptr != w[3].data() + w[3].size())
-                throw ConfigError("invalid value '" + w[3] + "' for --timeout-" + w[2] +
-                                  ": expected a whole number of seconds");
-            set_timeout(w[2], seconds);
-            return "ok: timeout " + w[2] + " is " + w[3] + " s\n";
-        }
-        if (w.size() == 3 && w[0] == "set" && w[1] == "filtering") {
-            for (auto m : {common::FilteringMode::endpoint_independent,
-                           common::FilteringMode::address_dependent,
-                           common::FilteringMode::address_and_port_dependent}) {
-                if (w[2] == common::to_string(m)) {
-                    set_filtering(m);
-                    return "ok: filtering is " + w[2] + "\n";
-                }
-            }
-            throw ConfigError("invalid value '" + w[2] +
-                              "' for --filtering: expected endpoint-independent, "
-                              "address-dependent or address-and-port-dependent");
-        }
-        if (w.size() == 3 && w[0] == "pool" && w[1] == "add") {
-            auto p = common::Ipv4Prefix::parse(w[2]);
-            if (!p || p->length < 8)
-                throw ConfigError("invalid value '" + w[2] +
-                                  "' for --pool: expected an IPv4 prefix with zero host bits");
-            add_pool(*p);
-            return "ok: pool " + p->to_string() + " added\n";
-        }
-        if (w.size() == 5 && w[0] == "static" && w[1] == "add") {
-            const std::string text = w[2] + " " + w[3] + " " + w[4];
-            auto m = common::StaticMapping::parse(text);
-            if (!m)
-                throw ConfigError("invalid value '" + text +
-                                  "' for --static-mapping: expected \"tcp|udp INTERNAL:PORT "
-                                  "EXTERNAL:PORT\" or \"ip INTERNAL EXTERNAL\"");
-            add_static(*m);
-            return "ok: static mapping " + m->to_string() + " added\n";
-        }
-        if (w.size() == 4 && w[0] == "static" && w[1] == "del") {
-            // Reuse the mapping parser with a dummy external endpoint for the internal one.
-            auto m = common::StaticMapping::parse(w[2] + " " + w[3] +
-                                                  (w[2] == "ip" ? " 0.0.0.0" : " 0.0.0.0:1"));
-            if (!m)
-                throw ConfigError("invalid value '" + w[2] + " " + w[3] +
-                                  "' for static del: expected \"tcp|udp INTERNAL:PORT\" or "
-                                  "\"ip INTERNAL\"");
-            remove_static(m->protocol, m->internal_addr, m->internal_port);
-            return "ok: static mapping of " + w[2] + " " + w[3] + " removed\n";
-        }
-        if (w.size() == 2 && w[0] == "static" && w[1] == "list") {
-            std::string out = "ok\n";
-            for (const auto& m : config_.static_mappings) out += m.to_string() + "\n";
-            return out;
-        }
+        if (w.size() == 2 && w[0] == "show" && w[1] == "config") return show_config();
+        if (w.size() == 4 && w[0] == "set" && w[1] == "timeout") return execute_set_timeout(w);
+        if (w.size() == 3 && w[0] == "set" && w[1] == "filtering") return execute_set_filtering(w);
+        if (w.size() == 3 && w[0] == "pool" && w[1] == "add") return execute_pool_add(w);
+        if (w.size() == 5 && w[0] == "static" && w[1] == "add") return execute_static_add(w);
+        if (w.size() == 4 && w[0] == "static" && w[1] == "del") return execute_static_del(w);
+        if (w.size() == 2 && w[0] == "static" && w[1] == "list") return static_list();
         return "error: unknown command '" + std::string(line) + "' (try 'help')\n";
     } catch (const ConfigError& e) {
         return std::string("error: ") + e.what() + "\n";
     }
 }
 
-std::string Controller::apply_config(const common::Config& next) {
-    std::ostringstream out;
+// The options of `next` that differ and cannot change live.
+void Controller::note_restart_options(const common::Config& next, std::ostringstream& out) const {
     auto note_restart = [&](bool changed, const char* option) {
         if (changed) out << "not applied (needs a restart): --" << option << "\n";
     };
@@ -389,21 +391,10 @@ std::string Controller::apply_config(const common::Config& next) {
     note_restart(next.exempt_destinations != cur.exempt_destinations, "exempt-destination");
     note_restart(next.port_block_size != cur.port_block_size, "port-block-size");
     note_restart(next.deterministic != cur.deterministic, "deterministic");
-    if (next.limits != cur.limits || next.block_hold_down_s != cur.block_hold_down_s) {
-        config_.limits = next.limits;
-        config_.block_hold_down_s = next.block_hold_down_s;
-        publish();
-        out << "applied: subscriber limits and block hold-down\n";
-    }
+}
 
-    auto attempt = [&](const std::string& what, const std::function<void()>& change) {
-        try {
-            change();
-            out << "applied: " << what << "\n";
-        } catch (const ConfigError& e) {
-            out << "error: " << what << ": " << e.what() << "\n";
-        }
-    };
+void Controller::apply_timeouts(const common::Config& next, const Attempt& attempt) {
+    const common::Config& cur = config_;
     const auto& t = next.timeouts;
     const std::pair<const char*, uint32_t> timeouts[] = {{"udp", t.udp_s},
                                                          {"tcp-established", t.tcp_established_s},
@@ -419,16 +410,11 @@ std::string Controller::apply_config(const common::Config& next) {
             attempt(std::string("timeout-") + timeouts[i].first + " " +
                         std::to_string(timeouts[i].second),
                     [&] { set_timeout(timeouts[i].first, timeouts[i].second); });
-    if (next.filtering != cur.filtering)
-        attempt(std::string("filtering ") + std::string(common::to_string(next.filtering)),
-                [&] { set_filtering(next.filtering); });
-    for (const auto& p : cur.pool)
-        if (std::find(next.pool.begin(), next.pool.end(), p) == next.pool.end())
-            out << "not applied (needs a restart): removing pool " << p.to_string() << "\n";
-    for (const auto& p : next.pool)
-        if (std::find(cur.pool.begin(), cur.pool.end(), p) == cur.pool.end())
-            attempt("pool " + p.to_string(), [&] { add_pool(p); });
-    // Static mappings: withdraw those gone or changed, then add the new ones.
+}
+
+// Static mappings: withdraw those gone or changed, then add the new ones.
+void Controller::apply_static_mappings(const common::Config& next, const Attempt& attempt) {
+    const common::Config& cur = config_;
     const auto old_statics = cur.static_mappings;
     for (const auto& m : old_statics)
         if (std::find(next.static_mappings.begin(), next.static_mappings.end(), m) ==
@@ -438,6 +424,38 @@ std::string Controller::apply_config(const common::Config& next) {
     for (const auto& m : next.static_mappings)
         if (std::find(old_statics.begin(), old_statics.end(), m) == old_statics.end())
             attempt("static-mapping " + m.to_string() + " added", [&] { add_static(m); });
+}
+
+std::string Controller::apply_config(const common::Config& next) {
+    std::ostringstream out;
+    note_restart_options(next, out);
+    const common::Config& cur = config_;
+    if (next.limits != cur.limits || next.block_hold_down_s != cur.block_hold_down_s) {
+        config_.limits = next.limits;
+        config_.block_hold_down_s = next.block_hold_down_s;
+        publish();
+        out << "applied: subscriber limits and block hold-down\n";
+    }
+
+    auto attempt = [&](const std::string& what, const std::function<void()>& change) {
+        try {
+            change();
+            out << "applied: " << what << "\n";
+        } catch (const ConfigError& e) {
+            out << "error: " << what << ": " << e.what() << "\n";
+        }
+    };
+    apply_timeouts(next, attempt);
+    if (next.filtering != cur.filtering)
+        attempt(std::string("filtering ") + std::string(common::to_string(next.filtering)),
+                [&] { set_filtering(next.filtering); });
+    for (const auto& p : cur.pool)
+        if (std::find(next.pool.begin(), next.pool.end(), p) == next.pool.end())
+            out << "not applied (needs a restart): removing pool " << p.to_string() << "\n";
+    for (const auto& p : next.pool)
+        if (std::find(cur.pool.begin(), cur.pool.end(), p) == cur.pool.end())
+            attempt("pool " + p.to_string(), [&] { add_pool(p); });
+    apply_static_mappings(next, attempt);
     std::string text = out.str();
     return text.empty() ? "nothing changed\n" : text;
 }

@@ -11,6 +11,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -62,6 +63,19 @@ private:
     void reserve_address(const common::StaticMapping& m);
     void release_address(const common::StaticMapping& m);
     std::optional<uint32_t> pool_index(uint32_t addr) const;
+    // The commands of execute(), each given the command's words.
+    std::string show_config() const;
+    std::string execute_set_timeout(const std::vector<std::string>& w);
+    std::string execute_set_filtering(const std::vector<std::string>& w);
+    std::string execute_pool_add(const std::vector<std::string>& w);
+    std::string execute_static_add(const std::vector<std::string>& w);
+    std::string execute_static_del(const std::vector<std::string>& w);
+    std::string static_list() const;
+    // Parts of apply_config(): `attempt` applies one change and notes the outcome.
+    using Attempt = std::function<void(const std::string& what, const std::function<void()>&)>;
+    void note_restart_options(const common::Config& next, std::ostringstream& out) const;
+    void apply_timeouts(const common::Config& next, const Attempt& attempt);
+    void apply_static_mappings(const common::Config& next, const Attempt& attempt);
     bool in_port_range(uint16_t port) const {
         return port >= config_.port_range.first && port <= config_.port_range.last;
     }

@@ -21,11 +21,11 @@
 
 #include "common/config.hpp"
 #include "common/counters.hpp"
+#include "common/deterministic.hpp"
+#include "common/events.hpp"
+#include "common/mbuf_budget.hpp"
 #include "control/control_socket.hpp"
 #include "control/controller.hpp"
-#include "common/deterministic.hpp"
-#include "common/mbuf_budget.hpp"
-#include "common/events.hpp"
 #include "dataplane/io/control_channel.hpp"
 #include "dataplane/io/handoff.hpp"
 #include "dataplane/io/port.hpp"
@@ -80,33 +80,30 @@ void print(const std::string& text) {
     std::fflush(stdout);
 }
 
-int run(const common::Config& config, int argc, const char* const* argv) {
-    const auto workers = static_cast<unsigned>(config.worker_lcores.size());
+void check_worker_lcores(const common::Config& config) {
     for (unsigned lcore : config.worker_lcores)
         if (!rte_lcore_is_enabled(lcore))
             throw std::runtime_error("--worker-lcores: lcore " + std::to_string(lcore) +
                                      " is not enabled in the EAL lcore list");
+}
 
-    const uint16_t inside = dp::find_port(config.inside_port, "inside-port");
-    const uint16_t outside = dp::find_port(config.outside_port, "outside-port");
-    const int socket = static_cast<int>(rte_lcore_to_socket_id(config.worker_lcores.front()));
+rte_mempool* create_mbuf_pool(const common::Config& config, int socket) {
     // One mbuf holds a whole frame of either link (VLAN tag included): the default size up to
     // an MTU of about 2000, more for jumbo frames.
     const uint32_t largest_frame =
         std::max(config.inside_mtu, config.outside_mtu) + RTE_ETHER_HDR_LEN + RTE_VLAN_HLEN;
     const auto data_room = static_cast<uint16_t>(
         std::max<uint32_t>(RTE_MBUF_DEFAULT_BUF_SIZE, RTE_PKTMBUF_HEADROOM + largest_frame));
-    rte_mempool* pool =
-        rte_pktmbuf_pool_create("cgn_mbufs", config.mbufs, common::MbufBudget::kCache, 0,
-                                data_room, socket);
+    rte_mempool* pool = rte_pktmbuf_pool_create("cgn_mbufs", config.mbufs,
+                                                common::MbufBudget::kCache, 0, data_room, socket);
     if (pool == nullptr)
         throw std::runtime_error(std::string("cannot create the mbuf pool (--mbufs ") +
                                  std::to_string(config.mbufs) + "): " + rte_strerror(rte_errno));
-    const auto queues = static_cast<uint16_t>(workers);
-    const dp::PortSteering rss =
-        dp::start_port(inside, queues, queues, pool, "inside-port", true, config.inside_mtu);
-    const dp::PortSteering outside_setup =
-        dp::start_port(outside, queues, queues, pool, "outside-port", false, config.outside_mtu);
+    return pool;
+}
+
+void warn_device_mtu(const common::Config& config, const dp::PortSteering& rss,
+                     const dp::PortSteering& outside_setup) {
     // RFC 4787 REQ-13/13a: the device's MTU is only the first line; the workers check every
     // packet they send against cgnd's own, so a device that refuses changes nothing there.
     for (const auto& [option, mtu, error] :
@@ -117,39 +114,26 @@ int run(const common::Config& config, int argc, const char* const* argv) {
                          "cgnd: warning: --%s %u: the device keeps its own MTU (%s); cgnd sends "
                          "no packet longer than %u bytes there all the same\n",
                          option, mtu, rte_strerror(-error), mtu);
-    std::unique_ptr<dp::HandoffRings> handoff;
-    if (workers > 1)
-        handoff = std::make_unique<dp::HandoffRings>("cgn_handoff", workers,
-                                                     common::MbufBudget::kHandoffRing, socket);
+}
 
-    // The channel the control thread reconfigures the workers through (RCU, commands).
-    auto initial = std::make_unique<dp::RuntimeSettings>();
-    initial->filtering = config.filtering;
-    initial->timeouts = config.timeouts;
-    initial->limits = config.limits;
-    initial->block_hold_down_ms = uint64_t{config.block_hold_down_s} * 1000;
-    // Port blocks (RFC 6888 REQ-13/14), shared by the workers and the control thread.
-    dp::BlockMap blocks(config.port_range, config.port_block_size);
-    // Deterministic NAT (RFC 7422): the formula's ranges, fixed at start; their blocks are
-    // never dynamic.
-    const common::DeterministicMap deterministic(config);
+void reserve_deterministic_blocks(const common::DeterministicMap& deterministic,
+                                  dp::BlockMap& blocks) {
     for (uint32_t i = 0; i < deterministic.addresses_used(); ++i)
         for (uint32_t b = 0; b < deterministic.first_dynamic_block(i); ++b) blocks.reserve(i, b);
-    // The one Steering of the process (workers and control thread): the inside port's
-    // indirection table size when the NIC hashes for cgnd, the default otherwise.
-    dp::ControlChannel channel(workers, socket, std::move(initial), 65536, blocks,
-                               rss.rss_on_source ? rss.reta_size : dp::kDefaultRetaSize,
-                               &deterministic);
-    // Block and quota events, one ring per worker, written out by the control thread.
-    std::vector<std::unique_ptr<common::EventRing>> events;
-    for (unsigned w = 0; w < workers; ++w) events.push_back(std::make_unique<common::EventRing>());
+}
 
+// The settings every worker shares; run() fills in each one's index, queues and event ring.
+dp::WorkerSettings worker_settings(const common::Config& config, dp::ControlChannel& channel,
+                                   dp::HandoffRings* handoff, dp::BlockMap& blocks,
+                                   const common::DeterministicMap& deterministic, uint16_t inside,
+                                   uint16_t outside, int socket) {
+    const auto workers = static_cast<unsigned>(config.worker_lcores.size());
     dp::WorkerSettings ws;
     ws.socket_id = socket;
     ws.control = &channel;
     ws.nat.explicit_mappings = &channel.explicit_mappings();
     ws.workers = workers;
-    ws.handoff = handoff.get();
+    ws.handoff = handoff;
     ws.inside = {inside, 0, 0, dp::port_mac(inside), config.inside_address, config.inside_gateway};
     ws.outside = {
         outside, 0, 0, dp::port_mac(outside), config.outside_address, config.outside_gateway};
@@ -171,21 +155,14 @@ int run(const common::Config& config, int argc, const char* const* argv) {
     ws.icmp_error_rate = config.icmp_error_rate;
     ws.exempt_destinations = config.exempt_destinations;
     ws.fragment_hold_budget = common::MbufBudget::held_per_worker(config.mbufs, workers);
+    return ws;
+}
 
-    dp::TscClock clock;
-    std::vector<std::unique_ptr<common::WorkerCounters>> counters;
-    std::vector<std::unique_ptr<dp::Worker>> worker_list;
-    for (unsigned w = 0; w < workers; ++w) {
-        dp::WorkerSettings mine = ws;
-        mine.worker_id = mine.worker_index = mine.nat.worker_index = w;
-        mine.seed = rte_rdtsc() + w;
-        mine.inside.rx_queue = mine.inside.tx_queue = static_cast<uint16_t>(w);
-        mine.outside.rx_queue = mine.outside.tx_queue = static_cast<uint16_t>(w);
-        mine.nat.events = events[w].get();
-        counters.push_back(std::make_unique<common::WorkerCounters>());
-        worker_list.push_back(std::make_unique<dp::Worker>(mine, pool, *counters.back(), clock));
-    }
-
+void print_startup(const common::Config& config, const dp::WorkerSettings& ws,
+                   const dp::PortSteering& rss, const dp::PortSteering& outside_setup) {
+    const auto workers = static_cast<unsigned>(config.worker_lcores.size());
+    const uint16_t inside = ws.inside.port_id;
+    const uint16_t outside = ws.outside.port_id;
     std::printf("cgnd: inside  port %u (%s) mac %s address %s mtu %u\n", inside,
                 config.inside_port.c_str(), ws.inside.mac.to_string().c_str(),
                 config.inside_address.to_string().c_str(), config.inside_mtu);
@@ -206,9 +183,126 @@ int run(const common::Config& config, int argc, const char* const* argv) {
         workers == 1        ? "not needed"
         : rss.rss_on_source ? "by NIC RSS"
                             : "by handoff",
-        workers == 1                 ? "on one queue"
+        workers == 1               ? "on one queue"
         : outside_setup.rss_spread ? "spread by NIC RSS, steered by port block"
                                    : "steered by port block through handoff");
+}
+
+// The control thread's loop until SIGINT/SIGTERM: management commands, SIGUSR1's counters,
+// the workers' events, SIGHUP's reload.
+void serve_until_stopped(ctl::ControlSocket& control_socket, ctl::Controller& controller,
+                         const std::vector<std::unique_ptr<common::WorkerCounters>>& counters,
+                         const std::vector<std::unique_ptr<common::EventRing>>& events, int argc,
+                         const char* const* argv) {
+    while (!g_stop_requested.load()) {
+        control_socket.serve_one(std::chrono::milliseconds(50),
+                                 [&](std::string_view line) { return controller.execute(line); });
+        if (g_print_requested.exchange(false)) print(counters_text(counters));
+        // The logs: one line per block given or taken back, per quota refusal (DESIGN 6).
+        common::NatEvent event;
+        for (auto& ring : events)
+            while (ring->pop(event))
+                std::printf("cgnd: event %s\n", common::to_string(event).c_str());
+        std::fflush(stdout);
+        if (g_reload_requested.exchange(false)) {
+            // The same command line again: it names the config file, and its options still
+            // win over the file's.
+            try {
+                const auto next = common::parse_command_line(argc, argv);
+                print("cgnd: reload:\n" + controller.apply_config(next.config));
+            } catch (const common::ConfigError& e) {
+                print(std::string("cgnd: reload refused, nothing changed: ") + e.what() + "\n");
+            }
+        }
+    }
+}
+
+// One worker per lcore, each with its own queues, counters, event ring and seed.
+void create_workers(const dp::WorkerSettings& ws,
+                    const std::vector<std::unique_ptr<common::EventRing>>& events,
+                    rte_mempool* pool, dp::TscClock& clock,
+                    std::vector<std::unique_ptr<common::WorkerCounters>>& counters,
+                    std::vector<std::unique_ptr<dp::Worker>>& worker_list) {
+    const auto workers = static_cast<unsigned>(events.size());
+    for (unsigned w = 0; w < workers; ++w) {
+        dp::WorkerSettings mine = ws;
+        mine.worker_id = mine.worker_index = mine.nat.worker_index = w;
+        mine.seed = rte_rdtsc() + w;
+        mine.inside.rx_queue = mine.inside.tx_queue = static_cast<uint16_t>(w);
+        mine.outside.rx_queue = mine.outside.tx_queue = static_cast<uint16_t>(w);
+        mine.nat.events = events[w].get();
+        counters.push_back(std::make_unique<common::WorkerCounters>());
+        worker_list.push_back(std::make_unique<dp::Worker>(mine, pool, *counters.back(), clock));
+    }
+}
+
+// `launches` holds each launch's arguments for as long as the worker runs.
+void launch_workers(const common::Config& config,
+                    const std::vector<std::unique_ptr<dp::Worker>>& worker_list,
+                    const std::atomic<bool>& stop, std::vector<WorkerLaunch>& launches) {
+    const auto workers = static_cast<unsigned>(worker_list.size());
+    launches.reserve(workers);
+    for (unsigned w = 0; w < workers; ++w) {
+        launches.push_back({worker_list[w].get(), &stop});
+        if (rte_eal_remote_launch(worker_main, &launches.back(), config.worker_lcores[w]) != 0)
+            throw std::runtime_error("cannot launch a worker on lcore " +
+                                     std::to_string(config.worker_lcores[w]));
+    }
+}
+
+void stop_ports(uint16_t inside, uint16_t outside) {
+    int rc_in = dp::stop_port(inside);
+    int rc_out = dp::stop_port(outside);
+    if (rc_in != 0 || rc_out != 0)
+        std::fprintf(stderr, "cgnd: warning: stopping ports: %s\n",
+                     rte_strerror(-(rc_in != 0 ? rc_in : rc_out)));
+}
+
+int run(const common::Config& config, int argc, const char* const* argv) {
+    const auto workers = static_cast<unsigned>(config.worker_lcores.size());
+    check_worker_lcores(config);
+
+    const uint16_t inside = dp::find_port(config.inside_port, "inside-port");
+    const uint16_t outside = dp::find_port(config.outside_port, "outside-port");
+    const int socket = static_cast<int>(rte_lcore_to_socket_id(config.worker_lcores.front()));
+    rte_mempool* pool = create_mbuf_pool(config, socket);
+    const auto queues = static_cast<uint16_t>(workers);
+    const dp::PortSteering rss =
+        dp::start_port(inside, queues, queues, pool, "inside-port", true, config.inside_mtu);
+    const dp::PortSteering outside_setup =
+        dp::start_port(outside, queues, queues, pool, "outside-port", false, config.outside_mtu);
+    warn_device_mtu(config, rss, outside_setup);
+    std::unique_ptr<dp::HandoffRings> handoff;
+    if (workers > 1)
+        handoff = std::make_unique<dp::HandoffRings>("cgn_handoff", workers,
+                                                     common::MbufBudget::kHandoffRing, socket);
+
+    // The channel the control thread reconfigures the workers through (RCU, commands).
+    auto initial = dp::runtime_settings(config);
+    // Port blocks (RFC 6888 REQ-13/14), shared by the workers and the control thread.
+    dp::BlockMap blocks(config.port_range, config.port_block_size);
+    // Deterministic NAT (RFC 7422): the formula's ranges, fixed at start; their blocks are
+    // never dynamic.
+    const common::DeterministicMap deterministic(config);
+    reserve_deterministic_blocks(deterministic, blocks);
+    // The one Steering of the process (workers and control thread): the inside port's
+    // indirection table size when the NIC hashes for cgnd, the default otherwise.
+    dp::ControlChannel channel(workers, socket, std::move(initial), 65536, blocks,
+                               rss.rss_on_source ? rss.reta_size : dp::kDefaultRetaSize,
+                               &deterministic);
+    // Block and quota events, one ring per worker, written out by the control thread.
+    std::vector<std::unique_ptr<common::EventRing>> events;
+    for (unsigned w = 0; w < workers; ++w) events.push_back(std::make_unique<common::EventRing>());
+
+    const dp::WorkerSettings ws = worker_settings(config, channel, handoff.get(), blocks,
+                                                  deterministic, inside, outside, socket);
+
+    dp::TscClock clock;
+    std::vector<std::unique_ptr<common::WorkerCounters>> counters;
+    std::vector<std::unique_ptr<dp::Worker>> worker_list;
+    create_workers(ws, events, pool, clock, counters, worker_list);
+
+    print_startup(config, ws, rss, outside_setup);
 
     // Opened before the workers start: a socket already in use stops cgnd here, cleanly.
     ctl::ControlSocket control_socket(config.control_socket);
@@ -224,13 +318,7 @@ int run(const common::Config& config, int argc, const char* const* argv) {
         }
     } stop_workers{stop};
     std::vector<WorkerLaunch> launches;
-    launches.reserve(workers);
-    for (unsigned w = 0; w < workers; ++w) {
-        launches.push_back({worker_list[w].get(), &stop});
-        if (rte_eal_remote_launch(worker_main, &launches.back(), config.worker_lcores[w]) != 0)
-            throw std::runtime_error("cannot launch a worker on lcore " +
-                                     std::to_string(config.worker_lcores[w]));
-    }
+    launch_workers(config, worker_list, stop, launches);
     ctl::Controller controller(
         channel, config, [&] { return counters_text(counters); },
         [] { std::this_thread::sleep_for(std::chrono::microseconds(100)); });
@@ -239,36 +327,13 @@ int run(const common::Config& config, int argc, const char* const* argv) {
     std::printf("cgnd: ready\n");
     std::fflush(stdout);
 
-    while (!g_stop_requested.load()) {
-        control_socket.serve_one(std::chrono::milliseconds(50),
-                                 [&](std::string_view line) { return controller.execute(line); });
-        if (g_print_requested.exchange(false)) print(counters_text(counters));
-        // The logs: one line per block given or taken back, per quota refusal (DESIGN 6).
-        common::NatEvent event;
-        for (auto& ring : events)
-            while (ring->pop(event)) std::printf("cgnd: event %s\n", common::to_string(event).c_str());
-        std::fflush(stdout);
-        if (g_reload_requested.exchange(false)) {
-            // The same command line again: it names the config file, and its options still
-            // win over the file's.
-            try {
-                const auto next = common::parse_command_line(argc, argv);
-                print("cgnd: reload:\n" + controller.apply_config(next.config));
-            } catch (const common::ConfigError& e) {
-                print(std::string("cgnd: reload refused, nothing changed: ") + e.what() + "\n");
-            }
-        }
-    }
+    serve_until_stopped(control_socket, controller, counters, events, argc, argv);
     std::printf("cgnd: stopping\n");
     stop.store(true, std::memory_order_release);
     rte_eal_mp_wait_lcore();
     worker_list.clear();
     handoff.reset();
-    int rc_in = dp::stop_port(inside);
-    int rc_out = dp::stop_port(outside);
-    if (rc_in != 0 || rc_out != 0)
-        std::fprintf(stderr, "cgnd: warning: stopping ports: %s\n",
-                     rte_strerror(-(rc_in != 0 ? rc_in : rc_out)));
+    stop_ports(inside, outside);
     rte_mempool_free(pool);
     print(counters_text(counters));
     std::printf("cgnd: stopped\n");

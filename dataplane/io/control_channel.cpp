@@ -12,6 +12,15 @@ namespace {
 unsigned g_channels = 0;  // unique ring and table names when several channels exist (tests)
 }
 
+std::unique_ptr<RuntimeSettings> runtime_settings(const common::Config& config) {
+    auto settings = std::make_unique<RuntimeSettings>();
+    settings->filtering = config.filtering;
+    settings->timeouts = config.timeouts;
+    settings->limits = config.limits;
+    settings->block_hold_down_ms = uint64_t{config.block_hold_down_s} * 1000;
+    return settings;
+}
+
 ControlChannel::ControlChannel(unsigned workers, int socket_id,
                                std::unique_ptr<RuntimeSettings> initial, uint32_t explicit_capacity,
                                BlockMap& blocks, uint32_t reta_size,

@@ -50,6 +50,11 @@ struct RuntimeSettings {
     mutable std::vector<AddressPool::Extension> pool_additions;
 };
 
+// The settings of `config` that the control thread may change live (generation 0, no
+// explicit mappings, no pool additions): what cgnd starts the workers with and what each
+// change publishes.
+std::unique_ptr<RuntimeSettings> runtime_settings(const common::Config& config);
+
 struct WorkerCommand {
     // drop_dynamic_mapping: the internal endpoint's dynamic mapping, which a new explicit
     // mapping replaces; drop_explicit_mapping: its explicit mapping, withdrawn.

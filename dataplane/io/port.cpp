@@ -33,6 +33,33 @@ uint16_t find_port(const std::string& device, const std::string& option) {
     return port_id;
 }
 
+namespace {
+
+// Programs the started port's indirection table for RSS on the source address; false when
+// the device did not take it as asked.
+bool program_source_rss(uint16_t port_id, const rte_eth_dev_info& info, uint16_t rx_queues) {
+    // Indirection table: entry i -> queue i % queues, as Steering::subscriber_owner assumes.
+    std::vector<rte_eth_rss_reta_entry64> reta((info.reta_size + RTE_ETH_RETA_GROUP_SIZE - 1) /
+                                               RTE_ETH_RETA_GROUP_SIZE);
+    for (uint32_t i = 0; i < info.reta_size; ++i) {
+        auto& group = reta[i / RTE_ETH_RETA_GROUP_SIZE];
+        group.mask |= uint64_t{1} << (i % RTE_ETH_RETA_GROUP_SIZE);
+        group.reta[i % RTE_ETH_RETA_GROUP_SIZE] = static_cast<uint16_t>(i % rx_queues);
+    }
+    rte_eth_rss_conf applied{};
+    uint8_t applied_key[sizeof kRssKey];
+    applied.rss_key = applied_key;
+    applied.rss_key_len = sizeof applied_key;
+    // Keep RSS only if the device took the table and hashes the source alone; otherwise
+    // the handoff rings put things right and this is only load spreading.
+    return rte_eth_dev_rss_reta_update(port_id, reta.data(), info.reta_size) == 0 &&
+           rte_eth_dev_rss_hash_conf_get(port_id, &applied) == 0 &&
+           (applied.rss_hf & RTE_ETH_RSS_L3_SRC_ONLY) != 0 &&
+           std::equal(std::begin(kRssKey), std::end(kRssKey), applied_key);
+}
+
+}  // namespace
+
 PortSteering start_port(uint16_t port_id, uint16_t rx_queues, uint16_t tx_queues, rte_mempool* pool,
                         const std::string& option, bool rss_on_source, uint16_t mtu) {
     rte_eth_dev_info info{};
@@ -97,28 +124,9 @@ PortSteering start_port(uint16_t port_id, uint16_t rx_queues, uint16_t tx_queues
         if (int rc = rte_eth_tx_queue_setup(port_id, q, tx_desc, socket_id, nullptr); rc != 0)
             fail(option, port_id, "cannot set up TX queue", rc);
     if (int rc = rte_eth_dev_start(port_id); rc != 0) fail(option, port_id, "cannot start", rc);
-    if (steering.rss_on_source) {
-        // Indirection table: entry i -> queue i % queues, as Steering::subscriber_owner assumes.
-        std::vector<rte_eth_rss_reta_entry64> reta((info.reta_size + RTE_ETH_RETA_GROUP_SIZE - 1) /
-                                                   RTE_ETH_RETA_GROUP_SIZE);
-        for (uint32_t i = 0; i < info.reta_size; ++i) {
-            auto& group = reta[i / RTE_ETH_RETA_GROUP_SIZE];
-            group.mask |= uint64_t{1} << (i % RTE_ETH_RETA_GROUP_SIZE);
-            group.reta[i % RTE_ETH_RETA_GROUP_SIZE] = static_cast<uint16_t>(i % rx_queues);
-        }
-        rte_eth_rss_conf applied{};
-        uint8_t applied_key[sizeof kRssKey];
-        applied.rss_key = applied_key;
-        applied.rss_key_len = sizeof applied_key;
-        // Keep RSS only if the device took the table and hashes the source alone; otherwise
-        // the handoff rings put things right and this is only load spreading.
-        if (rte_eth_dev_rss_reta_update(port_id, reta.data(), info.reta_size) != 0 ||
-            rte_eth_dev_rss_hash_conf_get(port_id, &applied) != 0 ||
-            (applied.rss_hf & RTE_ETH_RSS_L3_SRC_ONLY) == 0 ||
-            !std::equal(std::begin(kRssKey), std::end(kRssKey), applied_key)) {
-            steering.rss_on_source = false;
-            steering.reta_size = 0;
-        }
+    if (steering.rss_on_source && !program_source_rss(port_id, info, rx_queues)) {
+        steering.rss_on_source = false;
+        steering.reta_size = 0;
     }
     return steering;
 }

@@ -147,6 +147,8 @@ private:
     // Returns true when the frame was consumed (forwarded, answered or dropped with a counter)
     // and false when it is an IPv4 packet to translate, with `parsed` filled.
     bool classify(SideIndex side, rte_mbuf* m, Ipv4Packet& parsed, bool from_handoff);
+    // Sends a packet to or from an exempt destination on untranslated (RFC 6888 REQ-6).
+    void forward_exempt(SideIndex side, rte_mbuf* m, Ipv4Packet& p);
     void handle_arp(SideIndex side, rte_mbuf* m, uint8_t* arp, uint32_t length, bool answer);
     void handle_local(SideIndex side, rte_mbuf* m, Ipv4Packet& p);
     void send_time_exceeded(SideIndex side, rte_mbuf* m, const Ipv4Packet& p);

@@ -65,6 +65,19 @@ enum class ProtocolIndex : uint8_t { udp = 0, tcp = 1, icmp = 2 };
 inline constexpr size_t kProtocolCount = 3;
 std::optional<ProtocolIndex> protocol_index(uint8_t ip_protocol);
 
+// The index of `addr` among the addresses of `prefixes`, taken in order (the pool's address
+// numbering, shared by the workers' AddressPool, the BlockMap and the control thread).
+// Inline: asked for every packet (is the destination a pool address?).
+inline std::optional<uint32_t> pool_index_of(const std::vector<common::Ipv4Prefix>& prefixes,
+                                             uint32_t addr) {
+    uint32_t base = 0;
+    for (const auto& prefix : prefixes) {
+        if (prefix.contains(common::Ipv4Address{addr})) return base + (addr - prefix.address.value);
+        base += static_cast<uint32_t>(prefix.size());
+    }
+    return std::nullopt;
+}
+
 // The pool as one worker sees it: every pool address with one PortSet per protocol, whose
 // ports are open only in the blocks this worker holds (and in deterministic ranges), and the
 // worker's record of each block it holds: for which subscriber, how many ports are in use, and
@@ -80,16 +93,7 @@ public:
 
     size_t size() const { return addresses_.size(); }
     uint32_t address(uint32_t index) const { return addresses_[index].addr; }
-    // Inline: asked for every packet (is the destination a pool address?).
-    std::optional<uint32_t> index_of(uint32_t addr) const {
-        uint32_t base = 0;
-        for (const auto& prefix : prefixes_) {
-            if (prefix.contains(common::Ipv4Address{addr}))
-                return base + (addr - prefix.address.value);
-            base += static_cast<uint32_t>(prefix.size());
-        }
-        return std::nullopt;
-    }
+    std::optional<uint32_t> index_of(uint32_t addr) const { return pool_index_of(prefixes_, addr); }
     bool contains(uint32_t addr) const { return index_of(addr).has_value(); }
 
     // Paired pooling (RFC 4787 REQ-2) with even load: a new subscriber gets the address with
