@@ -15,6 +15,18 @@ namespace po = boost::program_options;
 
 namespace cgn::common {
 
+std::string_view to_string(FlowRulesMode m) {
+    switch (m) {
+        case FlowRulesMode::automatic:
+            return "auto";
+        case FlowRulesMode::require:
+            return "require";
+        case FlowRulesMode::off:
+            return "off";
+    }
+    return "?";
+}
+
 std::string_view to_string(FilteringMode m) {
     switch (m) {
         case FilteringMode::endpoint_independent:
@@ -80,6 +92,12 @@ PortRange parse_port_range(const std::string& value) {
     if (r.first > r.last) bad_value("port-range", value, "FIRST not above LAST");
     if (r.size() < 64) bad_value("port-range", value, "a range of at least 64 ports");
     return r;
+}
+
+FlowRulesMode parse_flow_rules(const std::string& value) {
+    for (auto m : {FlowRulesMode::automatic, FlowRulesMode::require, FlowRulesMode::off})
+        if (value == to_string(m)) return m;
+    bad_value("outside-flow-rules", value, "auto, require or off");
 }
 
 FilteringMode parse_filtering(const std::string& value) {
@@ -187,6 +205,7 @@ void read_interface_options(const po::variables_map& vm, Config& c) {
         parse_number("inside-mtu", vm["inside-mtu"].as<std::string>(), kMinMtu, kMaxMtu));
     c.outside_mtu = static_cast<uint16_t>(
         parse_number("outside-mtu", vm["outside-mtu"].as<std::string>(), kMinMtu, kMaxMtu));
+    c.outside_flow_rules = parse_flow_rules(vm["outside-flow-rules"].as<std::string>());
     if (vm.count("outside-gateway")) {
         auto gw = parse_address("outside-gateway", vm["outside-gateway"].as<std::string>());
         if (!c.outside_address.subnet.contains(gw) || gw == c.outside_address.address)

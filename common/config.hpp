@@ -26,6 +26,11 @@ enum class FilteringMode : uint8_t {
 };
 std::string_view to_string(FilteringMode m);
 
+// Whether cgnd places outside packets on their owner's queue with rte_flow rules
+// (--outside-flow-rules; docs/architecture.md, "Outside traffic on a NIC").
+enum class FlowRulesMode : uint8_t { automatic, require, off };
+std::string_view to_string(FlowRulesMode m);
+
 struct Timeouts {
     // Defaults: RFC 4787 REQ-5 (UDP >= 2 min, 5 min recommended), RFC 5382 REQ-5 (TCP
     // established >= 2 h 4 min, transitory >= 4 min), RFC 5508 REQ-1 (ICMP query >= 60 s).
@@ -110,6 +115,7 @@ struct Config {
     // IP MTU of each link (RFC 4787 REQ-13/13a, RFC 5508 §7.1.1), kMinMtu to kMaxMtu.
     uint16_t inside_mtu = 1500;
     uint16_t outside_mtu = 1500;
+    FlowRulesMode outside_flow_rules = FlowRulesMode::automatic;
 
     std::vector<Ipv4Prefix> pool;
     PortRange port_range;

@@ -53,6 +53,13 @@ po::options_description interface_options() {
         "(net_af_packet0,iface=veth0; net_af_xdp0,iface=veth0; net_ring0; net_memif0,...)")(
         "outside-port", po::value<std::string>()->value_name("DEV"),
         "Internet-facing port, given like --inside-port")(
+        "outside-flow-rules", po::value<std::string>()->value_name("MODE")->default_value("auto"),
+        "with several workers, rte_flow rules on the outside port put each packet on the queue "
+        "of the worker that owns its destination port's block (UDP and TCP by port, ICMP echo "
+        "replies by identifier), so that no worker hands on another's share: auto (where the "
+        "device takes them; otherwise RSS and the handoff rings do that, and the start-up line "
+        "says why), require (an error at start where the device refuses them), off. Needs a "
+        "restart")(
         "inside-address", po::value<std::string>()->value_name("A/LEN"),
         "cgnd's address and on-link prefix on the inside, e.g. 100.64.0.1/10; subscribers in "
         "the prefix are reached directly")(

@@ -379,6 +379,7 @@ void Controller::note_restart_options(const common::Config& next, std::ostringst
     note_restart(next.outside_gateway != cur.outside_gateway, "outside-gateway");
     note_restart(next.inside_mtu != cur.inside_mtu, "inside-mtu");
     note_restart(next.outside_mtu != cur.outside_mtu, "outside-mtu");
+    note_restart(next.outside_flow_rules != cur.outside_flow_rules, "outside-flow-rules");
     note_restart(next.worker_lcores != cur.worker_lcores || next.main_lcore != cur.main_lcore,
                  "worker-lcores");
     note_restart(next.eal_args != cur.eal_args, "eal-args");

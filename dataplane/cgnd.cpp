@@ -27,6 +27,7 @@
 #include "control/control_socket.hpp"
 #include "control/controller.hpp"
 #include "dataplane/io/control_channel.hpp"
+#include "dataplane/io/flow_rules.hpp"
 #include "dataplane/io/handoff.hpp"
 #include "dataplane/io/port.hpp"
 #include "dataplane/io/tsc_clock.hpp"
@@ -158,8 +159,32 @@ dp::WorkerSettings worker_settings(const common::Config& config, dp::ControlChan
     return ws;
 }
 
+// The outside placement rules (--outside-flow-rules): with several workers, each outside
+// packet on the queue of the worker owning its destination port's block, where the device
+// takes the rules. `require` makes a refusal an error.
+dp::PlacementOutcome place_outside_packets(const common::Config& config, uint16_t outside) {
+    const auto workers = static_cast<unsigned>(config.worker_lcores.size());
+    if (workers == 1 || config.outside_flow_rules == common::FlowRulesMode::off) return {};
+    const auto matches =
+        dp::outside_placement(config.port_range, config.port_block_size, workers);
+    dp::PlacementOutcome placed = dp::install_placement(outside, matches);
+    if (!placed.refused.empty() && config.outside_flow_rules == common::FlowRulesMode::require)
+        throw dp::PortError("--outside-flow-rules require: " + placed.refused);
+    return placed;
+}
+
+std::string describe_placement(const common::Config& config, const dp::PlacementOutcome& p) {
+    if (config.worker_lcores.size() == 1) return "not needed (one worker)";
+    if (config.outside_flow_rules == common::FlowRulesMode::off) return "off";
+    if (p.rules > 0)
+        return std::to_string(p.rules) + " (" + std::to_string(p.rules / 3) +
+               " each for UDP, TCP and ICMP echo replies): packets arrive at their owner";
+    return "none, " + p.refused + "; RSS and the handoff rings place the packets";
+}
+
 void print_startup(const common::Config& config, const dp::WorkerSettings& ws,
-                   const dp::PortSteering& rss, const dp::PortSteering& outside_setup) {
+                   const dp::PortSteering& rss, const dp::PortSteering& outside_setup,
+                   const dp::PlacementOutcome& placement) {
     const auto workers = static_cast<unsigned>(config.worker_lcores.size());
     const uint16_t inside = ws.inside.port_id;
     const uint16_t outside = ws.outside.port_id;
@@ -186,6 +211,7 @@ void print_startup(const common::Config& config, const dp::WorkerSettings& ws,
         workers == 1               ? "on one queue"
         : outside_setup.rss_spread ? "spread by NIC RSS, steered by port block"
                                    : "steered by port block through handoff");
+    std::printf("cgnd: outside flow rules: %s\n", describe_placement(config, placement).c_str());
 }
 
 // The control thread's loop until SIGINT/SIGTERM: management commands, SIGUSR1's counters,
@@ -272,6 +298,7 @@ int run(const common::Config& config, int argc, const char* const* argv) {
     const dp::PortSteering outside_setup =
         dp::start_port(outside, queues, queues, pool, "outside-port", false, config.outside_mtu);
     warn_device_mtu(config, rss, outside_setup);
+    const dp::PlacementOutcome placement = place_outside_packets(config, outside);
     std::unique_ptr<dp::HandoffRings> handoff;
     if (workers > 1)
         handoff = std::make_unique<dp::HandoffRings>("cgn_handoff", workers,
@@ -280,7 +307,7 @@ int run(const common::Config& config, int argc, const char* const* argv) {
     // The channel the control thread reconfigures the workers through (RCU, commands).
     auto initial = dp::runtime_settings(config);
     // Port blocks (RFC 6888 REQ-13/14), shared by the workers and the control thread.
-    dp::BlockMap blocks(config.port_range, config.port_block_size);
+    dp::BlockMap blocks(config.port_range, config.port_block_size, workers);
     // Deterministic NAT (RFC 7422): the formula's ranges, fixed at start; their blocks are
     // never dynamic.
     const common::DeterministicMap deterministic(config);
@@ -302,7 +329,7 @@ int run(const common::Config& config, int argc, const char* const* argv) {
     std::vector<std::unique_ptr<dp::Worker>> worker_list;
     create_workers(ws, events, pool, clock, counters, worker_list);
 
-    print_startup(config, ws, rss, outside_setup);
+    print_startup(config, ws, rss, outside_setup, placement);
 
     // Opened before the workers start: a socket already in use stops cgnd here, cleanly.
     ctl::ControlSocket control_socket(config.control_socket);

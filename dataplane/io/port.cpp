@@ -2,6 +2,7 @@
 
 #include <rte_errno.h>
 #include <rte_ethdev.h>
+#include <rte_flow.h>
 
 #include <algorithm>
 #include <vector>
@@ -140,6 +141,8 @@ common::MacAddress port_mac(uint16_t port_id) {
 }
 
 int stop_port(uint16_t port_id) {
+    rte_flow_error error{};
+    rte_flow_flush(port_id, &error);  // the placement rules, where there are any
     int rc = rte_eth_dev_stop(port_id);
     int rc_close = rte_eth_dev_close(port_id);
     return rc != 0 ? rc : rc_close;

@@ -40,7 +40,9 @@ public:
     static bool is_worker(uint8_t holder) { return holder != kFree && holder < kControl; }
     static unsigned worker_of(uint8_t holder) { return holder - 1u; }
 
-    BlockMap(common::PortRange range, uint32_t block_size, unsigned workers = 1,
+    // `workers`: how many workers share the blocks (block b is worker b % workers's); no default,
+    // since a map built for fewer workers than run gives the others no block at all.
+    BlockMap(common::PortRange range, uint32_t block_size, unsigned workers,
              size_t max_addresses = common::kMaxPoolAddresses)
         : range_(range),
           block_size_(block_size),

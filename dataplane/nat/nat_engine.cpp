@@ -54,7 +54,8 @@ NatEngine::NatEngine(const NatSettings& settings, unsigned worker_id, int socket
       random_(seed),
       own_blocks_(settings.blocks != nullptr
                       ? nullptr
-                      : std::make_unique<BlockMap>(settings.port_range, settings.port_block_size)),
+                      : std::make_unique<BlockMap>(settings.port_range, settings.port_block_size,
+                                                   settings.workers)),
       blocks_(settings.blocks != nullptr ? *settings.blocks : *own_blocks_),
       pool_(settings.pool, blocks_, settings.worker_index),
       expiry_(settings.max_sessions, kRefreshGranularityMs),

@@ -40,6 +40,39 @@ def test_ping_through_and_to_cgnd(net):
     assert d["rx_inside"] >= echoes + 2 and d["rx_outside"] >= echoes + 2, d
 
 
+# More subscriber addresses than the topology's two, so that with CGN_WORKERS=2 both workers own
+# some: the Toeplitz hash cgnd steers by puts 100.64.0.11 and .12 (sub1, sub2) on worker 0, and
+# 100.64.0.13 and .32 on worker 1. (A cgnd whose shared block map was built for one worker gave
+# worker 1 no port block, so none of its subscribers got through, and no test saw it.)
+EXTRA_SUBSCRIBER_ADDRESSES = ("100.64.0.13", "100.64.0.32", "100.64.0.14", "100.64.0.15",
+                              "100.64.0.16", "100.64.0.17", "100.64.0.18", "100.64.0.19")
+
+
+def test_every_subscriber_address_is_translated(net):
+    c = net.start_cgnd()
+    added = []
+    try:
+        for addr in EXTRA_SUBSCRIBER_ADDRESSES:
+            net.run("sub1", ["ip", "addr", "add", f"{addr}/10", "dev", "eth0"])
+            added.append(addr)
+        before = c.counters()
+        failed = {}
+        for addr in EXTRA_SUBSCRIBER_ADDRESSES:
+            r = net.run("sub1", ["ping", "-n", "-c", "2", "-i", "0.2", "-W", "2", "-I", addr, EXT1],
+                        check=False, timeout=20)
+            if "2 received" not in r.stdout:
+                failed[addr] = r.stdout + r.stderr
+        after = c.counters()
+        assert not failed, f"pings from these subscriber addresses did not get through: {failed}"
+        d = {k: after[k] - before[k] for k in after}
+        # One echo mapping per source address: each ping keeps its identifier.
+        assert d["mappings_created"] == len(EXTRA_SUBSCRIBER_ADDRESSES), d
+        assert d["drop_ports_exhausted"] == 0 and d["drop_pool_exhausted"] == 0, d
+    finally:
+        for addr in added:
+            net.run("sub1", ["ip", "addr", "del", f"{addr}/10", "dev", "eth0"], check=False)
+
+
 def test_counters_block_complete(net):
     c = net.start_cgnd()
     counters = c.counters()
@@ -163,3 +196,42 @@ def test_bridges_pass_malformed_frames_with_br_netfilter_loaded(net):
     finally:
         if loaded_here:
             subprocess.run(["modprobe", "-r", "br_netfilter"], capture_output=True)
+
+
+def _two_worker_argv(net, mode):
+    return ct.cgnd_argv(pool=(str(ct.POOL),), eal=ct.eal_args(net.topo.prefix), workers=2,
+                        extra=["--outside-flow-rules", mode])
+
+
+def test_outside_flow_rules_auto_runs_on_without_them(net):
+    """--outside-flow-rules auto (the default) on a device that takes no rte_flow rules
+    (net_af_packet; no device here takes them): the start-up line names the refusal, and
+    outside traffic still reaches both workers' subscribers through the handoff rings."""
+    c = net.start_cgnd(argv=_two_worker_argv(net, "auto"))
+    line = next((l for l in c.lines if l.startswith("cgnd: outside flow rules:")), None)
+    assert line is not None, c.output(tail=40)
+    assert "none, the device refused the rule for UDP port 0/0x0200 -> queue 0" in line, line
+    assert "RSS and the handoff rings place the packets" in line, line
+    r = net.ping("sub1", EXT1, count=2)
+    assert "2 received" in r.stdout, r.stdout + c.output(tail=40)
+
+
+def test_outside_flow_rules_require_stops_at_start_naming_the_refusal(net):
+    c = net.topo.start_cgnd(argv=_two_worker_argv(net, "require"), wait=False)
+    try:
+        rc = c.proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        pytest.fail("cgnd with --outside-flow-rules require kept running on net_af_packet\n"
+                    + c.output(tail=40))
+    c.stop(timeout=1)
+    err = "\n".join(c.err_lines)
+    assert rc == 1, c.output(tail=40)
+    assert ("cgnd: error: --outside-flow-rules require: the device refused the rule for UDP "
+            "port 0/0x0200 -> queue 0") in err, c.output(tail=40)
+
+
+def test_outside_flow_rules_one_worker_needs_none(net):
+    argv = ct.cgnd_argv(pool=(str(ct.POOL),), eal=ct.eal_args(net.topo.prefix), workers=1,
+                        extra=["--outside-flow-rules", "require"])
+    c = net.start_cgnd(argv=argv)
+    assert "cgnd: outside flow rules: not needed (one worker)" in c.lines, c.output(tail=40)

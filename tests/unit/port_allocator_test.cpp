@@ -197,7 +197,7 @@ TEST(ProtocolIndex, MapsTheTranslatedProtocols) {
 common::Ipv4Prefix prefix(const char* text) { return common::Ipv4Prefix::parse(text).value(); }
 
 TEST(AddressPool, IndexesAddressesAcrossPrefixes) {
-    BlockMap blocks(kDefaultRange, 512);
+    BlockMap blocks(kDefaultRange, 512, 1);
     AddressPool pool({prefix("198.51.100.0/30"), prefix("203.0.113.8/29"), prefix("192.0.2.77/32")},
                      blocks, 0);
     ASSERT_EQ(pool.size(), 13u);
@@ -220,7 +220,7 @@ TEST(AddressPool, IndexesAddressesAcrossPrefixes) {
 // ---- BlockMap --------------------------------------------------------------------------------
 
 TEST(BlockMap, CutsTheRangeIntoWholeBlocks) {
-    BlockMap blocks(kDefaultRange, 4096);  // 64512 ports: 15 whole blocks, 3072 ports left
+    BlockMap blocks(kDefaultRange, 4096, 1);  // 64512 ports: 15 whole blocks, 3072 ports left
     EXPECT_EQ(blocks.blocks_per_address(), 15u);
     EXPECT_EQ(blocks.block_of(1024), std::optional<uint32_t>(0));
     EXPECT_EQ(blocks.block_of(5119), std::optional<uint32_t>(0));
@@ -231,7 +231,7 @@ TEST(BlockMap, CutsTheRangeIntoWholeBlocks) {
     EXPECT_FALSE(blocks.block_of(1023).has_value());
     EXPECT_EQ(blocks.first_port(2), 9216);
     EXPECT_EQ(blocks.last_port(2), 13311);
-    BlockMap small(kDefaultRange, 512);
+    BlockMap small(kDefaultRange, 512, 1);
     EXPECT_EQ(small.blocks_per_address(), 126u);
     EXPECT_EQ(small.block_of(65535), std::optional<uint32_t>(125));
 }
@@ -390,7 +390,7 @@ TEST(AddressPoolBlocks, TwoWorkersNeverGetTheSameBlock) {
 // RFC 6888 REQ-8: a block with no port in use goes back only after the hold-down, oldest first;
 // using a port again takes it off the idle list.
 TEST(AddressPoolBlocks, IdleBlocksReturnAfterTheHoldDownOldestFirst) {
-    BlockMap blocks(kDefaultRange, 512);
+    BlockMap blocks(kDefaultRange, 512, 1);
     AddressPool pool({prefix("198.51.100.0/32")}, blocks, 0);
     const uint32_t x = pool.claim_block(0, 1, 0, 0).value();
     const uint32_t y = pool.claim_block(0, 2, 0, 0).value();
@@ -450,7 +450,7 @@ TEST(AddressPoolBlocks, PicksTheAddressWithTheMostFreeBlocks) {
 }
 
 TEST(AddressPoolBlocks, EmptyPoolPicksNothing) {
-    BlockMap blocks(kDefaultRange, 512);
+    BlockMap blocks(kDefaultRange, 512, 1);
     AddressPool pool({}, blocks, 0);
     EXPECT_EQ(pool.size(), 0u);
     EXPECT_FALSE(pool.pick_address().has_value());
