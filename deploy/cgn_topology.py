@@ -5,7 +5,7 @@ Builds this, with a unique name prefix per run (default ``cgnt<pid>``)::
 
     <prefix>-sub1 100.64.0.11/10 ─┐                              ┌─ <prefix>-ext1 192.0.2.10/24
                                  ├─ br-in ─ in0 [cgnd] out0 ─ br-out ┤
-    <prefix>-sub2 100.64.0.12/10 ─┘   (<prefix>-sw)  (<prefix>-cgn)  └─ <prefix>-ext2 192.0.2.20/24
+    <prefix>-sub2 100.64.0.13/10 ─┘   (<prefix>-sw)  (<prefix>-cgn)  └─ <prefix>-ext2 192.0.2.20/24
 
 cgnd runs in ``<prefix>-cgn`` on the address-less veths ``in0``/``out0`` (net_af_packet);
 it is 100.64.0.1 inside, 192.0.2.1 outside, and translates to the pool 198.51.100.0/29.
@@ -101,7 +101,7 @@ class Host:
 
 HOSTS = {
     "sub1": Host("sub1", "in", "100.64.0.11/10", (("default", CGN_INSIDE),)),
-    "sub2": Host("sub2", "in", "100.64.0.12/10", (("default", CGN_INSIDE),)),
+    "sub2": Host("sub2", "in", "100.64.0.13/10", (("default", CGN_INSIDE),)),
     "ext1": Host("ext1", "out", "192.0.2.10/24", ((str(POOL), CGN_OUTSIDE),)),
     "ext2": Host("ext2", "out", "192.0.2.20/24", ((str(POOL), CGN_OUTSIDE),)),
 }
@@ -723,7 +723,7 @@ class Topology:
             self.run(h.name, ["ip", "link", "set", "dev", "eth0", "up"])
             for dst, gw in h.routes:
                 self.run(h.name, ["ip", "route", "add", dst, "via", gw, "dev", "eth0"])
-        self.log("topology up: sub1 100.64.0.11, sub2 100.64.0.12 | cgnd 100.64.0.1 / 192.0.2.1 "
+        self.log("topology up: sub1 100.64.0.11, sub2 100.64.0.13 | cgnd 100.64.0.1 / 192.0.2.1 "
                  f"pool {POOL} | ext1 192.0.2.10, ext2 192.0.2.20")
         if self.router:
             self._build_router()

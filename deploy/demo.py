@@ -4,7 +4,7 @@
     sudo deploy/demo.py [--cgnd build/dataplane/cgnd] [--filtering MODE] [--workers N]
                         [--pmd net_af_xdp|net_af_packet] [--hold] [--verbose]
 
-Builds two subscribers (100.64.0.11, 100.64.0.12) and two outside hosts (192.0.2.10,
+Builds two subscribers (100.64.0.11, 100.64.0.13) and two outside hosts (192.0.2.10,
 192.0.2.20) around cgnd, sends ping, a checked TCP transfer and UDP, shows what the outside
 hosts saw and cgnd's counters, stops cgnd and removes everything (also on Ctrl-C).
 Exit status 0 when every check passed, 1 otherwise, 2 when the demo could not run.
@@ -135,7 +135,7 @@ class Demo:
         for line in (
             "sub1 100.64.0.11 ─┐                                    ┌─ ext1 192.0.2.10",
             "                  ├─ br-in ─ in0 [cgnd] out0 ─ br-out ─┤",
-            "sub2 100.64.0.12 ─┘    (sw)          (cgn)             └─ ext2 192.0.2.20",
+            "sub2 100.64.0.13 ─┘    (sw)          (cgn)             └─ ext2 192.0.2.20",
             "",
             f"namespaces: {t.prefix}-{{sub1,sub2,sw,cgn,ext1,ext2}}",
             f"cgnd: inside {ct.CGN_INSIDE}/10, outside {ct.CGN_OUTSIDE}/24, pool {ct.POOL}",

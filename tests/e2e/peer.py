@@ -359,9 +359,16 @@ def parse_frame(frame, st) -> None:
     bump(st["ipv4_src"], src)
     bump(st["ipv4_dst"], dst)
     l4 = p[ihl:]
-    if proto in (6, 17) and len(l4) >= 4:
+    name = {1: "icmp", 2: "igmp", 6: "tcp", 17: "udp"}.get(proto, f"ip proto {proto}")
+    offset = (struct.unpack("!H", p[6:8])[0] & 0x1FFF) * 8
+    if offset:
+        # A later fragment: what follows the IP header is data, not a transport header.
+        bump(st["flows"], f"{name} {src} > {dst} later fragments")
+        return
+    if proto not in (1, 6, 17):
+        bump(st["flows"], f"{name} {src} > {dst}")
+    elif proto in (6, 17) and len(l4) >= 4:
         sport, dport = struct.unpack("!HH", l4[0:4])
-        name = "tcp" if proto == 6 else "udp"
         bump(st["l4_src"], f"{name} {src}:{sport}")
         bump(st["flows"], f"{name} {src}:{sport} > {dst}:{dport}")
     elif proto == 1 and len(l4) >= 8 + 20 and l4[0] in (3, 4, 5, 11, 12):

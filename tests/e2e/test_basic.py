@@ -40,12 +40,13 @@ def test_ping_through_and_to_cgnd(net):
     assert d["rx_inside"] >= echoes + 2 and d["rx_outside"] >= echoes + 2, d
 
 
-# More subscriber addresses than the topology's two, so that with CGN_WORKERS=2 both workers own
-# some: the Toeplitz hash cgnd steers by puts 100.64.0.11 and .12 (sub1, sub2) on worker 0, and
-# 100.64.0.13 and .32 on worker 1. (A cgnd whose shared block map was built for one worker gave
-# worker 1 no port block, so none of its subscribers got through, and no test saw it.)
-EXTRA_SUBSCRIBER_ADDRESSES = ("100.64.0.13", "100.64.0.32", "100.64.0.14", "100.64.0.15",
-                              "100.64.0.16", "100.64.0.17", "100.64.0.18", "100.64.0.19")
+# More subscriber addresses than the topology's two, so that with CGN_WORKERS=2 each worker owns
+# several: the Toeplitz hash cgnd steers by puts 100.64.0.14, .16 and .18 on worker 0, and .15,
+# .17, .19, .20 and .32 on worker 1 (sub1 100.64.0.11 is worker 0's, sub2 100.64.0.13 worker
+# 1's). (A cgnd whose shared block map was built for one worker gave worker 1 no port block, so
+# none of its subscribers got through, and no test saw it while both subscribers hashed to 0.)
+EXTRA_SUBSCRIBER_ADDRESSES = ("100.64.0.14", "100.64.0.15", "100.64.0.16", "100.64.0.17",
+                              "100.64.0.18", "100.64.0.19", "100.64.0.20", "100.64.0.32")
 
 
 def test_every_subscriber_address_is_translated(net):

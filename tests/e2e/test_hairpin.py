@@ -28,7 +28,7 @@ def test_udp_hairpin_between_subscribers(net):
 
 def test_tcp_hairpin_to_a_static_mapping(net):
     """sub1 opens a real TCP connection to sub2's statically mapped endpoint."""
-    net.start_cgnd(extra=["--static-mapping", "tcp 100.64.0.12:8080 198.51.100.5:80"])
+    net.start_cgnd(extra=["--static-mapping", f"tcp {SUB2}:8080 198.51.100.5:80"])
     sink = net.spawn_peer("sub2", "tcp-sink", "--port", 8080, "--conns", 1,
                           "--reply-bytes", 65536, "--timeout", 20)
     assert "listening" in read_json_line(sink)
