@@ -13,6 +13,9 @@ packages=(
   iproute2 iputils-ping ethtool procps python3 python3-pytest
   # the control socket examples of the README
   socat
+  # the PCP tests: every response the server sends decoded by Wireshark's dissector, from
+  # captures written with libpcap
+  tshark libpcap-dev
 )
 
 if [ "$(id -u)" -ne 0 ]; then

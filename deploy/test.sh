@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Every test: installs what is missing, builds, then runs
-#   unit tests (GoogleTest, no EAL),
+#   unit tests (GoogleTest, no EAL), the PCP tests (codec; responses checked with tshark),
 #   dataplane tests (EAL --no-huge, real frames through the worker on ring ports),
 #   both also built with AddressSanitizer + UndefinedBehaviorSanitizer, and the concurrency
 #   test (workers on threads, live reconfiguration) with ThreadSanitizer,
-#   a bounded run (60 s) of the packet-path fuzzer (libFuzzer, clang, ASan + UBSan),
+#   bounded runs of the fuzzers (libFuzzer, clang, ASan + UBSan): packet path 60 s, PCP codec 30 s,
 #   the benchmark smoke run, and
 #   end-to-end tests (network namespaces, real Linux TCP/UDP/ICMP through cgnd; needs root),
 #   with one worker and with two.
@@ -32,7 +32,7 @@ ninja -C build-tsan tests/dataplane/cgn-dataplane-tests || exit 1
 if [ ! -f build-fuzz/build.ninja ]; then
   CXX=clang++-14 meson setup build-fuzz -Dfuzz=true -Db_lundef=false > /dev/null || exit 1
 fi
-ninja -C build-fuzz tests/fuzz/cgn-fuzz-packet-path || exit 1
+ninja -C build-fuzz tests/fuzz/cgn-fuzz-packet-path tests/fuzz/cgn-fuzz-pcp-codec || exit 1
 
 passed=0
 failed=0
@@ -63,26 +63,35 @@ run_gtest() {
 
 run_gtest unit ./build/tests/unit/cgn-unit-tests
 run_gtest unit-sanitized ./build-sanitize/tests/unit/cgn-unit-tests
+run_gtest pcp ./build/tests/control/pcp/cgn-pcp-tests
+run_gtest pcp-sanitized ./build-sanitize/tests/control/pcp/cgn-pcp-tests
 run_gtest dataplane ./build/tests/dataplane/cgn-dataplane-tests
 run_gtest dataplane-sanitized ./build-sanitize/tests/dataplane/cgn-dataplane-tests
 TSAN_OPTIONS="halt_on_error=1" run_gtest dataplane-concurrency-tsan \
   ./build-tsan/tests/dataplane/cgn-dataplane-tests --gtest_filter='Concurrency*'
 
-# The packet-path fuzzer for 60 s from the committed seeds (new inputs go to the log dir): one
-# test, failed with the crash shown (the input is kept as fuzz-crash-* in the log dir).
-echo "=== fuzz-packet-path"
-fuzz_log="$logdir/fuzz-packet-path.log"
-mkdir -p "$logdir/fuzz-corpus"
-if ./build-fuzz/tests/fuzz/cgn-fuzz-packet-path -max_total_time=60 -timeout=10 -max_len=4096 \
-    -dict=tests/fuzz/packet_path.dict -artifact_prefix="$logdir/fuzz-" -print_final_stats=1 \
-    "$logdir/fuzz-corpus" tests/fuzz/corpus/packet_path > "$fuzz_log" 2>&1; then
-  grep -E '^stat::(number_of_executed_units|new_units_added)' "$fuzz_log"
-  passed=$((passed + 1)); echo "fuzz-packet-path: 1 passed, 0 failed"
-else
-  # All but libFuzzer's progress lines: the failure, the frame and counters, the stack.
-  grep -v -E '^(#[0-9]+|INFO:|[[:space:]]+NEW_FUNC|Dictionary:)' "$fuzz_log" | head -n 120
-  failed=$((failed + 1)); echo "fuzz-packet-path: 0 passed, 1 failed"
-fi
+# A libFuzzer target for a bounded time from its committed seeds (new inputs go to the log
+# dir): one test, failed with the crash shown (the input is kept as NAME-crash-* in the log dir).
+run_fuzzer() {
+  local name=$1 seconds=$2 binary=$3 seeds=$4; shift 4
+  echo "=== $name"
+  local log="$logdir/$name.log"
+  mkdir -p "$logdir/$name-corpus"
+  if "$binary" -max_total_time="$seconds" -timeout=10 -artifact_prefix="$logdir/$name-" \
+      -print_final_stats=1 "$@" "$logdir/$name-corpus" "$seeds" > "$log" 2>&1; then
+    grep -E '^stat::(number_of_executed_units|new_units_added)' "$log"
+    passed=$((passed + 1)); echo "$name: 1 passed, 0 failed"
+  else
+    # All but libFuzzer's progress lines: the failure, the input and counters, the stack.
+    grep -v -E '^(#[0-9]+|INFO:|[[:space:]]+NEW_FUNC|Dictionary:)' "$log" | head -n 120
+    failed=$((failed + 1)); echo "$name: 0 passed, 1 failed"
+  fi
+}
+# The packet path (docs/security.md) for 60 s, the PCP codec for 30 s.
+run_fuzzer fuzz-packet-path 60 ./build-fuzz/tests/fuzz/cgn-fuzz-packet-path \
+  tests/fuzz/corpus/packet_path -max_len=4096 -dict=tests/fuzz/packet_path.dict
+run_fuzzer fuzz-pcp-codec 30 ./build-fuzz/tests/fuzz/cgn-fuzz-pcp-codec \
+  tests/fuzz/corpus/pcp_codec -max_len=1200
 
 if [ -x ./build/bench/cgn-pipeline-bench ]; then
   echo "=== bench-smoke"

@@ -1,0 +1,49 @@
+#pragma once
+// Helpers of the PCP tests: hex text to bytes, and requests and responses to start from.
+
+#include <cstdint>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "control/pcp/messages.hpp"
+
+namespace cgn::ctl::pcp::test {
+
+using Bytes = std::vector<uint8_t>;
+
+// "02 01 00 00 ..." (spaces and line breaks ignored) into bytes.
+inline Bytes hex(std::string_view text) {
+    Bytes out;
+    int nibble = -1;
+    for (char c : text) {
+        int v = -1;
+        if (c >= '0' && c <= '9') v = c - '0';
+        if (c >= 'a' && c <= 'f') v = c - 'a' + 10;
+        if (c >= 'A' && c <= 'F') v = c - 'A' + 10;
+        if (v < 0) continue;
+        if (nibble < 0) {
+            nibble = v;
+        } else {
+            out.push_back(static_cast<uint8_t>(nibble << 4 | v));
+            nibble = -1;
+        }
+    }
+    return out;
+}
+
+inline std::string to_hex(const Bytes& b) {
+    std::ostringstream s;
+    for (size_t i = 0; i < b.size(); ++i) {
+        static constexpr char kDigits[] = "0123456789abcdef";
+        s << kDigits[b[i] >> 4] << kDigits[b[i] & 15] << ((i % 4 == 3) ? " " : "");
+    }
+    return s.str();
+}
+
+inline IpAddress v4(const char* text) { return IpAddress::from_ipv4(*common::Ipv4Address::parse(text)); }
+
+inline Nonce nonce_1_to_12() { return {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}; }
+
+}  // namespace cgn::ctl::pcp::test

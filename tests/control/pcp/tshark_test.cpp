@@ -1,0 +1,231 @@
+// Every kind of PCP response the codec writes, decoded by Wireshark's Port Control Protocol
+// dissector (tshark, Debian's package): an independent reading of the wire format. The
+// responses go into a capture (libpcap) as UDP from port 5351, and tshark's fields must give
+// back what was encoded.
+#include <gtest/gtest.h>
+#include <pcap/pcap.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "common/packet_builder.hpp"
+#include "control/pcp/codec.hpp"
+#include "tests/control/pcp/pcp_test_util.hpp"
+
+namespace cgn::ctl::pcp::test {
+namespace {
+
+// The fields compared, in this order (tshark -T fields, one line per frame).
+const std::vector<std::string> kFields = {
+    "portcontrol.version",
+    "portcontrol.opcode",
+    "portcontrol.result_code",
+    "portcontrol.lifetime_rsp",
+    "portcontrol.epoch_time",
+    "portcontrol.map.nonce",
+    "portcontrol.map.protocol",
+    "portcontrol.map.internal_port",
+    "portcontrol.map.rsp_assigned_external_port",
+    "portcontrol.map.rsp_assigned_ext_ip",
+    "portcontrol.peer.protocol",
+    "portcontrol.peer.internal_port",
+    "portcontrol.peer.rsp_assigned_external_port",
+    "portcontrol.peer.remote_peer_port",
+    "portcontrol.peer.remote_peer_ip",
+    "portcontrol.option.code",
+    "portcontrol.option.third_party.internal_ip",
+    "portcontrol.option.filter.prefix_length",
+    "portcontrol.option.filter.remote_peer_port",
+    "portcontrol.option.filter.remote_peer_ip",
+    "portcontrol.option.description",
+    "portcontrol.option.portset.size",
+    "portcontrol.option.portset.parity",
+};
+
+using Fields = std::map<std::string, std::string>;
+
+struct Case {
+    std::string what;
+    Response response;
+    Fields expected;  // the fields that must have these values (others: anything)
+};
+
+// Writes the responses as frames 1..n of a capture and returns tshark's fields per frame.
+std::vector<Fields> through_tshark(const std::vector<Case>& cases) {
+    char path[] = "/tmp/cgn-pcp-tshark-XXXXXX.pcap";
+    const int fd = mkstemps(path, 5);
+    EXPECT_GE(fd, 0);
+    close(fd);
+    pcap_t* dead = pcap_open_dead(DLT_EN10MB, 65535);
+    pcap_dumper_t* dump = pcap_dump_open(dead, path);
+    EXPECT_NE(dump, nullptr) << pcap_geterr(dead);
+    for (size_t i = 0; i < cases.size(); ++i) {
+        std::vector<uint8_t> payload(kMaxMessage);
+        payload.resize(encode_response(cases[i].response, payload));
+        EXPECT_FALSE(payload.empty()) << cases[i].what;
+        const auto frame =
+            common::PacketBuilder()
+                .ethernet(*common::MacAddress::parse("02:00:00:00:00:01"),
+                          *common::MacAddress::parse("02:00:00:00:00:11"))
+                .ipv4(*common::Ipv4Address::parse("100.64.0.1"),
+                      *common::Ipv4Address::parse("100.64.0.11"))
+                .udp(kServerPort, kClientPort)
+                .payload(payload)
+                .build();
+        pcap_pkthdr h{};
+        h.ts.tv_sec = static_cast<time_t>(i + 1);
+        h.caplen = h.len = static_cast<bpf_u_int32>(frame.size());
+        pcap_dump(reinterpret_cast<u_char*>(dump), &h, frame.data());
+    }
+    pcap_dump_close(dump);
+    pcap_close(dead);
+
+    std::string command = "tshark -n -r " + std::string(path) +
+                          " -T fields -E separator=/t -E occurrence=a -E aggregator=,";
+    for (const auto& f : kFields) command += " -e " + f;
+    const std::string errors = std::string(path) + ".stderr";
+    command += " 2>" + errors;
+    FILE* out = popen(command.c_str(), "r");
+    std::vector<Fields> frames;
+    std::string text;
+    char buf[4096];
+    while (out != nullptr && fgets(buf, sizeof buf, out) != nullptr) text += buf;
+    const int rc = out != nullptr ? pclose(out) : -1;
+    std::string complaints;
+    if (FILE* e = fopen(errors.c_str(), "r")) {
+        while (fgets(buf, sizeof buf, e) != nullptr) complaints += buf;
+        fclose(e);
+    }
+    unlink(path);
+    unlink(errors.c_str());
+    EXPECT_EQ(rc, 0) << "tshark failed (deploy/install-deps.sh installs it):\n" << complaints;
+    std::istringstream lines(text);
+    std::string line;
+    while (std::getline(lines, line)) {
+        Fields f;
+        std::istringstream cols(line);
+        std::string col;
+        for (size_t k = 0; k < kFields.size() && std::getline(cols, col, '\t'); ++k)
+            if (!col.empty()) f[kFields[k]] = col;
+        frames.push_back(f);
+    }
+    return frames;
+}
+
+MapData map_data() {
+    MapData m;
+    m.nonce = nonce_1_to_12();
+    m.protocol = 6;
+    m.internal_port = 8080;
+    m.external_port = 15000;
+    m.external_address = v4("198.51.100.1");
+    return m;
+}
+
+std::vector<Case> cases() {
+    std::vector<Case> out;
+    {
+        Case c{"MAP success", {}, {}};
+        c.response.opcode = Opcode::map;
+        c.response.lifetime = 7200;
+        c.response.epoch = 42;
+        c.response.map = map_data();
+        c.expected = {{"portcontrol.version", "2"},
+                      {"portcontrol.opcode", "1"},
+                      {"portcontrol.result_code", "0"},
+                      {"portcontrol.lifetime_rsp", "7200"},
+                      {"portcontrol.epoch_time", "42"},
+                      {"portcontrol.map.nonce", "0102030405060708090a0b0c"},
+                      {"portcontrol.map.protocol", "6"},
+                      {"portcontrol.map.internal_port", "8080"},
+                      {"portcontrol.map.rsp_assigned_external_port", "15000"},
+                      {"portcontrol.map.rsp_assigned_ext_ip", "::ffff:198.51.100.1"}};
+        out.push_back(c);
+    }
+    {
+        Case c{"MAP with every option", {}, {}};
+        c.response.opcode = Opcode::map;
+        c.response.lifetime = 600;
+        c.response.epoch = 43;
+        c.response.map = map_data();
+        Options& o = c.response.options;
+        o.third_party = v4("100.64.0.12");
+        o.prefer_failure = true;
+        o.filters = {Filter{120, 0, v4("203.0.113.0")}, Filter{128, 443, v4("192.0.2.20")}};
+        o.description = "web server";
+        o.port_set = PortSet{16, 8080, true};
+        c.expected = {{"portcontrol.option.code", "1,2,3,3,128,130"},
+                      {"portcontrol.option.third_party.internal_ip", "::ffff:100.64.0.12"},
+                      {"portcontrol.option.filter.prefix_length", "120,128"},
+                      {"portcontrol.option.filter.remote_peer_port", "0,443"},
+                      {"portcontrol.option.filter.remote_peer_ip",
+                       "::ffff:203.0.113.0,::ffff:192.0.2.20"},
+                      {"portcontrol.option.description", "web server"},
+                      {"portcontrol.option.portset.size", "16"},
+                      {"portcontrol.option.portset.parity", "1"}};
+        out.push_back(c);
+    }
+    {
+        Case c{"PEER success", {}, {}};
+        c.response.opcode = Opcode::peer;
+        c.response.lifetime = 120;
+        c.response.epoch = 44;
+        PeerData p;
+        static_cast<MapData&>(p) = map_data();
+        p.protocol = 17;
+        p.internal_port = 40000;
+        p.remote_port = 53;
+        p.remote_address = v4("203.0.113.10");
+        c.response.peer = p;
+        c.response.options.description = "dns";
+        c.expected = {{"portcontrol.opcode", "2"},
+                      {"portcontrol.peer.protocol", "17"},
+                      {"portcontrol.peer.internal_port", "40000"},
+                      {"portcontrol.peer.rsp_assigned_external_port", "15000"},
+                      {"portcontrol.peer.remote_peer_port", "53"},
+                      {"portcontrol.peer.remote_peer_ip", "::ffff:203.0.113.10"},
+                      {"portcontrol.option.description", "dns"}};
+        out.push_back(c);
+    }
+    {
+        Case c{"ANNOUNCE", {}, {}};
+        c.response.epoch = 45;
+        c.expected = {{"portcontrol.opcode", "0"}, {"portcontrol.epoch_time", "45"}};
+        out.push_back(c);
+    }
+    for (unsigned code = 1; code < kResultCodes; ++code) {
+        Case c{std::string("MAP error ") + std::string(to_string(static_cast<ResultCode>(code))),
+               {},
+               {}};
+        c.response.opcode = Opcode::map;
+        c.response.result = static_cast<ResultCode>(code);
+        c.response.lifetime = error_lifetime(c.response.result);
+        c.response.epoch = 46;
+        c.response.map = map_data();
+        c.expected = {{"portcontrol.result_code", std::to_string(code)},
+                      {"portcontrol.lifetime_rsp", std::to_string(c.response.lifetime)}};
+        out.push_back(c);
+    }
+    return out;
+}
+
+TEST(PcpTshark, EveryResponseDecodesInWiresharksDissectorWithItsFields) {
+    const auto all = cases();
+    const auto frames = through_tshark(all);
+    ASSERT_EQ(frames.size(), all.size());
+    for (size_t i = 0; i < all.size(); ++i)
+        for (const auto& [field, value] : all[i].expected) {
+            const auto it = frames[i].find(field);
+            EXPECT_TRUE(it != frames[i].end() && it->second == value)
+                << all[i].what << ": " << field << " is '"
+                << (it == frames[i].end() ? "(absent)" : it->second) << "', expected '" << value
+                << "'";
+        }
+}
+
+}  // namespace
+}  // namespace cgn::ctl::pcp::test
