@@ -4,7 +4,8 @@
 #   dataplane tests (EAL --no-huge, real frames through the worker on ring ports),
 #   both also built with AddressSanitizer + UndefinedBehaviorSanitizer, and the concurrency
 #   test (workers on threads, live reconfiguration) with ThreadSanitizer,
-#   bounded runs of the fuzzers (libFuzzer, clang, ASan + UBSan): packet path 60 s, PCP codec 30 s,
+#   bounded runs of the fuzzers (libFuzzer, clang, ASan + UBSan): packet path 60 s, PCP codec
+#   and PCP service 30 s each,
 #   the benchmark smoke run, and
 #   end-to-end tests (network namespaces, real Linux TCP/UDP/ICMP through cgnd; needs root),
 #   with one worker and with two.
@@ -32,7 +33,8 @@ ninja -C build-tsan tests/dataplane/cgn-dataplane-tests || exit 1
 if [ ! -f build-fuzz/build.ninja ]; then
   CXX=clang++-14 meson setup build-fuzz -Dfuzz=true -Db_lundef=false > /dev/null || exit 1
 fi
-ninja -C build-fuzz tests/fuzz/cgn-fuzz-packet-path tests/fuzz/cgn-fuzz-pcp-codec || exit 1
+ninja -C build-fuzz tests/fuzz/cgn-fuzz-packet-path tests/fuzz/cgn-fuzz-pcp-codec \
+  tests/fuzz/cgn-fuzz-pcp-server || exit 1
 
 passed=0
 failed=0
@@ -87,11 +89,13 @@ run_fuzzer() {
     failed=$((failed + 1)); echo "$name: 0 passed, 1 failed"
   fi
 }
-# The packet path (docs/security.md) for 60 s, the PCP codec for 30 s.
+# The packet path (docs/security.md) for 60 s, the PCP codec and the PCP service for 30 s each.
 run_fuzzer fuzz-packet-path 60 ./build-fuzz/tests/fuzz/cgn-fuzz-packet-path \
   tests/fuzz/corpus/packet_path -max_len=4096 -dict=tests/fuzz/packet_path.dict
 run_fuzzer fuzz-pcp-codec 30 ./build-fuzz/tests/fuzz/cgn-fuzz-pcp-codec \
   tests/fuzz/corpus/pcp_codec -max_len=1200
+run_fuzzer fuzz-pcp-server 30 ./build-fuzz/tests/fuzz/cgn-fuzz-pcp-server \
+  tests/fuzz/corpus/pcp_server -max_len=4096
 
 if [ -x ./build/bench/cgn-pipeline-bench ]; then
   echo "=== bench-smoke"

@@ -412,8 +412,11 @@ std::optional<Response> decode_response(std::span<const uint8_t> p, std::string*
     const auto data = p.subspan(kHeaderSize, opcode_size(*op));
     if (*op == Opcode::map) r.map = get_map(data);
     if (*op == Opcode::peer) r.peer = get_peer(data);
-    if (auto e = read_options(p.subspan(kHeaderSize + opcode_size(*op)), *op, r.options, false))
-        return fail("options cut short");
+    if (read_options(p.subspan(kHeaderSize + opcode_size(*op)), *op, r.options, false)) {
+        // An error answer copies the request it refuses (§7.3), malformed options and all.
+        if (r.result == ResultCode::success) return fail("options cut short");
+        r.options = Options{};
+    }
     return r;
 }
 

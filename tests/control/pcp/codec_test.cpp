@@ -312,6 +312,23 @@ TEST(PcpCodec, AnErrorResponseIsTheRequestWithAResponseHeader) {
     EXPECT_EQ(r->map, std::optional<MapData>(map_8080()));
 }
 
+// An error answer copies the request, options it could not parse included: a client still
+// reads the result code (and leaves the options).
+TEST(PcpCodec, AnErrorAnswerWithTheRequestsBadOptionsStillDecodes) {
+    const Bytes bad = with(kMapRequest, "7f 00 0004 00000000");
+    ASSERT_EQ(decode_request(bad).error, ResultCode::unsupp_option);
+    Bytes out(kMaxMessage);
+    out.resize(encode_error(bad, ResultCode::unsupp_option, 1800, 3, out));
+    const auto r = decode_response(out);
+    ASSERT_TRUE(r.has_value());
+    EXPECT_EQ(r->result, ResultCode::unsupp_option);
+    EXPECT_EQ(r->map, std::optional<MapData>(map_8080()));
+    Bytes success = out;
+    success[3] = 0;
+    EXPECT_FALSE(decode_response(with(Bytes(success.begin(), success.end() - 8), "01 00 0010 00000000")))
+        << "a success answer must be well formed";
+}
+
 // §9: a version-1 (or NAT-PMP-sized) request gets a 24-octet UNSUPP_VERSION in version 2.
 TEST(PcpCodec, UnsupportedVersionIsAnsweredInVersionTwo) {
     Bytes out(kMaxMessage);

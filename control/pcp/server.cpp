@@ -1,0 +1,315 @@
+#include "control/pcp/server.hpp"
+
+#include <algorithm>
+
+namespace cgn::ctl::pcp {
+
+namespace {
+
+constexpr uint8_t kTcp = 6;
+constexpr uint8_t kUdp = 17;
+// §13.3: a mapping keeps at most this many filters; more is EXCESSIVE_REMOTE_PEERS.
+constexpr size_t kMaxFilters = 16;
+
+bool in_any(const std::vector<common::Ipv4Prefix>& prefixes, common::Ipv4Address a) {
+    return std::any_of(prefixes.begin(), prefixes.end(),
+                       [&](const common::Ipv4Prefix& p) { return p.contains(a); });
+}
+
+// §13.3: in order, a filter of prefix length 0 removes all before it; the others are added
+// (an equal one only once).
+std::vector<Filter> apply_filters(std::vector<Filter> current, const std::vector<Filter>& asked) {
+    for (const Filter& f : asked) {
+        if (f.prefix_length == 0) {
+            current.clear();
+        } else if (std::find(current.begin(), current.end(), f) == current.end()) {
+            current.push_back(f);
+        }
+    }
+    return current;
+}
+
+}  // namespace
+
+// One request on its way through: the decoded request, its bytes (an error answer copies
+// them, §7.3) and who it is about.
+struct Server::Context {
+    const Received& received;
+    Request request;
+    common::Ipv4Address internal;  // the subscriber the request is for (THIRD_PARTY or source)
+    std::vector<Change> changes;
+};
+
+Server::Server(ServerSettings settings, NatControl& nat, const common::Clock& clock)
+    : settings_(std::move(settings)), nat_(nat), clock_(clock), start_ms_(clock.now_ms()) {}
+
+uint32_t Server::epoch() const {
+    return static_cast<uint32_t>((clock_.now_ms() - start_ms_) / 1000);
+}
+
+uint32_t Server::mappings_of(common::Ipv4Address subscriber) const {
+    const auto it = per_subscriber_.find(subscriber.value);
+    return it == per_subscriber_.end() ? 0 : it->second;
+}
+
+bool Server::is_subscriber(common::Ipv4Address a) const { return in_any(settings_.subscribers, a); }
+
+// A token bucket per subscriber, in thousandths of a request so that slow rates refill.
+bool Server::within_rate(common::Ipv4Address subscriber) {
+    const uint64_t now = clock_.now_ms();
+    const uint64_t burst = uint64_t{settings_.request_burst} * 1000;
+    auto [it, fresh] = buckets_.try_emplace(subscriber.value, Bucket{burst, now});
+    Bucket& b = it->second;
+    if (!fresh) {
+        b.tokens_milli = std::min(
+            burst, b.tokens_milli + (now - b.refilled_ms) * settings_.requests_per_second);
+        b.refilled_ms = now;
+    }
+    if (b.tokens_milli < 1000) return false;
+    b.tokens_milli -= 1000;
+    return true;
+}
+
+uint32_t Server::granted_lifetime(uint32_t requested) const {
+    return std::clamp(requested, settings_.min_lifetime, settings_.max_lifetime);
+}
+
+Outcome Server::answer(Context& c, ResultCode code) {
+    Outcome out;
+    out.result = code;
+    out.reply.resize(kMaxMessage);
+    out.reply.resize(
+        encode_error(c.received.payload, code, error_lifetime(code), epoch(), out.reply));
+    return out;
+}
+
+Outcome Server::handle(const Received& received) {
+    Outcome out;
+    // §18: answer subscribers only (a spoofed source would make this an amplifier), and at
+    // most their rate: both before any work.
+    if (!is_subscriber(received.source)) {
+        out.dropped = "source is not a subscriber address";
+        return out;
+    }
+    if (!within_rate(received.source)) {
+        out.dropped = "subscriber over its request rate";
+        return out;
+    }
+    const Decoded d = decode_request(received.payload);
+    Context c{received, d.request, received.source, {}};
+    if (d.kind == Decoded::Kind::drop) {
+        out.dropped = d.reason;
+        return out;
+    }
+    if (d.kind == Decoded::Kind::error) return answer(c, d.error);
+    // §8.3: the client's address field must be the packet's source (no NAT between them).
+    if (c.request.client_address != IpAddress::from_ipv4(received.source))
+        return answer(c, ResultCode::address_mismatch);
+    if (c.request.options.third_party) {
+        // §13.1: only the operator's systems may ask for another host, and only for a
+        // subscriber.
+        const auto other = c.request.options.third_party->ipv4();
+        if (!in_any(settings_.third_party_sources, received.source) || !other ||
+            !is_subscriber(*other))
+            return answer(c, ResultCode::not_authorized);
+        c.internal = *other;
+    }
+    switch (c.request.opcode) {
+        case Opcode::map:
+            return serve_map(c);
+        case Opcode::peer:
+            return serve_peer(c);
+        case Opcode::announce:
+            return serve_announce(c);
+    }
+    return answer(c, ResultCode::unsupp_opcode);
+}
+
+// §14.1: ANNOUNCE is answered with the epoch; nothing changes.
+Outcome Server::serve_announce(Context& c) {
+    Response r;
+    r.opcode = Opcode::announce;
+    r.epoch = epoch();
+    Outcome out;
+    out.reply.resize(kMaxMessage);
+    out.reply.resize(encode_response(r, out.reply));
+    (void)c;
+    return out;
+}
+
+namespace {
+
+Outcome map_reply(const Request& q, const MapData& asked, const Endpoint& external,
+                  uint32_t lifetime, uint32_t epoch, const std::vector<Filter>& filters,
+                  std::vector<Change> changes) {
+    Response r;
+    r.opcode = Opcode::map;
+    r.lifetime = lifetime;
+    r.epoch = epoch;
+    r.map = asked;
+    r.map->external_port = external.port;
+    r.map->external_address = IpAddress::from_ipv4(external.address);
+    // §7.3: the options processed are in the answer.
+    r.options.third_party = q.options.third_party;
+    r.options.prefer_failure = q.options.prefer_failure;
+    r.options.filters = filters;
+    r.options.description = q.options.description;
+    Outcome out;
+    out.changes = std::move(changes);
+    out.reply.resize(kMaxMessage);
+    out.reply.resize(encode_response(r, out.reply));
+    return out;
+}
+
+}  // namespace
+
+Outcome Server::serve_map(Context& c) {
+    const MapData& m = *c.request.map;
+    const bool deleting = c.request.lifetime == 0;
+    // §11.1: protocol 0 is "all protocols" (its port is ignored), port 0 "all ports": a CGN
+    // shares its external addresses, so neither can be mapped; both can be deleted.
+    if (m.protocol == 0 && deleting) return delete_map(c, MappingKey{c.internal, 0, 0});
+    if (m.protocol != kTcp && m.protocol != kUdp) return answer(c, ResultCode::unsupp_protocol);
+    const MappingKey key{c.internal, m.protocol, m.internal_port};
+    if (deleting) return delete_map(c, key);
+    if (m.internal_port == 0) return answer(c, ResultCode::not_authorized);
+    if (nat_.static_mapping(key)) return answer(c, ResultCode::not_authorized);
+    if (auto it = mappings_.find(key); it != mappings_.end()) return refresh_map(c, key, it->second);
+    return create_map(c, key);
+}
+
+// §15: lifetime 0 deletes; the nonce must be the mapping's (§11.3); deleting what does not
+// exist succeeds. Protocol 0 or port 0 delete every mapping of the internal address (and
+// protocol) that has this nonce.
+Outcome Server::delete_map(Context& c, const MappingKey& key) {
+    const MapData& m = *c.request.map;
+    const bool all = key.protocol == 0 || key.internal_port == 0;
+    if (!all && nat_.static_mapping(key)) return answer(c, ResultCode::not_authorized);
+    std::vector<MappingKey> doomed;
+    for (auto it = mappings_.lower_bound(MappingKey{key.internal, 0, 0});
+         it != mappings_.end() && it->first.internal == key.internal; ++it) {
+        const bool match = all ? (key.protocol == 0 || it->first.protocol == key.protocol)
+                               : it->first == key;
+        if (!match) continue;
+        if (it->second.nonce != m.nonce) {
+            if (!all) return answer(c, ResultCode::not_authorized);
+            continue;
+        }
+        doomed.push_back(it->first);
+    }
+    Endpoint external;
+    if (!all && !doomed.empty()) external = mappings_.at(doomed.front()).external;
+    for (const MappingKey& k : doomed) remove(k, c.changes);
+    return map_reply(c.request, m, external, 0, epoch(), {}, std::move(c.changes));
+}
+
+Outcome Server::refresh_map(Context& c, const MappingKey& key, PcpMapping& mapping) {
+    const MapData& m = *c.request.map;
+    if (mapping.nonce != m.nonce) return answer(c, ResultCode::not_authorized);
+    auto filters = apply_filters(mapping.filters, c.request.options.filters);
+    if (filters.size() > kMaxFilters) return answer(c, ResultCode::excessive_remote_peers);
+    const uint32_t lifetime = granted_lifetime(c.request.lifetime);
+    mapping.filters = std::move(filters);
+    if (c.request.options.description) mapping.description = *c.request.options.description;
+    mapping.expires_ms = clock_.now_ms() + uint64_t{lifetime} * 1000;
+    expiry_.emplace(mapping.expires_ms, key);
+    c.changes.push_back({Change::Kind::refreshed, key, mapping.external});
+    return map_reply(c.request, m, mapping.external, lifetime, epoch(), mapping.filters,
+                     std::move(c.changes));
+}
+
+Outcome Server::create_map(Context& c, const MappingKey& key) {
+    const MapData& m = *c.request.map;
+    const Options& o = c.request.options;
+    auto filters = apply_filters({}, o.filters);
+    if (filters.size() > kMaxFilters) return answer(c, ResultCode::excessive_remote_peers);
+    if (mappings_of(key.internal) >= settings_.max_mappings_per_subscriber)
+        return answer(c, ResultCode::user_ex_quota);
+    // §11.3: the internal endpoint's existing mapping is the answer; otherwise the suggestion,
+    // if policy allows it; PREFER_FAILURE (§13.2) wants that or nothing.
+    std::optional<Endpoint> suggested;
+    bool exact = o.prefer_failure;
+    if (auto existing = nat_.dynamic_mapping(key)) {
+        suggested = existing;
+        exact = true;
+    } else if (m.external_port != 0) {
+        const bool allowed = m.external_port >= settings_.suggestable_ports.first &&
+                             m.external_port <= settings_.suggestable_ports.last;
+        if (!allowed && o.prefer_failure) return answer(c, ResultCode::cannot_provide_external);
+        if (allowed)
+            suggested = Endpoint{m.external_address.ipv4().value_or(common::Ipv4Address{}),
+                                 m.external_port};
+    } else if (o.prefer_failure) {
+        exact = false;  // nothing suggested: nothing to prefer
+    }
+    const Grant g = nat_.reserve(key, suggested, exact);
+    if (g.result != ResultCode::success) return answer(c, g.result);
+    const uint32_t lifetime = granted_lifetime(c.request.lifetime);
+    PcpMapping& mapping = mappings_[key];
+    mapping.external = g.external;
+    mapping.nonce = m.nonce;
+    mapping.client = c.request.client_address;
+    mapping.expires_ms = clock_.now_ms() + uint64_t{lifetime} * 1000;
+    mapping.filters = std::move(filters);
+    mapping.description = o.description.value_or("");
+    expiry_.emplace(mapping.expires_ms, key);
+    ++per_subscriber_[key.internal.value];
+    c.changes.push_back({Change::Kind::created, key, g.external});
+    return map_reply(c.request, m, g.external, lifetime, epoch(), mapping.filters,
+                     std::move(c.changes));
+}
+
+// §12.3: PEER maps (or finds) the outbound flow's mapping and may extend its lifetime; it
+// creates no explicit mapping.
+Outcome Server::serve_peer(Context& c) {
+    const PeerData& p = *c.request.peer;
+    if (p.protocol != kTcp && p.protocol != kUdp) return answer(c, ResultCode::unsupp_protocol);
+    const auto remote = p.remote_address.ipv4();
+    if (p.internal_port == 0 || p.remote_port == 0 || !remote)
+        return answer(c, ResultCode::malformed_request);
+    const MappingKey key{c.internal, p.protocol, p.internal_port};
+    std::optional<Endpoint> suggested;
+    if (p.external_port != 0)
+        suggested =
+            Endpoint{p.external_address.ipv4().value_or(common::Ipv4Address{}), p.external_port};
+    const uint32_t lifetime = c.request.lifetime == 0 ? 0 : granted_lifetime(c.request.lifetime);
+    const Grant g = nat_.peer(key, Endpoint{*remote, p.remote_port}, suggested, lifetime);
+    if (g.result != ResultCode::success) return answer(c, g.result);
+    Response r;
+    r.opcode = Opcode::peer;
+    r.lifetime = lifetime;
+    r.epoch = epoch();
+    r.peer = p;
+    r.peer->external_port = g.external.port;
+    r.peer->external_address = IpAddress::from_ipv4(g.external.address);
+    r.options.third_party = c.request.options.third_party;
+    r.options.description = c.request.options.description;
+    Outcome out;
+    out.reply.resize(kMaxMessage);
+    out.reply.resize(encode_response(r, out.reply));
+    return out;
+}
+
+void Server::remove(const MappingKey& key, std::vector<Change>& changes) {
+    const auto it = mappings_.find(key);
+    if (it == mappings_.end()) return;
+    nat_.release(key, it->second.external);
+    changes.push_back({Change::Kind::removed, key, it->second.external});
+    if (--per_subscriber_[key.internal.value] == 0) per_subscriber_.erase(key.internal.value);
+    mappings_.erase(it);
+}
+
+std::vector<Change> Server::expire() {
+    std::vector<Change> changes;
+    const uint64_t now = clock_.now_ms();
+    while (!expiry_.empty() && expiry_.begin()->first <= now) {
+        const auto [when, key] = *expiry_.begin();
+        expiry_.erase(expiry_.begin());
+        const auto it = mappings_.find(key);
+        // A refreshed mapping left its older entry behind: only the current one counts.
+        if (it != mappings_.end() && it->second.expires_ms == when) remove(key, changes);
+    }
+    return changes;
+}
+
+}  // namespace cgn::ctl::pcp

@@ -1,0 +1,385 @@
+// The PCP service (control/pcp/server.hpp) against a fake NAT and a manual clock: every rule
+// of RFC 6887 it implements, shown by the bytes it answers and the changes it reports.
+#include "control/pcp/server.hpp"
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <set>
+
+#include "tests/control/pcp/pcp_test_util.hpp"
+
+namespace cgn::ctl::pcp::test {
+namespace {
+
+using common::Ipv4Address;
+
+Ipv4Address ip(const char* text) { return *Ipv4Address::parse(text); }
+
+const Ipv4Address kSub1 = ip("100.64.0.11");
+const Ipv4Address kSub2 = ip("100.64.0.13");
+const Ipv4Address kOperator = ip("100.64.255.1");  // an operator system on the inside
+const Ipv4Address kPaired = ip("198.51.100.1");     // every subscriber's paired address here
+
+// A NAT with one paired address: ports handed out from 20000 up, a suggestion honoured when
+// free; dynamic and static mappings set by the test.
+class FakeNat final : public NatControl {
+public:
+    std::map<MappingKey, Endpoint> dynamic;
+    std::set<MappingKey> statics;
+    std::set<uint16_t> taken;
+    std::map<MappingKey, Endpoint> reserved;
+    ResultCode fail_with = ResultCode::success;
+    uint16_t next = 20000;
+    std::vector<std::pair<MappingKey, uint32_t>> peers;  // PEER calls: key, lifetime
+
+    std::optional<Endpoint> dynamic_mapping(const MappingKey& k) override {
+        auto it = dynamic.find(k);
+        if (it == dynamic.end()) return std::nullopt;
+        return it->second;
+    }
+    bool static_mapping(const MappingKey& k) override { return statics.count(k) != 0; }
+    Grant reserve(const MappingKey& k, std::optional<Endpoint> suggested, bool exact) override {
+        if (fail_with != ResultCode::success) return {fail_with, {}};
+        Endpoint e{kPaired, 0};
+        const bool usable = suggested && (suggested->address.value == 0 ||
+                                          suggested->address == kPaired);
+        if (usable && (taken.count(suggested->port) == 0 || dynamic_mapping(k) == suggested)) {
+            e.port = suggested->port;
+        } else if (exact && suggested) {
+            return {ResultCode::cannot_provide_external, {}};
+        } else {
+            while (taken.count(next)) ++next;
+            e.port = next;
+        }
+        taken.insert(e.port);
+        reserved[k] = e;
+        return {ResultCode::success, e};
+    }
+    void release(const MappingKey& k, const Endpoint& e) override {
+        taken.erase(e.port);
+        reserved.erase(k);
+    }
+    Grant peer(const MappingKey& k, const Endpoint&, std::optional<Endpoint>,
+               uint32_t lifetime) override {
+        peers.emplace_back(k, lifetime);
+        if (fail_with != ResultCode::success) return {fail_with, {}};
+        return {ResultCode::success, Endpoint{kPaired, 31000}};
+    }
+};
+
+class PcpServer : public testing::Test {
+protected:
+    PcpServer() : server_(settings(), nat_, clock_) {}
+
+    static ServerSettings settings() {
+        ServerSettings s;
+        s.subscribers = {*common::Ipv4Prefix::parse("100.64.0.0/10")};
+        s.third_party_sources = {*common::Ipv4Prefix::parse("100.64.255.0/24")};
+        s.max_mappings_per_subscriber = 3;
+        s.requests_per_second = 5;
+        s.request_burst = 10;
+        return s;
+    }
+
+    static Request map_request(Ipv4Address from, uint8_t protocol, uint16_t port,
+                               uint32_t lifetime, uint16_t suggested_port = 0) {
+        Request r;
+        r.opcode = Opcode::map;
+        r.lifetime = lifetime;
+        r.client_address = IpAddress::from_ipv4(from);
+        MapData m;
+        m.nonce = nonce_1_to_12();
+        m.protocol = protocol;
+        m.internal_port = port;
+        m.external_port = suggested_port;
+        m.external_address = IpAddress::ipv4_any();
+        r.map = m;
+        return r;
+    }
+
+    // Sends a request from `from` and decodes the answer (which must be a PCP response).
+    Response send(const Request& r, Ipv4Address from) {
+        Bytes b(kMaxMessage);
+        b.resize(encode_request(r, b));
+        last_ = server_.handle(Received{from, kClientPort, b});
+        EXPECT_FALSE(last_.reply.empty()) << "dropped: " << last_.dropped;
+        std::string why;
+        auto resp = decode_response(last_.reply, &why);
+        EXPECT_TRUE(resp.has_value()) << why;
+        return resp.value_or(Response{});
+    }
+    Response send(const Request& r) { return send(r, ip_of(r)); }
+    static Ipv4Address ip_of(const Request& r) { return *r.client_address.ipv4(); }
+
+    common::ManualClock clock_;
+    FakeNat nat_;
+    Server server_;
+    Outcome last_;
+};
+
+TEST_F(PcpServer, MapCreatesAMappingOnThePairedAddressAndReportsIt) {
+    const Response r = send(map_request(kSub1, 6, 8080, 3600));
+    EXPECT_EQ(r.result, ResultCode::success);
+    EXPECT_EQ(r.opcode, Opcode::map);
+    EXPECT_EQ(r.lifetime, 3600u);
+    ASSERT_TRUE(r.map);
+    EXPECT_EQ(r.map->nonce, nonce_1_to_12());
+    EXPECT_EQ(r.map->internal_port, 8080);
+    EXPECT_EQ(r.map->external_address, IpAddress::from_ipv4(kPaired));
+    EXPECT_EQ(r.map->external_port, 20000);
+    ASSERT_EQ(last_.changes.size(), 1u);
+    EXPECT_EQ(last_.changes[0].kind, Change::Kind::created);
+    EXPECT_EQ(last_.changes[0].key, (MappingKey{kSub1, 6, 8080}));
+    EXPECT_EQ(server_.mappings_of(kSub1), 1u);
+}
+
+TEST_F(PcpServer, TheSuggestedPortIsHonouredWhenFreeAndAllowed) {
+    EXPECT_EQ(send(map_request(kSub1, 6, 8080, 3600, 8080)).map->external_port, 8080);
+    // Taken now: sub2 gets another port, unless it prefers failure (§13.2).
+    EXPECT_EQ(send(map_request(kSub2, 6, 8080, 3600, 8080)).map->external_port, 20000);
+    Request exact = map_request(kSub2, 17, 8080, 3600, 8080);
+    nat_.taken.insert(8080);
+    exact.options.prefer_failure = true;
+    const Response r = send(exact);
+    EXPECT_EQ(r.result, ResultCode::cannot_provide_external);
+    EXPECT_EQ(r.lifetime, 30u) << "a short lifetime error (§7.4)";
+    EXPECT_TRUE(last_.changes.empty());
+    // A suggestion below the ports clients may ask for is no suggestion.
+    EXPECT_EQ(send(map_request(kSub2, 17, 5060, 3600, 80)).map->external_port, 20001);
+}
+
+// §11.3: a MAP for an internal endpoint that already has a dynamic mapping returns it.
+TEST_F(PcpServer, MapReturnsTheExistingDynamicMapping) {
+    nat_.dynamic[MappingKey{kSub1, 17, 40000}] = Endpoint{kPaired, 45678};
+    nat_.taken.insert(45678);
+    const Response r = send(map_request(kSub1, 17, 40000, 600));
+    EXPECT_EQ(r.result, ResultCode::success);
+    EXPECT_EQ(r.map->external_port, 45678);
+}
+
+TEST_F(PcpServer, LifetimesAreClampedToTheConfiguredBounds) {
+    EXPECT_EQ(send(map_request(kSub1, 6, 1, 10)).lifetime, 120u) << "§15: at least 120 s";
+    EXPECT_EQ(send(map_request(kSub1, 6, 2, 999999)).lifetime, 86400u);
+}
+
+// §11.3 and §15: refresh and delete need the mapping's nonce; deleting an absent mapping
+// succeeds; lifetime 0 removes it and frees its port.
+TEST_F(PcpServer, RefreshAndDeleteCheckTheNonce) {
+    send(map_request(kSub1, 6, 8080, 600));
+    Request other = map_request(kSub1, 6, 8080, 600);
+    other.map->nonce[0] ^= 0xff;
+    EXPECT_EQ(send(other).result, ResultCode::not_authorized);
+    other.lifetime = 0;
+    EXPECT_EQ(send(other).result, ResultCode::not_authorized);
+    EXPECT_EQ(server_.mappings_of(kSub1), 1u);
+
+    clock_.advance_ms(100'000);
+    const Response refreshed = send(map_request(kSub1, 6, 8080, 600));
+    EXPECT_EQ(refreshed.result, ResultCode::success);
+    EXPECT_EQ(refreshed.map->external_port, 20000) << "the same endpoint";
+    EXPECT_EQ(last_.changes.at(0).kind, Change::Kind::refreshed);
+
+    const Response deleted = send(map_request(kSub1, 6, 8080, 0));
+    EXPECT_EQ(deleted.result, ResultCode::success);
+    EXPECT_EQ(deleted.lifetime, 0u);
+    EXPECT_EQ(last_.changes.at(0).kind, Change::Kind::removed);
+    EXPECT_EQ(server_.mappings_of(kSub1), 0u);
+    EXPECT_EQ(nat_.taken.count(20000), 0u) << "its port went back";
+    EXPECT_EQ(send(map_request(kSub1, 6, 8080, 0)).result, ResultCode::success)
+        << "deleting what is not there succeeds";
+    EXPECT_TRUE(last_.changes.empty());
+}
+
+TEST_F(PcpServer, TcpAndUdpMappingsOfOnePortAreTwoMappings) {
+    EXPECT_EQ(send(map_request(kSub1, 6, 5000, 600, 5000)).map->external_port, 5000);
+    EXPECT_EQ(send(map_request(kSub1, 17, 5000, 600)).result, ResultCode::success);
+    EXPECT_EQ(server_.mappings_of(kSub1), 2u);
+    // Protocol 0, lifetime 0 (§11.1): every mapping of the address with this nonce goes.
+    EXPECT_EQ(send(map_request(kSub1, 0, 0, 0)).result, ResultCode::success);
+    EXPECT_EQ(last_.changes.size(), 2u);
+    EXPECT_EQ(server_.mappings_of(kSub1), 0u);
+}
+
+TEST_F(PcpServer, AllProtocolsAllPortsAndOtherProtocolsAreRefused) {
+    EXPECT_EQ(send(map_request(kSub1, 0, 0, 600)).result, ResultCode::unsupp_protocol);
+    EXPECT_EQ(send(map_request(kSub1, 1, 0, 600)).result, ResultCode::unsupp_protocol);
+    EXPECT_EQ(send(map_request(kSub1, 6, 0, 600)).result, ResultCode::not_authorized);
+}
+
+TEST_F(PcpServer, TheSubscribersMappingQuotaGivesUserExQuota) {
+    for (uint16_t p = 1; p <= 3; ++p)
+        EXPECT_EQ(send(map_request(kSub1, 17, p, 600)).result, ResultCode::success);
+    const Response r = send(map_request(kSub1, 17, 4, 600));
+    EXPECT_EQ(r.result, ResultCode::user_ex_quota);
+    EXPECT_EQ(r.lifetime, 30u) << "short lifetime (§7.4)";
+    EXPECT_EQ(send(map_request(kSub2, 17, 4, 600)).result, ResultCode::success)
+        << "another subscriber's quota is its own";
+    EXPECT_EQ(send(map_request(kSub1, 17, 1, 600)).result, ResultCode::success)
+        << "a refresh is not a new mapping";
+}
+
+TEST_F(PcpServer, TheNatsRefusalIsTheAnswer) {
+    nat_.fail_with = ResultCode::no_resources;
+    EXPECT_EQ(send(map_request(kSub1, 6, 80, 600)).result, ResultCode::no_resources);
+    EXPECT_EQ(server_.mappings_of(kSub1), 0u);
+}
+
+// §8.3: the client address field must be the source; §7.3: the error answer copies the request.
+TEST_F(PcpServer, AClientAddressOtherThanTheSourceIsAddressMismatch) {
+    const Request r = map_request(kSub1, 6, 80, 600);
+    Bytes b(kMaxMessage);
+    b.resize(encode_request(r, b));
+    const Outcome out = server_.handle(Received{kSub2, kClientPort, b});
+    ASSERT_EQ(out.reply.size(), b.size());
+    EXPECT_EQ(out.result, ResultCode::address_mismatch);
+    EXPECT_EQ(out.reply[3], 12);
+    EXPECT_TRUE(std::equal(b.begin() + 24, b.end(), out.reply.begin() + 24))
+        << "the opcode data copied";
+    EXPECT_EQ(server_.mappings_of(kSub1) + server_.mappings_of(kSub2), 0u);
+}
+
+// §13.1: THIRD_PARTY from an operator source maps for the subscriber named; from anyone
+// else it is NOT_AUTHORIZED.
+TEST_F(PcpServer, ThirdPartyOnlyFromOperatorSources) {
+    Request r = map_request(kSub1, 6, 443, 600);
+    r.options.third_party = IpAddress::from_ipv4(kSub2);
+    EXPECT_EQ(send(r).result, ResultCode::not_authorized);
+    EXPECT_EQ(server_.mappings_of(kSub2), 0u);
+
+    Request op = map_request(kOperator, 6, 443, 600);
+    op.options.third_party = IpAddress::from_ipv4(kSub2);
+    const Response ok = send(op);
+    EXPECT_EQ(ok.result, ResultCode::success);
+    EXPECT_EQ(ok.options.third_party, op.options.third_party) << "echoed";
+    EXPECT_EQ(server_.mappings_of(kSub2), 1u);
+    EXPECT_EQ(server_.mappings().begin()->second.client, IpAddress::from_ipv4(kOperator));
+
+    Request outside = op;
+    outside.options.third_party = v4("192.0.2.50");
+    EXPECT_EQ(send(outside).result, ResultCode::not_authorized) << "only for subscribers";
+}
+
+// §18: nothing is answered to sources that are not subscribers; a subscriber's excess
+// requests are dropped before they are decoded.
+TEST_F(PcpServer, NonSubscribersAndExcessRequestsAreDroppedUnanswered) {
+    Bytes b(kMaxMessage);
+    b.resize(encode_request(map_request(ip("192.0.2.10"), 6, 80, 600), b));
+    const Outcome out = server_.handle(Received{ip("192.0.2.10"), kClientPort, b});
+    EXPECT_TRUE(out.reply.empty());
+    EXPECT_EQ(out.dropped, "source is not a subscriber address");
+
+    unsigned answered = 0, dropped = 0;
+    b.resize(kMaxMessage);
+    b.resize(encode_request(map_request(kSub1, 6, 80, 600), b));
+    for (int i = 0; i < 30; ++i) {
+        const Outcome o = server_.handle(Received{kSub1, kClientPort, b});
+        (o.reply.empty() ? dropped : answered) += 1;
+    }
+    EXPECT_EQ(answered, 10u) << "the burst";
+    EXPECT_EQ(dropped, 20u);
+    EXPECT_EQ(server_.handle(Received{kSub2, kClientPort, b}).result,
+              ResultCode::address_mismatch)
+        << "another subscriber is still served";
+    clock_.advance_ms(1000);  // 5 per second
+    answered = 0;
+    for (int i = 0; i < 10; ++i)
+        answered += server_.handle(Received{kSub1, kClientPort, b}).reply.empty() ? 0 : 1;
+    EXPECT_EQ(answered, 5u);
+}
+
+TEST_F(PcpServer, MalformedRequestsAreAnsweredWithTheirErrorAndDroppedOnesAreNot) {
+    Bytes b(kMaxMessage);
+    b.resize(encode_request(map_request(kSub1, 6, 80, 600), b));
+    b.push_back(0);
+    b.push_back(0);  // 62 octets: not a multiple of 4
+    Outcome o = server_.handle(Received{kSub1, kClientPort, b});
+    EXPECT_EQ(o.result, ResultCode::malformed_request);
+    EXPECT_EQ(decode_response(o.reply)->lifetime, 1800u) << "a long lifetime error (§7.4)";
+    o = server_.handle(Received{kSub1, kClientPort, Bytes{2}});
+    EXPECT_TRUE(o.reply.empty());
+    EXPECT_EQ(o.dropped, "shorter than 2 octets");
+}
+
+TEST_F(PcpServer, AnnounceAnswersWithTheEpoch) {
+    clock_.advance_ms(5500);
+    Request a;
+    a.client_address = IpAddress::from_ipv4(kSub1);
+    const Response r = send(a);
+    EXPECT_EQ(r.opcode, Opcode::announce);
+    EXPECT_EQ(r.result, ResultCode::success);
+    EXPECT_EQ(r.epoch, 5u);
+    EXPECT_TRUE(last_.changes.empty());
+}
+
+TEST_F(PcpServer, MappingsExpireAtTheEndOfTheirLifetimeNotBefore) {
+    send(map_request(kSub1, 6, 80, 200));
+    clock_.advance_ms(150'000);
+    send(map_request(kSub1, 6, 80, 200));  // refreshed: 200 s from now
+    clock_.advance_ms(199'000);
+    EXPECT_TRUE(server_.expire().empty()) << "the first lifetime's end is past, not the second's";
+    clock_.advance_ms(1'000);
+    const auto gone = server_.expire();
+    ASSERT_EQ(gone.size(), 1u);
+    EXPECT_EQ(gone[0].kind, Change::Kind::removed);
+    EXPECT_EQ(server_.mappings_of(kSub1), 0u);
+    EXPECT_TRUE(nat_.taken.empty());
+}
+
+// §13.3: FILTERs accumulate, prefix 0 clears them, more than 16 is EXCESSIVE_REMOTE_PEERS.
+TEST_F(PcpServer, FiltersAreKeptEchoedAndBounded) {
+    Request r = map_request(kSub1, 6, 22, 600);
+    r.options.filters = {Filter{120, 0, v4("203.0.113.0")}};
+    EXPECT_EQ(send(r).options.filters, r.options.filters);
+    r.options.filters = {Filter{128, 0, v4("192.0.2.20")}};
+    EXPECT_EQ(send(r).options.filters.size(), 2u) << "added to the first";
+    r.options.filters = {Filter{0, 0, IpAddress::ipv4_any()}};
+    EXPECT_TRUE(send(r).options.filters.empty()) << "prefix 0 removes them";
+    r.options.filters.clear();
+    for (uint32_t i = 0; i < 17; ++i)
+        r.options.filters.push_back(Filter{128, 0, IpAddress::from_ipv4(Ipv4Address{0xcb007100 + i})});
+    EXPECT_EQ(send(r).result, ResultCode::excessive_remote_peers);
+    EXPECT_TRUE(server_.mappings().at(MappingKey{kSub1, 6, 22}).filters.empty())
+        << "an error changes nothing (§7.3)";
+}
+
+TEST_F(PcpServer, DescriptionIsStoredAndEchoed) {
+    Request r = map_request(kSub1, 6, 8080, 600);
+    r.options.description = "home web server";
+    EXPECT_EQ(send(r).options.description, r.options.description);
+    EXPECT_EQ(server_.mappings().at(MappingKey{kSub1, 6, 8080}).description, "home web server");
+}
+
+TEST_F(PcpServer, StaticMappingsCanBeNeitherTakenNorDeleted) {
+    nat_.statics.insert(MappingKey{kSub1, 17, 5060});
+    EXPECT_EQ(send(map_request(kSub1, 17, 5060, 600)).result, ResultCode::not_authorized);
+    EXPECT_EQ(send(map_request(kSub1, 17, 5060, 0)).result, ResultCode::not_authorized);
+}
+
+TEST_F(PcpServer, PeerAsksTheNatForTheFlowWithTheGrantedLifetime) {
+    Request r;
+    r.opcode = Opcode::peer;
+    r.lifetime = 30;
+    r.client_address = IpAddress::from_ipv4(kSub1);
+    PeerData p;
+    p.nonce = nonce_1_to_12();
+    p.protocol = 17;
+    p.internal_port = 40000;
+    p.external_address = IpAddress::ipv4_any();
+    p.remote_port = 53;
+    p.remote_address = v4("203.0.113.10");
+    r.peer = p;
+    const Response resp = send(r);
+    EXPECT_EQ(resp.result, ResultCode::success);
+    EXPECT_EQ(resp.lifetime, 120u);
+    EXPECT_EQ(resp.peer->external_port, 31000);
+    EXPECT_EQ(resp.peer->remote_address, p.remote_address);
+    ASSERT_EQ(nat_.peers.size(), 1u);
+    EXPECT_EQ(nat_.peers[0].second, 120u);
+    EXPECT_EQ(server_.mappings_of(kSub1), 0u) << "PEER makes no explicit mapping";
+    r.peer->remote_port = 0;
+    EXPECT_EQ(send(r).result, ResultCode::malformed_request);
+}
+
+}  // namespace
+}  // namespace cgn::ctl::pcp::test
