@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "control/pcp/natpmp.hpp"
+
 namespace cgn::ctl::pcp {
 
 namespace {
@@ -95,6 +97,9 @@ Outcome Server::handle(const Received& received) {
         out.dropped = "subscriber over its request rate";
         return out;
     }
+    // Version 0 is NAT-PMP (RFC 6887 §9, RFC 6886 §1.1).
+    if (!received.payload.empty() && received.payload[0] == natpmp::kVersion)
+        return serve_natpmp(received);
     const Decoded d = decode_request(received.payload);
     Context c{received, d.request, received.source, {}};
     if (d.kind == Decoded::Kind::drop) {
@@ -288,6 +293,78 @@ Outcome Server::serve_peer(Context& c) {
     out.reply.resize(kMaxMessage);
     out.reply.resize(encode_response(r, out.reply));
     return out;
+}
+
+namespace {
+
+// RFC 6886 §3.5's codes for the PCP results a MAP can end with.
+natpmp::ResultCode natpmp_result(ResultCode r) {
+    switch (r) {
+        case ResultCode::success:
+            return natpmp::ResultCode::success;
+        case ResultCode::network_failure:
+            return natpmp::ResultCode::network_failure;
+        case ResultCode::no_resources:
+        case ResultCode::user_ex_quota:
+        case ResultCode::cannot_provide_external:
+            return natpmp::ResultCode::out_of_resources;
+        default:
+            return natpmp::ResultCode::not_authorized;
+    }
+}
+
+}  // namespace
+
+// RFC 6886: the address request is answered with the subscriber's paired address; a map
+// request is served as the PCP MAP it stands for (the subscriber's own, nonce all zeros, the
+// suggested port a suggestion), and its answer told in NAT-PMP's terms.
+Outcome Server::serve_natpmp(const Received& received) {
+    Outcome out;
+    const natpmp::Decoded d = natpmp::decode_request(received.payload);
+    if (d.kind == natpmp::Decoded::Kind::drop) {
+        out.dropped = d.reason;
+        return out;
+    }
+    out.reply.resize(kMaxMessage);
+    if (d.kind == natpmp::Decoded::Kind::error) {
+        out.reply.resize(natpmp::encode_unsupported_opcode(received.payload, out.reply));
+        return out;
+    }
+    const natpmp::Request& q = d.request;
+    if (q.opcode == natpmp::Opcode::external_address) {
+        const auto a = nat_.external_address(received.source);
+        const auto code = a ? natpmp::ResultCode::success : natpmp::ResultCode::network_failure;
+        out.reply.resize(
+            natpmp::encode_address_response(code, epoch(), a ? a->value : 0, out.reply));
+        return out;
+    }
+    Request r;
+    r.opcode = Opcode::map;
+    r.lifetime = q.lifetime;
+    r.client_address = IpAddress::from_ipv4(received.source);
+    MapData m;
+    m.protocol = q.opcode == natpmp::Opcode::map_tcp ? kTcp : kUdp;
+    m.internal_port = q.internal_port;
+    m.external_port = q.suggested_port;
+    m.external_address = IpAddress::ipv4_any();
+    r.map = m;
+    std::vector<uint8_t> as_pcp(kMaxMessage);
+    as_pcp.resize(encode_request(r, as_pcp));
+    const Received pcp{received.source, received.source_port, as_pcp};
+    Context c{pcp, r, received.source, {}};
+    const MappingKey key{received.source, m.protocol, m.internal_port};
+    const bool existed = mappings_.count(key) != 0;
+    Outcome served = serve_map(c);
+    if (!existed && mappings_.count(key) != 0) mappings_.at(key).natpmp = true;
+    const auto answer = decode_response(served.reply);
+    const ResultCode result = answer ? answer->result : ResultCode::network_failure;
+    // §3.4: a deletion is answered with external port 0 and lifetime 0.
+    const bool ok = result == ResultCode::success && answer->map && q.lifetime != 0;
+    served.reply.resize(kMaxMessage);
+    served.reply.resize(natpmp::encode_map_response(
+        q.opcode, natpmp_result(result), epoch(), q.internal_port,
+        ok ? answer->map->external_port : 0, ok ? answer->lifetime : 0, served.reply));
+    return served;
 }
 
 void Server::remove(const MappingKey& key, std::vector<Change>& changes) {

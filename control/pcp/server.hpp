@@ -1,5 +1,7 @@
 #pragma once
 // The PCP service (RFC 6887 §8.3, §11-§15): what a request means for the NAT, and the answer.
+// NAT-PMP (RFC 6886) requests on the same port are served as the PCP MAP they stand for, so
+// both share the mappings, quotas and epoch.
 // It keeps the explicit mappings PCP created (their nonce, lifetime, filters, description) and
 // asks the NAT for external endpoints through `NatControl`; cgnd implements that over the
 // dataplane, the tests with a fake. Time and randomness are injected; nothing here blocks,
@@ -66,6 +68,9 @@ public:
     // idle timeout at least `lifetime` seconds; the external endpoint or why not.
     virtual Grant peer(const MappingKey& key, const Endpoint& remote,
                        std::optional<Endpoint> suggested, uint32_t lifetime) = 0;
+    // The subscriber's external (paired) address, for NAT-PMP's address request (RFC 6886
+    // §3.2); nothing when it has none and can get none now.
+    virtual std::optional<common::Ipv4Address> external_address(common::Ipv4Address subscriber) = 0;
 };
 
 struct ServerSettings {
@@ -101,6 +106,7 @@ struct PcpMapping {
     uint64_t expires_ms = 0;
     std::vector<Filter> filters;  // §13.3: none means endpoint-independent filtering
     std::string description;      // RFC 7220
+    bool natpmp = false;          // made by NAT-PMP (RFC 6886): its nonce is all zeros
 };
 
 struct Received {
@@ -146,6 +152,7 @@ private:
     Outcome create_map(Context& c, const MappingKey& key);
     Outcome serve_peer(Context& c);
     Outcome serve_announce(Context& c);
+    Outcome serve_natpmp(const Received& received);
     void remove(const MappingKey& key, std::vector<Change>& changes);
 
     ServerSettings settings_;

@@ -60,6 +60,10 @@ public:
         taken.erase(e.port);
         reserved.erase(k);
     }
+    std::optional<Ipv4Address> external_address(Ipv4Address) override {
+        if (fail_with == ResultCode::network_failure) return std::nullopt;
+        return kPaired;
+    }
     Grant peer(const MappingKey& k, const Endpoint&, std::optional<Endpoint>,
                uint32_t lifetime) override {
         peers.emplace_back(k, lifetime);
@@ -379,6 +383,53 @@ TEST_F(PcpServer, PeerAsksTheNatForTheFlowWithTheGrantedLifetime) {
     EXPECT_EQ(server_.mappings_of(kSub1), 0u) << "PEER makes no explicit mapping";
     r.peer->remote_port = 0;
     EXPECT_EQ(send(r).result, ResultCode::malformed_request);
+}
+
+// ---- NAT-PMP (RFC 6886) on the same port ----------------------------------------------------
+
+Bytes natpmp_send(Server& server, Ipv4Address from, const Bytes& request) {
+    return server.handle(Received{from, kClientPort, request}).reply;
+}
+
+// §3.2: the external address request, answered with the subscriber's paired address.
+TEST_F(PcpServer, NatPmpAddressRequestGetsThePairedAddress) {
+    clock_.advance_ms(7000);
+    EXPECT_EQ(to_hex(natpmp_send(server_, kSub1, hex("00 00"))),
+              to_hex(hex("00 80 0000 00000007 c6336401")));
+    nat_.fail_with = ResultCode::network_failure;
+    EXPECT_EQ(to_hex(natpmp_send(server_, kSub1, hex("00 00"))),
+              to_hex(hex("00 80 0003 00000007 00000000")));
+}
+
+// §3.3: map TCP 8080 suggesting 8080 for an hour; the answer names the mapping, which PCP
+// sees too (one set of mappings, one quota, one epoch).
+TEST_F(PcpServer, NatPmpMapRequestsShareThePcpMappings) {
+    EXPECT_EQ(to_hex(natpmp_send(server_, kSub1, hex("00 02 0000 1f90 1f90 00000e10"))),
+              to_hex(hex("00 82 0000 00000000 1f90 1f90 00000e10")));
+    ASSERT_EQ(server_.mappings_of(kSub1), 1u);
+    EXPECT_TRUE(server_.mappings().at(MappingKey{kSub1, 6, 8080}).natpmp);
+    // UDP 5000 without suggestion; then over the quota of 3 (out of resources, §3.5).
+    EXPECT_EQ(to_hex(natpmp_send(server_, kSub1, hex("00 01 0000 1388 0000 00000e10"))),
+              to_hex(hex("00 81 0000 00000000 1388 4e20 00000e10")));
+    send(map_request(kSub1, 17, 6000, 600));  // a PCP mapping: the third
+    EXPECT_EQ(to_hex(natpmp_send(server_, kSub1, hex("00 01 0000 1771 0000 00000e10"))),
+              to_hex(hex("00 81 0004 00000000 1771 0000 00000000")));
+    // §3.4: lifetime 0 deletes; internal port 0 and lifetime 0 delete all of the protocol
+    // (those NAT-PMP made: the PCP mapping has its own nonce... here the same all-zero one).
+    EXPECT_EQ(to_hex(natpmp_send(server_, kSub1, hex("00 02 0000 1f90 0000 00000000"))),
+              to_hex(hex("00 82 0000 00000000 1f90 0000 00000000")));
+    EXPECT_EQ(server_.mappings().count(MappingKey{kSub1, 6, 8080}), 0u);
+}
+
+// §3.5: an unknown opcode comes back with the top bit and result 5; a response is ignored.
+TEST_F(PcpServer, NatPmpUnknownOpcodesAndResponses) {
+    EXPECT_EQ(to_hex(natpmp_send(server_, kSub1, hex("00 05 0000 12345678"))),
+              to_hex(hex("00 85 0005 12345678")));
+    const Outcome o = server_.handle(Received{kSub1, kClientPort, hex("00 80 0000 00000000")});
+    EXPECT_TRUE(o.reply.empty());
+    EXPECT_EQ(o.dropped, "a response (opcode 128 or more)");
+    EXPECT_TRUE(natpmp_send(server_, ip("192.0.2.10"), hex("00 00")).empty())
+        << "not from outside the subscribers either";
 }
 
 }  // namespace

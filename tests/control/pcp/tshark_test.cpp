@@ -14,6 +14,7 @@
 
 #include "common/packet_builder.hpp"
 #include "control/pcp/codec.hpp"
+#include "control/pcp/natpmp.hpp"
 #include "tests/control/pcp/pcp_test_util.hpp"
 
 namespace cgn::ctl::pcp::test {
@@ -54,8 +55,10 @@ struct Case {
     Fields expected;  // the fields that must have these values (others: anything)
 };
 
-// Writes the responses as frames 1..n of a capture and returns tshark's fields per frame.
-std::vector<Fields> through_tshark(const std::vector<Case>& cases) {
+// Writes the payloads as UDP from port 5351 in frames 1..n of a capture and returns tshark's
+// `fields` per frame.
+std::vector<Fields> through_tshark(const std::vector<std::vector<uint8_t>>& payloads,
+                                   const std::vector<std::string>& fields) {
     char path[] = "/tmp/cgn-pcp-tshark-XXXXXX.pcap";
     const int fd = mkstemps(path, 5);
     EXPECT_GE(fd, 0);
@@ -63,10 +66,8 @@ std::vector<Fields> through_tshark(const std::vector<Case>& cases) {
     pcap_t* dead = pcap_open_dead(DLT_EN10MB, 65535);
     pcap_dumper_t* dump = pcap_dump_open(dead, path);
     EXPECT_NE(dump, nullptr) << pcap_geterr(dead);
-    for (size_t i = 0; i < cases.size(); ++i) {
-        std::vector<uint8_t> payload(kMaxMessage);
-        payload.resize(encode_response(cases[i].response, payload));
-        EXPECT_FALSE(payload.empty()) << cases[i].what;
+    for (size_t i = 0; i < payloads.size(); ++i) {
+        const auto& payload = payloads[i];
         const auto frame =
             common::PacketBuilder()
                 .ethernet(*common::MacAddress::parse("02:00:00:00:00:01"),
@@ -86,7 +87,7 @@ std::vector<Fields> through_tshark(const std::vector<Case>& cases) {
 
     std::string command = "tshark -n -r " + std::string(path) +
                           " -T fields -E separator=/t -E occurrence=a -E aggregator=,";
-    for (const auto& f : kFields) command += " -e " + f;
+    for (const auto& f : fields) command += " -e " + f;
     const std::string errors = std::string(path) + ".stderr";
     command += " 2>" + errors;
     FILE* out = popen(command.c_str(), "r");
@@ -109,8 +110,8 @@ std::vector<Fields> through_tshark(const std::vector<Case>& cases) {
         Fields f;
         std::istringstream cols(line);
         std::string col;
-        for (size_t k = 0; k < kFields.size() && std::getline(cols, col, '\t'); ++k)
-            if (!col.empty()) f[kFields[k]] = col;
+        for (size_t k = 0; k < fields.size() && std::getline(cols, col, '\t'); ++k)
+            if (!col.empty()) f[fields[k]] = col;
         frames.push_back(f);
     }
     return frames;
@@ -213,9 +214,7 @@ std::vector<Case> cases() {
     return out;
 }
 
-TEST(PcpTshark, EveryResponseDecodesInWiresharksDissectorWithItsFields) {
-    const auto all = cases();
-    const auto frames = through_tshark(all);
+void expect_fields(const std::vector<Case>& all, const std::vector<Fields>& frames) {
     ASSERT_EQ(frames.size(), all.size());
     for (size_t i = 0; i < all.size(); ++i)
         for (const auto& [field, value] : all[i].expected) {
@@ -225,6 +224,46 @@ TEST(PcpTshark, EveryResponseDecodesInWiresharksDissectorWithItsFields) {
                 << (it == frames[i].end() ? "(absent)" : it->second) << "', expected '" << value
                 << "'";
         }
+}
+
+TEST(PcpTshark, EveryResponseDecodesInWiresharksDissectorWithItsFields) {
+    const auto all = cases();
+    std::vector<std::vector<uint8_t>> payloads;
+    for (const Case& c : all) {
+        std::vector<uint8_t> p(kMaxMessage);
+        p.resize(encode_response(c.response, p));
+        EXPECT_FALSE(p.empty()) << c.what;
+        payloads.push_back(p);
+    }
+    expect_fields(all, through_tshark(payloads, kFields));
+}
+
+// The NAT-PMP answers (RFC 6886) in Wireshark's NAT-PMP dissector.
+TEST(PcpTshark, NatPmpResponsesDecodeInWiresharksDissector) {
+    const std::vector<std::string> fields = {"nat-pmp.version",     "nat-pmp.opcode",
+                                             "nat-pmp.result_code", "nat-pmp.sssoe",
+                                             "nat-pmp.external_ip", "nat-pmp.internal_port",
+                                             "nat-pmp.external_port", "nat-pmp.pml"};
+    std::vector<std::vector<uint8_t>> payloads(3, std::vector<uint8_t>(16));
+    payloads[0].resize(natpmp::encode_address_response(natpmp::ResultCode::success, 77,
+                                                       0xc6336401, payloads[0]));
+    payloads[1].resize(natpmp::encode_map_response(natpmp::Opcode::map_tcp,
+                                                   natpmp::ResultCode::success, 78, 8080, 15000,
+                                                   3600, payloads[1]));
+    payloads[2].resize(natpmp::encode_map_response(natpmp::Opcode::map_udp,
+                                                   natpmp::ResultCode::out_of_resources, 79,
+                                                   5000, 0, 0, payloads[2]));
+    std::vector<Case> all(3);
+    all[0] = {"NAT-PMP address", {}, {{"nat-pmp.version", "0"}, {"nat-pmp.opcode", "128"},
+                                       {"nat-pmp.result_code", "0"}, {"nat-pmp.sssoe", "77"},
+                                       {"nat-pmp.external_ip", "198.51.100.1"}}};
+    all[1] = {"NAT-PMP map TCP", {}, {{"nat-pmp.opcode", "130"}, {"nat-pmp.internal_port", "8080"},
+                                       {"nat-pmp.external_port", "15000"},
+                                       {"nat-pmp.pml", "3600"}}};
+    all[2] = {"NAT-PMP map UDP refused", {}, {{"nat-pmp.opcode", "129"},
+                                              {"nat-pmp.result_code", "4"},
+                                              {"nat-pmp.sssoe", "79"}}};
+    expect_fields(all, through_tshark(payloads, fields));
 }
 
 }  // namespace

@@ -55,6 +55,9 @@ public:
         ports.erase(e.port);
         held.erase(k);
     }
+    std::optional<Ipv4Address> external_address(Ipv4Address) override {
+        return ip("198.51.100.1");
+    }
     pcp::Grant peer(const pcp::MappingKey&, const pcp::Endpoint&, std::optional<pcp::Endpoint>,
                     uint32_t) override {
         return {pcp::ResultCode::success, pcp::Endpoint{ip("198.51.100.1"), 50000}};
@@ -92,11 +95,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             // A PCP response on the wire (§7.2), whatever it answers; one about a known opcode
             // decodes in full (an UNSUPP_OPCODE answer carries the opcode it did not know).
             const auto& r = out.reply;
-            if (r.size() < pcp::kHeaderSize || r.size() > pcp::kMaxMessage || r.size() % 4 != 0 ||
-                r[0] != pcp::kVersion || !(r[1] & 0x80) || r[3] >= pcp::kResultCodes)
-                broken("an answer that is not a PCP response");
-            if ((r[1] & 0x7f) <= 2 && !pcp::decode_response(r))
-                broken("an answer about a known opcode that does not decode");
+            if (!payload.empty() && payload[0] == 0) {
+                // NAT-PMP (RFC 6886): a response with the request's opcode + 128.
+                if (r.size() < 2 || r[0] != 0 || r[1] != (payload[1] | 0x80))
+                    broken("a NAT-PMP answer that is not a NAT-PMP response");
+            } else {
+                if (r.size() < pcp::kHeaderSize || r.size() > pcp::kMaxMessage ||
+                    r.size() % 4 != 0 || r[0] != pcp::kVersion || !(r[1] & 0x80) ||
+                    r[3] >= pcp::kResultCodes)
+                    broken("an answer that is not a PCP response");
+                if ((r[1] & 0x7f) <= 2 && !pcp::decode_response(r))
+                    broken("an answer about a known opcode that does not decode");
+            }
         }
         if (nat.held.size() != server.mappings().size())
             broken("PCP mappings and NAT reservations disagree");
