@@ -7,6 +7,7 @@ packages=(
   # build
   g++ meson ninja-build pkg-config
   libdpdk-dev libboost-program-options-dev prometheus-cpp-dev libgtest-dev libgmock-dev
+  liblmdb-dev
   # the libFuzzer target (tests/fuzz): clang, its sanitizer and fuzzer runtimes, the symbolizer
   clang-14 libclang-rt-14-dev llvm-14
   # demo and end-to-end tests: namespaces, veths, real Linux traffic, pytest

@@ -1,0 +1,72 @@
+#pragma once
+// Durable explicit mappings (RFC 6887 §14: state that survives a restart, so that the epoch
+// continues, §8.5) in LMDB, the embedded database of Debian's liblmdb.
+//
+// Why LMDB: the mappings are looked up and changed by key only (no queries), and LMDB is an
+// ACID key-value store whose copy-on-write B+tree is consistent after a crash at any point
+// with nothing to replay at start (SQLite in WAL mode would be the other choice: a checkpoint
+// and a SQL layer this does not need). A commit costs one fsync; changes are queued and
+// committed together (group commit), so the control loop pays one fsync per batch of
+// requests, not per request.
+//
+// One writer: the control thread. The records are written in a small versioned binary form
+// (record_version); keys are big-endian (subscriber, protocol, port), so a cursor visits one
+// subscriber's mappings together.
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "control/pcp/server.hpp"
+
+namespace cgn::ctl::pcp {
+
+struct StoredMapping {
+    MappingKey key;
+    PcpMapping mapping;    // its expires_ms is wall-clock time (Unix ms) in the store
+};
+
+class StoreError : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+class MappingStore {
+public:
+    // Opens (creating) the database in directory `dir`; `max_bytes` bounds its size (LMDB
+    // maps it whole; it grows on disk as it fills). Throws StoreError naming the path.
+    explicit MappingStore(const std::string& dir, uint64_t max_bytes = uint64_t{1} << 30);
+    ~MappingStore();
+    MappingStore(const MappingStore&) = delete;
+    MappingStore& operator=(const MappingStore&) = delete;
+
+    // Queued until commit().
+    void put(const MappingKey& key, const PcpMapping& mapping);
+    void erase(const MappingKey& key);
+    size_t queued() const { return queue_.size(); }
+    // Writes everything queued in one transaction; when it returns, it is on disk. Throws
+    // StoreError (nothing of the batch is written then).
+    void commit();
+
+    // Everything stored, in key order.
+    std::vector<StoredMapping> load() const;
+    // The wall-clock time (Unix ms) the server's epoch began (§8.5), kept across restarts.
+    std::optional<uint64_t> epoch_start() const;
+    void set_epoch_start(uint64_t unix_ms);  // queued like a change
+
+    static constexpr uint8_t kRecordVersion = 1;
+
+private:
+    struct Op {
+        bool erase = false;
+        bool meta = false;  // the server's own state (the epoch), not a mapping
+        std::string key, value;
+    };
+    struct Env;
+    std::unique_ptr<Env> env_;
+    std::vector<Op> queue_;
+};
+
+}  // namespace cgn::ctl::pcp
