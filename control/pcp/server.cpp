@@ -46,7 +46,35 @@ Server::Server(ServerSettings settings, NatControl& nat, const common::Clock& cl
     : settings_(std::move(settings)), nat_(nat), clock_(clock), start_ms_(clock.now_ms()) {}
 
 uint32_t Server::epoch() const {
-    return static_cast<uint32_t>((clock_.now_ms() - start_ms_) / 1000);
+    return epoch_base_ + static_cast<uint32_t>((clock_.now_ms() - start_ms_) / 1000);
+}
+
+uint64_t Server::wall_expiry(const PcpMapping& m, uint64_t unix_now_ms) const {
+    const uint64_t now = clock_.now_ms();
+    return unix_now_ms + (m.expires_ms > now ? m.expires_ms - now : 0);
+}
+
+std::vector<Change> Server::restore(uint32_t epoch_seconds,
+                                    const std::vector<std::pair<MappingKey, PcpMapping>>& stored,
+                                    uint64_t unix_now_ms) {
+    epoch_base_ = epoch_seconds;
+    start_ms_ = clock_.now_ms();
+    std::vector<Change> dropped;
+    for (const auto& [key, kept] : stored) {
+        const bool alive = kept.expires_ms > unix_now_ms;
+        const Grant g = alive ? nat_.reserve(key, kept.external, true) : Grant{};
+        if (!alive || g.result != ResultCode::success || !(g.external == kept.external)) {
+            if (alive && g.result == ResultCode::success) nat_.release(key, g.external);
+            dropped.push_back({Change::Kind::removed, key, kept.external});
+            continue;
+        }
+        PcpMapping& m = mappings_[key];
+        m = kept;
+        m.expires_ms = start_ms_ + (kept.expires_ms - unix_now_ms);
+        expiry_.emplace(m.expires_ms, key);
+        ++per_subscriber_[key.internal.value];
+    }
+    return dropped;
 }
 
 uint32_t Server::mappings_of(common::Ipv4Address subscriber) const {

@@ -130,8 +130,19 @@ public:
     // Removes the mappings whose lifetime has ended; returns what it removed.
     std::vector<Change> expire();
 
-    // §8.5: seconds since this server's state began.
+    // §8.5: seconds since this server's state began (continued from a restored state).
     uint32_t epoch() const;
+
+    // After a restart (§8.5, §14): the epoch continues at `epoch_seconds` now, and the stored
+    // mappings are reserved again at their external endpoints. A stored expiry is wall-clock
+    // (Unix ms); `unix_now_ms` converts it. Mappings whose lifetime ended while the server was
+    // down, or whose endpoint the NAT no longer grants, are left out and returned as removed
+    // (for the store to forget).
+    std::vector<Change> restore(uint32_t epoch_seconds,
+                                const std::vector<std::pair<MappingKey, PcpMapping>>& stored,
+                                uint64_t unix_now_ms);
+    // A mapping's expiry as wall-clock time, for the store.
+    uint64_t wall_expiry(const PcpMapping& m, uint64_t unix_now_ms) const;
     const std::map<MappingKey, PcpMapping>& mappings() const { return mappings_; }
     uint32_t mappings_of(common::Ipv4Address subscriber) const;
 
@@ -159,6 +170,7 @@ private:
     NatControl& nat_;
     const common::Clock& clock_;
     uint64_t start_ms_;
+    uint32_t epoch_base_ = 0;  // the epoch at start_ms_
     std::map<MappingKey, PcpMapping> mappings_;
     std::multimap<uint64_t, MappingKey> expiry_;  // expires_ms -> key (stale entries skipped)
     std::unordered_map<uint32_t, uint32_t> per_subscriber_;

@@ -385,6 +385,37 @@ TEST_F(PcpServer, PeerAsksTheNatForTheFlowWithTheGrantedLifetime) {
     EXPECT_EQ(send(r).result, ResultCode::malformed_request);
 }
 
+// §8.5, §14: after a restart the epoch continues and the stored mappings are back, with the
+// rest of their lifetime, at their external endpoints; expired ones are not.
+TEST_F(PcpServer, RestoredStateContinuesTheEpochAndTheMappings) {
+    const uint64_t unix_now = 1'800'000'000'000ull;
+    PcpMapping alive;
+    alive.external = Endpoint{kPaired, 15000};
+    alive.nonce = nonce_1_to_12();
+    alive.client = IpAddress::from_ipv4(kSub1);
+    alive.expires_ms = unix_now + 300'000;
+    alive.description = "kept";
+    PcpMapping dead = alive;
+    dead.external.port = 15001;
+    dead.expires_ms = unix_now - 1;
+    const MappingKey k1{kSub1, 6, 80}, k2{kSub1, 6, 81};
+    const auto dropped = server_.restore(4000, {{k1, alive}, {k2, dead}}, unix_now);
+    ASSERT_EQ(dropped.size(), 1u);
+    EXPECT_EQ(dropped[0].key, k2);
+    EXPECT_EQ(server_.epoch(), 4000u);
+    clock_.advance_ms(10'000);
+    EXPECT_EQ(server_.epoch(), 4010u) << "and counts on";
+    EXPECT_EQ(nat_.reserved.at(k1), alive.external) << "reserved again, exactly";
+    EXPECT_EQ(server_.wall_expiry(server_.mappings().at(k1), unix_now + 10'000), unix_now + 300'000);
+    // The client refreshes with its nonce and keeps its endpoint.
+    const Response r = send(map_request(kSub1, 6, 80, 600));
+    EXPECT_EQ(r.result, ResultCode::success);
+    EXPECT_EQ(r.map->external_port, 15000);
+    EXPECT_EQ(r.epoch, 4010u);
+    clock_.advance_ms(600'000);
+    EXPECT_EQ(server_.expire().size(), 1u);
+}
+
 // ---- NAT-PMP (RFC 6886) on the same port ----------------------------------------------------
 
 Bytes natpmp_send(Server& server, Ipv4Address from, const Bytes& request) {
