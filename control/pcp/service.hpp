@@ -1,0 +1,62 @@
+#pragma once
+// One step of the PCP service in the control loop: a batch of requests served, the changes
+// they made written to the store in one commit (group commit), and only then their answers
+// released (RFC 6887 §11.3's answer describes a mapping that exists; cgn's answer describes
+// one that also survives a restart). At start it restores the stored mappings and continues
+// the epoch (§8.5). No transport here: the caller receives and sends.
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "common/clock.hpp"
+#include "control/pcp/server.hpp"
+#include "control/pcp/store.hpp"
+
+namespace cgn::ctl::pcp {
+
+struct Answer {
+    common::Ipv4Address to;
+    uint16_t port = 0;
+    std::vector<uint8_t> bytes;
+};
+
+// What the service did, for counters and logs.
+struct ServiceTally {
+    uint64_t requests = 0;
+    uint64_t answered = 0;
+    uint64_t dropped = 0;           // no answer (a non-subscriber, over the rate, malformed)
+    uint64_t store_failures = 0;    // batches the store could not commit
+    uint64_t restored = 0;          // mappings back at start
+    uint64_t expired = 0;
+};
+
+class Service {
+public:
+    // `store` may be null (nothing durable). `wall` gives Unix time in ms (stored expiries and
+    // the epoch's start are wall-clock; the server's own clock need not be).
+    Service(Server& server, MappingStore* store, const common::Clock& wall);
+
+    // Serves `batch` in order; returns the answers to send. When the store cannot commit, the
+    // answers of requests that changed something become NO_RESOURCES (a short lifetime error:
+    // the client retries, and its refresh is stored with the next batch).
+    std::vector<Answer> serve(std::span<const Received> batch);
+    // Removes the mappings whose lifetime ended (and from the store).
+    void expire();
+
+    const ServiceTally& tally() const { return tally_; }
+    const std::string& last_store_error() const { return store_error_; }
+
+private:
+    bool record(const std::vector<Change>& changes);
+    bool commit();
+
+    Server& server_;
+    MappingStore* store_;
+    const common::Clock& wall_;
+    ServiceTally tally_;
+    std::string store_error_;
+};
+
+}  // namespace cgn::ctl::pcp
