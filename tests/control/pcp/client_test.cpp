@@ -4,7 +4,10 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
+
 #include <atomic>
+#include <cstdlib>
 #include <thread>
 
 #include "control/pcp/udp_socket.hpp"
@@ -63,11 +66,13 @@ public:
         : transport_(ip("127.0.0.1"), 0), server_(settings(), nat_, clock_),
           service_(server_, nullptr, clock_), drop_first_(drop_first),
           thread_([this] { run(); }) {}
-    ~LoopbackServer() {
+    ~LoopbackServer() { stop(); }
+    void stop() {
         stop_ = true;
-        thread_.join();
+        if (thread_.joinable()) thread_.join();
     }
     uint16_t port() const { return transport_.port(); }
+    const Server& server() const { return server_; }  // after stop()
     unsigned received() const { return received_; }
 
 private:
@@ -161,6 +166,79 @@ TEST(PcpClient, NoServerMeansAClearErrorAfterTheDeadline) {
     EXPECT_GE(result.sent, 3u);
     EXPECT_NE(result.error.find("no answer from the PCP server after"), std::string::npos)
         << result.error;
+}
+
+// ---- the cgn-pcp tool ------------------------------------------------------------------------
+
+struct ToolRun {
+    int status = -1;
+    std::string out;
+};
+
+ToolRun cgn_pcp(const std::string& args) {
+    ToolRun r;
+    FILE* p = popen((std::string(CGN_PCP_BINARY) + " " + args + " 2>&1").c_str(), "r");
+    char buf[512];
+    while (p != nullptr && fgets(buf, sizeof buf, p) != nullptr) r.out += buf;
+    const int status = p != nullptr ? pclose(p) : -1;
+    r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return r;
+}
+
+TEST(CgnPcpTool, MapsAPortAndPrintsTheExternalEndpoint) {
+    LoopbackServer server;
+    const ToolRun r = cgn_pcp("--server 127.0.0.1 --port " + std::to_string(server.port()) +
+                          " --protocol tcp --internal-port 8080 --lifetime 600"
+                          " --description web --json map");
+    EXPECT_EQ(r.status, 0) << r.out;
+    EXPECT_NE(r.out.find("\"result\": \"SUCCESS\""), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("\"external\": [\"198.51.100.1\", 20000]"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("\"lifetime\": 600"), std::string::npos) << r.out;
+    server.stop();
+    ASSERT_EQ(server.server().mappings().size(), 1u);
+    EXPECT_EQ(server.server().mappings().begin()->second.description, "web");
+}
+
+TEST(CgnPcpTool, ExitStatusSaysWhatHappened) {
+    EXPECT_EQ(cgn_pcp("map").status, 2) << "no --server";
+    EXPECT_EQ(cgn_pcp("--server 127.0.0.1 map").status, 2) << "no --internal-port";
+    EXPECT_EQ(cgn_pcp("--server 127.0.0.1 --protocol sctp --internal-port 1 map").status, 2);
+    const ToolRun silent = cgn_pcp("--server 127.0.0.1 --port 9 --timeout 0.3 --time-scale 0.01 announce");
+    EXPECT_EQ(silent.status, 3) << silent.out;
+    EXPECT_NE(silent.out.find("no answer from the PCP server"), std::string::npos) << silent.out;
+    LoopbackServer server;
+    const std::string at = "--server 127.0.0.1 --port " + std::to_string(server.port());
+    const ToolRun announce = cgn_pcp(at + " announce");
+    EXPECT_EQ(announce.status, 0) << announce.out;
+    EXPECT_NE(announce.out.find("ANNOUNCE SUCCESS"), std::string::npos) << announce.out;
+    const ToolRun refused = cgn_pcp(at + " --protocol udp --internal-port 0 map");
+    EXPECT_EQ(refused.status, 1) << refused.out;
+    EXPECT_NE(refused.out.find("NOT_AUTHORIZED"), std::string::npos) << refused.out;
+}
+
+// --keep: renewed before expiry (here the 120 s minimum lifetime, scaled down 1000 times),
+// deleted when stopped.
+TEST(CgnPcpTool, KeepRenewsAndDeletesWhenStopped) {
+    LoopbackServer server;
+    const std::string cmd = std::string(CGN_PCP_BINARY) + " --server 127.0.0.1 --port " +
+                            std::to_string(server.port()) +
+                            " --internal-port 9000 --lifetime 120 --time-scale 0.001 --keep --json map";
+    FILE* p = popen(("exec " + cmd).c_str(), "r");
+    ASSERT_NE(p, nullptr);
+    std::string out;
+    char buf[512];
+    unsigned lines = 0;
+    while (lines < 4 && fgets(buf, sizeof buf, p) != nullptr) {
+        out += buf;
+        ++lines;  // the first answer and three renewals (about 60-75 ms apart)
+    }
+    EXPECT_EQ(lines, 4u) << out;
+    system(("pkill -TERM -f -- '--port " + std::to_string(server.port()) + " --internal-port 9000'").c_str());
+    while (fgets(buf, sizeof buf, p) != nullptr) out += buf;
+    pclose(p);
+    EXPECT_NE(out.find("\"lifetime\": 0"), std::string::npos) << "the deletion's answer:\n" << out;
+    server.stop();
+    EXPECT_TRUE(server.server().mappings().empty()) << out;
 }
 
 }  // namespace
