@@ -3,28 +3,21 @@
 #include <algorithm>
 #include <cstring>
 
+#include "control/pcp/bytes.hpp"
+
 namespace cgn::ctl::pcp {
 
 namespace {
 
-uint16_t get16(std::span<const uint8_t> p, size_t at) {
-    return static_cast<uint16_t>(p[at] << 8 | p[at + 1]);
-}
-uint32_t get32(std::span<const uint8_t> p, size_t at) {
-    return uint32_t{p[at]} << 24 | uint32_t{p[at + 1]} << 16 | uint32_t{p[at + 2]} << 8 |
-           p[at + 3];
-}
+using bytes::get16;
+using bytes::get32;
+using bytes::put16;
+using bytes::put32;
+
 IpAddress get_address(std::span<const uint8_t> p, size_t at) {
     IpAddress a;
     std::copy_n(p.begin() + static_cast<std::ptrdiff_t>(at), 16, a.bytes.begin());
     return a;
-}
-void put16(std::span<uint8_t> p, size_t at, uint16_t v) {
-    p[at] = static_cast<uint8_t>(v >> 8);
-    p[at + 1] = static_cast<uint8_t>(v);
-}
-void put32(std::span<uint8_t> p, size_t at, uint32_t v) {
-    for (int i = 0; i < 4; ++i) p[at + static_cast<size_t>(i)] = static_cast<uint8_t>(v >> (24 - 8 * i));
 }
 void put_address(std::span<uint8_t> p, size_t at, const IpAddress& a) {
     std::copy(a.bytes.begin(), a.bytes.end(), p.begin() + static_cast<std::ptrdiff_t>(at));

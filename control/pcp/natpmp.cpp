@@ -2,24 +2,17 @@
 
 #include <algorithm>
 
+#include "control/pcp/bytes.hpp"
+
 namespace cgn::ctl::natpmp {
 
 namespace {
 
-uint16_t get16(std::span<const uint8_t> p, size_t at) {
-    return static_cast<uint16_t>(p[at] << 8 | p[at + 1]);
-}
-uint32_t get32(std::span<const uint8_t> p, size_t at) {
-    return uint32_t{p[at]} << 24 | uint32_t{p[at + 1]} << 16 | uint32_t{p[at + 2]} << 8 |
-           p[at + 3];
-}
-void put16(std::span<uint8_t> p, size_t at, uint16_t v) {
-    p[at] = static_cast<uint8_t>(v >> 8);
-    p[at + 1] = static_cast<uint8_t>(v);
-}
-void put32(std::span<uint8_t> p, size_t at, uint32_t v) {
-    for (size_t i = 0; i < 4; ++i) p[at + i] = static_cast<uint8_t>(v >> (24 - 8 * i));
-}
+using pcp::bytes::get16;
+using pcp::bytes::get32;
+using pcp::bytes::put16;
+using pcp::bytes::put32;
+
 // Version, opcode, result code, epoch: the 8 octets every response starts with (§3.2, §3.3).
 void put_head(std::span<uint8_t> out, uint8_t opcode, ResultCode result, uint32_t epoch) {
     out[0] = kVersion;

@@ -7,6 +7,7 @@
 #include <string_view>
 #include <vector>
 
+#include "control/pcp/codec.hpp"
 #include "control/pcp/messages.hpp"
 
 namespace cgn::ctl::pcp::test {
@@ -45,5 +46,28 @@ inline std::string to_hex(const Bytes& b) {
 inline IpAddress v4(const char* text) { return IpAddress::from_ipv4(*common::Ipv4Address::parse(text)); }
 
 inline Nonce nonce_1_to_12() { return {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}; }
+
+// A MAP from `from` (nonce 1..12), no suggested address.
+inline Request map_request(common::Ipv4Address from, uint8_t protocol, uint16_t port,
+                           uint32_t lifetime, uint16_t suggested_port = 0) {
+    Request r;
+    r.opcode = Opcode::map;
+    r.lifetime = lifetime;
+    r.client_address = IpAddress::from_ipv4(from);
+    MapData m;
+    m.nonce = nonce_1_to_12();
+    m.protocol = protocol;
+    m.internal_port = port;
+    m.external_port = suggested_port;
+    m.external_address = IpAddress::ipv4_any();
+    r.map = m;
+    return r;
+}
+
+inline Bytes encoded_request(const Request& r) {
+    Bytes b(kMaxMessage);
+    b.resize(encode_request(r, b));
+    return b;
+}
 
 }  // namespace cgn::ctl::pcp::test

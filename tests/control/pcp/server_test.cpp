@@ -29,21 +29,6 @@ protected:
         return s;
     }
 
-    static Request map_request(Ipv4Address from, uint8_t protocol, uint16_t port,
-                               uint32_t lifetime, uint16_t suggested_port = 0) {
-        Request r;
-        r.opcode = Opcode::map;
-        r.lifetime = lifetime;
-        r.client_address = IpAddress::from_ipv4(from);
-        MapData m;
-        m.nonce = nonce_1_to_12();
-        m.protocol = protocol;
-        m.internal_port = port;
-        m.external_port = suggested_port;
-        m.external_address = IpAddress::ipv4_any();
-        r.map = m;
-        return r;
-    }
 
     // Sends a request from `from` and decodes the answer (which must be a PCP response).
     Response send(const Request& r, Ipv4Address from) {

@@ -35,19 +35,7 @@ ServerSettings settings() {
 }
 
 Bytes map_bytes(Ipv4Address from, uint16_t port, uint32_t lifetime) {
-    Request r;
-    r.opcode = Opcode::map;
-    r.lifetime = lifetime;
-    r.client_address = IpAddress::from_ipv4(from);
-    MapData m;
-    m.nonce = nonce_1_to_12();
-    m.protocol = 6;
-    m.internal_port = port;
-    m.external_address = IpAddress::ipv4_any();
-    r.map = m;
-    Bytes b(kMaxMessage);
-    b.resize(encode_request(r, b));
-    return b;
+    return encoded_request(map_request(from, 6, port, lifetime));
 }
 
 // A server, its NAT and its service over the store in `dir`, as cgnd has them after a start.
