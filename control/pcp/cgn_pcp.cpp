@@ -206,13 +206,16 @@ int main(int argc, char** argv) {
         "keep", "stay: renew before expiry, re-create after a server reset, delete when stopped")(
         "timeout", po::value<double>()->default_value(30)->value_name("S"), "give up after this long without an answer")(
         "json", "print each answer as one JSON line")(
-        "time-scale", po::value<double>()->default_value(1.0)->value_name("X"), "multiply every wait (tests)")(
-        "opcode", po::value<std::string>(), "map, peer or announce");
+        "time-scale", po::value<double>()->default_value(1.0)->value_name("X"), "multiply every wait (tests)");
+    po::options_description hidden;  // the operation, given as the first word
+    hidden.add_options()("opcode", po::value<std::string>());
+    po::options_description all;
+    all.add(o).add(hidden);
     po::positional_options_description positional;
     positional.add("opcode", 1);
     po::variables_map vm;
     try {
-        po::store(po::command_line_parser(argc, argv).options(o).positional(positional).run(), vm);
+        po::store(po::command_line_parser(argc, argv).options(all).positional(positional).run(), vm);
         po::notify(vm);
     } catch (const po::error& e) {
         usage_error(e.what());

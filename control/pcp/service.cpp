@@ -14,11 +14,34 @@ Service::Service(Server& server, MappingStore* store, const common::Clock& wall)
         const auto dropped =
             server_.restore(static_cast<uint32_t>((now - *start) / 1000), stored, now);
         tally_.restored = stored.size() - dropped.size();
-        for (const Change& c : dropped) store_->erase(c.key);
+        for (const Change& c : dropped) {
+            store_->erase(c.key);
+            for (const auto& [key, m] : stored)
+                if (key == c.key && m.expires_ms > now) tell_gone(key, m);
+        }
     } else {
         store_->set_epoch_start(now);
     }
     commit();
+}
+
+void Service::tell_gone(const MappingKey& key, const PcpMapping& m) {
+    const auto client = m.client.ipv4();
+    if (!client) return;
+    Response r;
+    r.opcode = Opcode::map;
+    r.lifetime = 0;
+    r.epoch = server_.epoch();
+    MapData d;
+    d.nonce = m.nonce;
+    d.protocol = key.protocol;
+    d.internal_port = key.internal_port;
+    d.external_port = m.external.port;
+    d.external_address = IpAddress::from_ipv4(m.external.address);
+    r.map = d;
+    Answer a{*client, kClientPort, std::vector<uint8_t>(kMaxMessage)};
+    a.bytes.resize(encode_response(r, a.bytes));
+    unsolicited_.push_back(std::move(a));
 }
 
 bool Service::record(const std::vector<Change>& changes) {

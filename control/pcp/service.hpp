@@ -45,17 +45,24 @@ public:
     // Removes the mappings whose lifetime ended (and from the store).
     void expire();
 
+    // §14.2: after a restart, a mapping the NAT could not take back is gone; its client is
+    // told with an unsolicited MAP response of lifetime 0, to its address and port 5350. The
+    // caller sends these once, and they are gone from here.
+    std::vector<Answer> take_unsolicited() { return std::move(unsolicited_); }
+
     const ServiceTally& tally() const { return tally_; }
     const std::string& last_store_error() const { return store_error_; }
 
 private:
     bool record(const std::vector<Change>& changes);
+    void tell_gone(const MappingKey& key, const PcpMapping& m);
     bool commit();
 
     Server& server_;
     MappingStore* store_;
     const common::Clock& wall_;
     ServiceTally tally_;
+    std::vector<Answer> unsolicited_;
     std::string store_error_;
 };
 

@@ -87,6 +87,39 @@ TEST(PcpService, AMappingSurvivesARestartAndTheEpochContinues) {
     EXPECT_EQ(again.service.tally().expired, 1u);
 }
 
+// §14.2: a mapping the NAT cannot take back after the restart (its port went to another
+// subscriber meanwhile) is gone; its client is told, unsolicited, with lifetime 0.
+TEST(PcpService, AClientWhoseMappingCouldNotComeBackIsTold) {
+    TempDir dir;
+    common::ManualClock wall(1'800'000'000'000ull);
+    {
+        Node n(dir.path(), wall);
+        const Bytes q = map_bytes(kSub1, 8080, 3600);
+        const std::vector<Received> batch = {Received{kSub1, 5350, q}};
+        ASSERT_EQ(n.service.serve(batch).size(), 1u);
+    }
+    common::ManualClock clock{5'000};
+    FakeNat nat;
+    nat.taken.insert(20000);  // the port the mapping had
+    MappingStore store(dir.path());
+    Server server(settings(), nat, clock);
+    Service service(server, &store, wall);
+    EXPECT_EQ(service.tally().restored, 0u);
+    auto told = service.take_unsolicited();
+    ASSERT_EQ(told.size(), 1u);
+    EXPECT_EQ(told[0].to, kSub1);
+    EXPECT_EQ(told[0].port, 5350);
+    const auto r = decode_response(told[0].bytes);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->opcode, Opcode::map);
+    EXPECT_EQ(r->result, ResultCode::success);
+    EXPECT_EQ(r->lifetime, 0u);
+    EXPECT_EQ(r->map->internal_port, 8080);
+    EXPECT_EQ(r->map->external_port, 20000);
+    EXPECT_EQ(r->map->nonce, nonce_1_to_12());
+    EXPECT_TRUE(service.take_unsolicited().empty()) << "told once";
+}
+
 TEST(PcpService, DeletedAndExpiredMappingsAreForgottenByTheStore) {
     TempDir dir;
     common::ManualClock wall(1'800'000'000'000ull);
