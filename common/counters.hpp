@@ -41,6 +41,8 @@ namespace cgn::common {
     X(arp_requests_sent, "ARP requests sent to resolve a next hop")                           \
     X(arp_entries_learned, "neighbour entries learned or refreshed from ARP")                 \
     X(icmp_echo_answered, "ICMP echo requests to our own addresses answered")                 \
+    X(pcp_requests_punted, "PCP and NAT-PMP requests handed to the PCP server")               \
+    X(pcp_answers_sent, "PCP and NAT-PMP answers from the PCP server sent on the inside")     \
     X(icmp_time_exceeded_sent, "ICMP time exceeded messages sent")                            \
     X(icmp_frag_needed_sent,                                                                  \
       "ICMP fragmentation needed (with the next-hop MTU) sent for a DF packet too big for "   \
@@ -77,6 +79,8 @@ namespace cgn::common {
       "dropped: ICMP error with a bad checksum or quoting too little or an error")            \
     X(drop_icmp_error_no_session, "dropped: ICMP error about no session of ours")             \
     X(drop_for_us, "dropped: packet for our own address that we do not serve")                \
+    X(drop_pcp_from_outside, "dropped: PCP or NAT-PMP request from the outside (served inside only)") \
+    X(drop_pcp_punt_full, "dropped: PCP request while the queue to the PCP server was full")  \
     X(drop_no_route, "dropped: no route to the destination")                                  \
     X(drop_neighbor_queue_full, "dropped: next hop unresolved and its wait queue full")       \
     X(drop_neighbor_unreachable, "dropped: next hop did not answer ARP")                      \

@@ -81,6 +81,8 @@ inline constexpr std::array<CounterRole, kCounterCount> kCounterRoles = {{
     {Counter::arp_requests_sent, FrameRole::generated},
     {Counter::arp_entries_learned, FrameRole::none},  // also counted for answered requests
     {Counter::icmp_echo_answered, FrameRole::none},   // the reply is the request's mbuf: tx
+    {Counter::pcp_requests_punted, FrameRole::outcome},  // the control thread frees it
+    {Counter::pcp_answers_sent, FrameRole::generated},   // made by the control thread: tx
     {Counter::icmp_time_exceeded_sent, FrameRole::generated},
     {Counter::icmp_frag_needed_sent, FrameRole::generated},
     // The packet itself ends here (its mbuf is freed); its fragments are new frames.
@@ -113,6 +115,8 @@ inline constexpr std::array<CounterRole, kCounterCount> kCounterRoles = {{
     {Counter::drop_icmp_error_malformed, FrameRole::outcome},
     {Counter::drop_icmp_error_no_session, FrameRole::outcome},
     {Counter::drop_for_us, FrameRole::outcome},
+    {Counter::drop_pcp_from_outside, FrameRole::outcome},
+    {Counter::drop_pcp_punt_full, FrameRole::outcome},
     {Counter::drop_no_route, FrameRole::outcome},
     {Counter::drop_neighbor_queue_full, FrameRole::outcome},
     {Counter::drop_neighbor_unreachable, FrameRole::outcome},

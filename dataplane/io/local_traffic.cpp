@@ -24,10 +24,13 @@ namespace eth = common::eth;
 namespace arp = common::arp;
 namespace ipv4 = common::ipv4;
 namespace icmp = common::icmp;
+namespace udp = common::udp;
 
 namespace {
 
 constexpr uint8_t kDefaultTtl = 64;
+// RFC 6887 §19.1: the PCP server port (NAT-PMP's too, RFC 6886 §1.1).
+constexpr uint16_t kPcpPort = 5351;
 
 void write_ethernet(uint8_t* frame, const common::MacAddress& dst, const common::MacAddress& src,
                     uint16_t type) {
@@ -142,7 +145,42 @@ void Worker::send_arp_request(SideIndex side, uint32_t target) {
     enqueue_tx(side, m);
 }
 
+// RFC 6887 §7 (and RFC 6886 §3): PCP and NAT-PMP arrive as UDP to port 5351. The server is the
+// control thread's and serves the inside only (§18: not the Internet).
+bool Worker::take_pcp_request(SideIndex side, rte_mbuf* m, const Ipv4Packet& p) {
+    if (p.protocol != ipv4::kProtoUdp || p.fragment || p.l4_length < udp::kHeaderLength ||
+        load_be16(p.l4 + udp::kDstPort) != kPcpPort)
+        return false;
+    if (side == kOutside) {
+        drop(m, Counter::drop_pcp_from_outside);
+        return true;
+    }
+    if (pcp_requests_ == nullptr || p.dst != interfaces_[kInside].address.address.value)
+        return false;
+    if (rte_ring_sp_enqueue(pcp_requests_, m) != 0) {
+        drop(m, Counter::drop_pcp_punt_full);
+        return true;
+    }
+    // The frame leaves this worker for good: the control thread frees it.
+    counters_.add(Counter::pcp_requests_punted);
+    count_ended(m);
+    return true;
+}
+
+// The control thread's answers: whole frames for the inside port, addressed to the requester.
+void Worker::send_pcp_answers() {
+    rte_mbuf* answers[kBurst];
+    const unsigned n = rte_ring_sc_dequeue_burst(pcp_answers_, reinterpret_cast<void**>(answers),
+                                                 kBurst, nullptr);
+    for (unsigned i = 0; i < n; ++i) {
+        set_origin(answers[i], common::FrameOrigin::generated);
+        counters_.add(Counter::pcp_answers_sent);
+        enqueue_tx(kInside, answers[i]);
+    }
+}
+
 void Worker::handle_local(SideIndex side, rte_mbuf* m, Ipv4Packet& p) {
+    if (take_pcp_request(side, m, p)) return;
     // Only ICMP echo requests to our own addresses are served (ping the gateway).
     if (p.protocol != ipv4::kProtoIcmp || p.fragment || p.l4_length < icmp::kHeaderLength ||
         p.l4[icmp::kType] != icmp::kEchoRequest) {

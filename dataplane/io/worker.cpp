@@ -44,6 +44,8 @@ Worker::Worker(const WorkerSettings& settings, rte_mempool* pool, common::Worker
       workers_(settings.workers),
       handoff_(settings.handoff),
       control_(settings.control),
+      pcp_requests_(settings.pcp_requests),
+      pcp_answers_(settings.pcp_answers),
       handoff_out_(settings.workers),
       pool_(pool),
       counters_(counters),
@@ -173,6 +175,7 @@ void Worker::poll_once() {
             steer(side, mbufs, n);
     }
     if (workers_ > 1) receive_handoff();
+    if (pcp_answers_ != nullptr) send_pcp_answers();
     for (SideIndex side : {kInside, kOutside}) {
         neighbors(side).tick(
             now_ms_, kNeighborTickBudget,

@@ -75,6 +75,14 @@ struct WorkerSettings {
     // pool (common::MbufBudget::held_per_worker in cgnd).
     uint32_t fragment_hold_budget = 1024;
     uint64_t fragment_timeout_ms = 2000;
+    // PCP and NAT-PMP (RFC 6887 §7, RFC 6886: UDP to port 5351), served by the control thread.
+    // A request from the inside to the inside address goes on `pcp_requests` (this worker is
+    // its only producer; the control thread takes each frame and frees it); the frames the
+    // control thread puts on `pcp_answers` (its only producer; this worker the only consumer)
+    // go out of the inside port. Both null: no PCP server here, and such requests are dropped
+    // as for us. A request from the outside is never served (drop_pcp_from_outside).
+    rte_ring* pcp_requests = nullptr;
+    rte_ring* pcp_answers = nullptr;
 };
 
 class Worker {
@@ -151,6 +159,10 @@ private:
     void forward_exempt(SideIndex side, rte_mbuf* m, Ipv4Packet& p);
     void handle_arp(SideIndex side, rte_mbuf* m, uint8_t* arp, uint32_t length, bool answer);
     void handle_local(SideIndex side, rte_mbuf* m, Ipv4Packet& p);
+    // A PCP or NAT-PMP request for the control thread; true when `m` was taken (punted or
+    // dropped).
+    bool take_pcp_request(SideIndex side, rte_mbuf* m, const Ipv4Packet& p);
+    void send_pcp_answers();
     void send_time_exceeded(SideIndex side, rte_mbuf* m, const Ipv4Packet& p);
     // An ICMP error about `p` back to its sender on `side` (rate limited; not about an ICMP
     // error or a non-first fragment, RFC 1812 §4.3.2.7).
@@ -257,6 +269,8 @@ private:
     unsigned workers_;
     HandoffRings* handoff_;
     ControlChannel* control_;
+    rte_ring* pcp_requests_;
+    rte_ring* pcp_answers_;
     uint64_t applied_generation_ = 0;
     bool explicit_present_ = false;
     // Frames waiting to be handed to each worker (flushed when full and at the end of a loop).
