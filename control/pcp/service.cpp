@@ -39,7 +39,7 @@ void Service::tell_gone(const MappingKey& key, const PcpMapping& m) {
     d.external_port = m.external.port;
     d.external_address = IpAddress::from_ipv4(m.external.address);
     r.map = d;
-    Answer a{*client, kClientPort, std::vector<uint8_t>(kMaxMessage)};
+    Answer a{*client, kClientPort, std::vector<uint8_t>(kMaxMessage), 0};
     a.bytes.resize(encode_response(r, a.bytes));
     unsolicited_.push_back(std::move(a));
 }
@@ -103,7 +103,7 @@ std::vector<Answer> Service::serve(std::span<const Received> batch) {
             continue;
         }
         if (record(out.changes)) changed.emplace_back(answers.size(), k);
-        answers.push_back(Answer{r.source, r.source_port, std::move(out.reply)});
+        answers.push_back(Answer{r.source, r.source_port, std::move(out.reply), k});
     }
     if (!commit()) {
         // Not durable: those answers must not say it is done.

@@ -20,6 +20,7 @@ struct Answer {
     common::Ipv4Address to;
     uint16_t port = 0;
     std::vector<uint8_t> bytes;
+    size_t request = 0;  // which request of the batch it answers
 };
 
 // What the service did, for counters and logs.
