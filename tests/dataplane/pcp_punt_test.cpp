@@ -36,6 +36,14 @@ struct PcpRings {
     rte_ring* answers;
 };
 
+// Starts `h` with `rings` as its worker's PCP rings, counters at zero.
+void start_with(DataplaneHarness& h, PcpRings& rings) {
+    h.settings().pcp_requests = rings.requests;
+    h.settings().pcp_answers = rings.answers;
+    h.start();
+    h.reset_counters();
+}
+
 Frame pcp_request(const DataplaneHarness& h, common::Ipv4Address dst, uint16_t port = 5351) {
     const Topology& t = h.topo();
     return PacketBuilder()
@@ -54,10 +62,7 @@ Frame mbuf_bytes(rte_mbuf* m) {
 TEST(PcpPunt, ARequestToTheInsideAddressGoesToTheControlThreadAsItCame) {
     PcpRings rings;
     DataplaneHarness h;
-    h.settings().pcp_requests = rings.requests;
-    h.settings().pcp_answers = rings.answers;
-    h.start();
-    h.reset_counters();
+    start_with(h, rings);
     const Frame request = pcp_request(h, h.topo().inside.address);
     h.inside().inject(request);
     h.poll();
@@ -76,10 +81,7 @@ TEST(PcpPunt, ARequestToTheInsideAddressGoesToTheControlThreadAsItCame) {
 TEST(PcpPunt, AFullQueueDropsAndCounts) {
     PcpRings rings(4);  // holds 3
     DataplaneHarness h;
-    h.settings().pcp_requests = rings.requests;
-    h.settings().pcp_answers = rings.answers;
-    h.start();
-    h.reset_counters();
+    start_with(h, rings);
     for (int i = 0; i < 5; ++i) h.inside().inject(pcp_request(h, h.topo().inside.address));
     h.poll();
     EXPECT_EQ(h.counter(Counter::pcp_requests_punted), 3u);
@@ -91,9 +93,7 @@ TEST(PcpPunt, AFullQueueDropsAndCounts) {
 TEST(PcpPunt, RequestsFromTheOutsideAreDroppedAndCounted) {
     PcpRings rings;
     DataplaneHarness h;
-    h.settings().pcp_requests = rings.requests;
-    h.settings().pcp_answers = rings.answers;
-    h.start();
+    start_with(h, rings);
     h.resolve_neighbors();
     h.reset_counters();
     const Topology& t = h.topo();
@@ -119,10 +119,7 @@ TEST(PcpPunt, WithoutAServerAndOnOtherPortsNothingChanges) {
     EXPECT_EQ(h.counter(Counter::drop_for_us), 1u);
     PcpRings rings;
     DataplaneHarness with;
-    with.settings().pcp_requests = rings.requests;
-    with.settings().pcp_answers = rings.answers;
-    with.start();
-    with.reset_counters();
+    start_with(with, rings);
     with.inside().inject(pcp_request(with, with.topo().inside.address, 5352));
     with.poll();
     EXPECT_EQ(with.counter(Counter::drop_for_us), 1u);
@@ -132,10 +129,7 @@ TEST(PcpPunt, WithoutAServerAndOnOtherPortsNothingChanges) {
 TEST(PcpPunt, TheControlThreadsAnswersLeaveOnTheInside) {
     PcpRings rings;
     DataplaneHarness h;
-    h.settings().pcp_requests = rings.requests;
-    h.settings().pcp_answers = rings.answers;
-    h.start();
-    h.reset_counters();
+    start_with(h, rings);
     const Topology& t = h.topo();
     const Frame answer = PacketBuilder()
                              .ethernet(h.inside().mac(), t.subscriber1_mac)
