@@ -177,7 +177,8 @@ std::string describe_placement(const common::Config& config, const dp::Placement
     if (config.worker_lcores.size() == 1) return "not needed (one worker)";
     if (config.outside_flow_rules == common::FlowRulesMode::off) return "off";
     if (p.rules > 0)
-        return std::to_string(p.rules) + " (" + std::to_string(p.rules / 3) +
+        return std::to_string(p.rules) + " (" +
+               std::to_string(p.rules / std::size(dp::kPlacedProtocols)) +
                " each for UDP, TCP and ICMP echo replies): packets arrive at their owner";
     return "none, " + p.refused + "; RSS and the handoff rings place the packets";
 }

@@ -153,20 +153,19 @@ Outcome Server::handle(const Received& received) {
         case Opcode::peer:
             return serve_peer(c);
         case Opcode::announce:
-            return serve_announce(c);
+            return serve_announce();
     }
     return answer(c, ResultCode::unsupp_opcode);
 }
 
 // §14.1: ANNOUNCE is answered with the epoch; nothing changes.
-Outcome Server::serve_announce(Context& c) {
+Outcome Server::serve_announce() {
     Response r;
     r.opcode = Opcode::announce;
     r.epoch = epoch();
     Outcome out;
     out.reply.resize(kMaxMessage);
     out.reply.resize(encode_response(r, out.reply));
-    (void)c;
     return out;
 }
 

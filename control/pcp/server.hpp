@@ -162,7 +162,7 @@ private:
     Outcome refresh_map(Context& c, const MappingKey& key, PcpMapping& m);
     Outcome create_map(Context& c, const MappingKey& key);
     Outcome serve_peer(Context& c);
-    Outcome serve_announce(Context& c);
+    Outcome serve_announce();
     Outcome serve_natpmp(const Received& received);
     void remove(const MappingKey& key, std::vector<Change>& changes);
 

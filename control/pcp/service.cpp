@@ -1,5 +1,7 @@
 #include "control/pcp/service.hpp"
 
+#include <set>
+
 #include "control/pcp/natpmp.hpp"
 
 namespace cgn::ctl::pcp {
@@ -14,11 +16,14 @@ Service::Service(Server& server, MappingStore* store, const common::Clock& wall)
         const auto dropped =
             server_.restore(static_cast<uint32_t>((now - *start) / 1000), stored, now);
         tally_.restored = stored.size() - dropped.size();
+        std::set<MappingKey> gone;
         for (const Change& c : dropped) {
             store_->erase(c.key);
-            for (const auto& [key, m] : stored)
-                if (key == c.key && m.expires_ms > now) tell_gone(key, m);
+            gone.insert(c.key);
         }
+        // Those whose lifetime had not ended were taken from their clients: tell them.
+        for (const auto& [key, m] : stored)
+            if (m.expires_ms > now && gone.count(key) != 0) tell_gone(key, m);
     } else {
         store_->set_epoch_start(now);
     }

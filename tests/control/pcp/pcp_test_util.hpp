@@ -1,7 +1,11 @@
 #pragma once
 // Helpers of the PCP tests: hex text to bytes, and requests and responses to start from.
 
+#include <unistd.h>
+
+#include <atomic>
 #include <cstdint>
+#include <filesystem>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -33,6 +37,30 @@ inline Bytes hex(std::string_view text) {
     }
     return out;
 }
+
+// A path under the system's temporary directory no other test process uses: `stem`, this
+// process's id and a counter.
+inline std::string unique_temp_path(const std::string& stem) {
+    static std::atomic<unsigned> serial{0};
+    return (std::filesystem::temp_directory_path() /
+            (stem + "-" + std::to_string(getpid()) + "-" + std::to_string(serial++)))
+        .string();
+}
+
+// A directory made for a test and removed with everything in it at the end.
+class TempDir {
+public:
+    explicit TempDir(const std::string& stem = "cgn-pcp-test") : path_(unique_temp_path(stem)) {
+        std::filesystem::create_directories(path_);
+    }
+    ~TempDir() { std::filesystem::remove_all(path_); }
+    TempDir(const TempDir&) = delete;
+    TempDir& operator=(const TempDir&) = delete;
+    const std::string& path() const { return path_; }
+
+private:
+    std::string path_;
+};
 
 inline std::string to_hex(const Bytes& b) {
     std::ostringstream s;

@@ -13,19 +13,6 @@
 namespace cgn::ctl::pcp::test {
 namespace {
 
-class TempDir {
-public:
-    TempDir() {
-        char name[] = "/tmp/cgn-service-XXXXXX";
-        path_ = mkdtemp(name);
-    }
-    ~TempDir() { std::filesystem::remove_all(path_); }
-    const std::string& path() const { return path_; }
-
-private:
-    std::string path_;
-};
-
 ServerSettings settings() {
     ServerSettings s;
     s.subscribers = {*common::Ipv4Prefix::parse("100.64.0.0/10")};
@@ -50,7 +37,7 @@ struct Node {
 };
 
 TEST(PcpService, AMappingSurvivesARestartAndTheEpochContinues) {
-    TempDir dir;
+    TempDir dir("cgn-service");
     common::ManualClock wall(1'800'000'000'000ull);
     uint16_t external = 0;
     {
@@ -90,7 +77,7 @@ TEST(PcpService, AMappingSurvivesARestartAndTheEpochContinues) {
 // §14.2: a mapping the NAT cannot take back after the restart (its port went to another
 // subscriber meanwhile) is gone; its client is told, unsolicited, with lifetime 0.
 TEST(PcpService, AClientWhoseMappingCouldNotComeBackIsTold) {
-    TempDir dir;
+    TempDir dir("cgn-service");
     common::ManualClock wall(1'800'000'000'000ull);
     {
         Node n(dir.path(), wall);
@@ -121,7 +108,7 @@ TEST(PcpService, AClientWhoseMappingCouldNotComeBackIsTold) {
 }
 
 TEST(PcpService, DeletedAndExpiredMappingsAreForgottenByTheStore) {
-    TempDir dir;
+    TempDir dir("cgn-service");
     common::ManualClock wall(1'800'000'000'000ull);
     {
         Node n(dir.path(), wall);
@@ -146,7 +133,7 @@ TEST(PcpService, DeletedAndExpiredMappingsAreForgottenByTheStore) {
 // A store that cannot take the batch (full): the answers that changed something say
 // NO_RESOURCES, the others are sent as they are.
 TEST(PcpService, WhatCouldNotBeStoredIsNotAnsweredAsDone) {
-    TempDir dir;
+    TempDir dir("cgn-service");
     common::ManualClock wall(1'800'000'000'000ull);
     Node n(dir.path(), wall, 64 * 1024);  // a 64 KiB database fills quickly
     std::vector<Bytes> requests;

@@ -17,19 +17,6 @@
 namespace cgn::ctl::pcp::test {
 namespace {
 
-class TempDir {
-public:
-    TempDir() {
-        char name[] = "/tmp/cgn-store-XXXXXX";
-        path_ = mkdtemp(name);
-    }
-    ~TempDir() { std::filesystem::remove_all(path_); }
-    const std::string& path() const { return path_; }
-
-private:
-    std::string path_;
-};
-
 MappingKey key(uint32_t i) {
     return MappingKey{common::Ipv4Address{0x64400000u + (i >> 8)}, static_cast<uint8_t>(i % 2 ? 6 : 17),
                       static_cast<uint16_t>(1000 + (i & 0xff))};
@@ -55,7 +42,7 @@ bool same(const PcpMapping& a, const PcpMapping& b) {
 }
 
 TEST(MappingStore, CommittedMappingsComeBackAfterAReopenInKeyOrder) {
-    TempDir dir;
+    TempDir dir("cgn-store");
     {
         MappingStore store(dir.path());
         for (uint32_t i = 0; i < 50; ++i) store.put(key(i), mapping(i));
@@ -84,7 +71,7 @@ TEST(MappingStore, CommittedMappingsComeBackAfterAReopenInKeyOrder) {
 }
 
 TEST(MappingStore, NothingQueuedIsStoredUntilCommittedAndErasedMappingsGo) {
-    TempDir dir;
+    TempDir dir("cgn-store");
     {
         MappingStore store(dir.path());
         EXPECT_FALSE(store.epoch_start());
@@ -103,7 +90,7 @@ TEST(MappingStore, NothingQueuedIsStoredUntilCommittedAndErasedMappingsGo) {
 }
 
 TEST(MappingStore, ARecordOfAnotherVersionIsAnErrorNotAGuess) {
-    TempDir dir;
+    TempDir dir("cgn-store");
     { MappingStore(dir.path()).put(key(1), mapping(1)); }
     {
         // Write a record of version 9 under a valid key, with LMDB directly.
@@ -141,7 +128,7 @@ TEST(MappingStore, AnUnusableDirectoryIsAClearError) {
 // the store afterwards (the ones after may or may not be, as a whole batch or not at all).
 TEST(MappingStore, SigkillDuringCommitsLosesNothingAcknowledged) {
     for (int round = 0; round < 3; ++round) {
-        TempDir dir;
+        TempDir dir("cgn-store");
         int fds[2];
         ASSERT_EQ(pipe(fds), 0);
         const pid_t child = fork();

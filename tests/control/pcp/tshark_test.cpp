@@ -59,12 +59,9 @@ struct Case {
 // `fields` per frame.
 std::vector<Fields> through_tshark(const std::vector<std::vector<uint8_t>>& payloads,
                                    const std::vector<std::string>& fields) {
-    char path[] = "/tmp/cgn-pcp-tshark-XXXXXX.pcap";
-    const int fd = mkstemps(path, 5);
-    EXPECT_GE(fd, 0);
-    close(fd);
+    const std::string path = unique_temp_path("cgn-pcp-tshark") + ".pcap";
     pcap_t* dead = pcap_open_dead(DLT_EN10MB, 65535);
-    pcap_dumper_t* dump = pcap_dump_open(dead, path);
+    pcap_dumper_t* dump = pcap_dump_open(dead, path.c_str());
     EXPECT_NE(dump, nullptr) << pcap_geterr(dead);
     for (size_t i = 0; i < payloads.size(); ++i) {
         const auto& payload = payloads[i];
@@ -88,7 +85,7 @@ std::vector<Fields> through_tshark(const std::vector<std::vector<uint8_t>>& payl
     std::string command = "tshark -n -r " + std::string(path) +
                           " -T fields -E separator=/t -E occurrence=a -E aggregator=,";
     for (const auto& f : fields) command += " -e " + f;
-    const std::string errors = std::string(path) + ".stderr";
+    const std::string errors = path + ".stderr";
     command += " 2>" + errors;
     FILE* out = popen(command.c_str(), "r");
     std::vector<Fields> frames;
@@ -101,7 +98,7 @@ std::vector<Fields> through_tshark(const std::vector<std::vector<uint8_t>>& payl
         while (fgets(buf, sizeof buf, e) != nullptr) complaints += buf;
         fclose(e);
     }
-    unlink(path);
+    unlink(path.c_str());
     unlink(errors.c_str());
     EXPECT_EQ(rc, 0) << "tshark failed (deploy/install-deps.sh installs it):\n" << complaints;
     std::istringstream lines(text);
