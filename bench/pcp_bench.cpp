@@ -20,6 +20,7 @@
 #include <filesystem>
 #include <string>
 #include <unordered_set>
+#include <utility>
 #include <vector>
 
 #include "common/clock.hpp"
@@ -34,9 +35,19 @@ namespace {
 // its number (paired pooling).
 class BenchNat final : public pcp::NatControl {
 public:
-    std::optional<pcp::Endpoint> dynamic_mapping(const pcp::MappingKey&) override { return std::nullopt; }
     bool static_mapping(const pcp::MappingKey&) override { return false; }
-    pcp::Grant reserve(const pcp::MappingKey& k, std::optional<pcp::Endpoint>, bool) override {
+    void submit(const pcp::NatRequest& q) override {
+        ready_.push_back({q.id, q.kind == pcp::NatRequest::Kind::map
+                                    ? reserve(q.key)
+                                    : pcp::Grant{pcp::ResultCode::no_resources, {}}});
+    }
+    void release(const pcp::MappingKey&, const pcp::Endpoint& e) override {
+        ports_[e.address.value & 0xff].erase(e.port);
+    }
+    std::vector<pcp::NatAnswer> take_answers() override { return std::exchange(ready_, {}); }
+
+private:
+    pcp::Grant reserve(const pcp::MappingKey& k) {
         const uint32_t a = 0xc6336400u | (k.internal.value & 0xff);
         auto& used = ports_[a & 0xff];
         uint16_t& next = next_[a & 0xff];
@@ -46,20 +57,10 @@ public:
         }
         return {pcp::ResultCode::no_resources, {}};
     }
-    void release(const pcp::MappingKey&, const pcp::Endpoint& e) override {
-        ports_[e.address.value & 0xff].erase(e.port);
-    }
-    pcp::Grant peer(const pcp::MappingKey&, const pcp::Endpoint&, std::optional<pcp::Endpoint>,
-                    uint32_t) override {
-        return {pcp::ResultCode::no_resources, {}};
-    }
-    std::optional<Ipv4Address> external_address(Ipv4Address s) override {
-        return Ipv4Address{0xc6336400u | (s.value & 0xff)};
-    }
 
-private:
     std::unordered_set<uint16_t> ports_[256];
     uint16_t next_[256] = {};
+    std::vector<pcp::NatAnswer> ready_;
 };
 
 std::vector<uint8_t> map_request(Ipv4Address from, uint16_t port, uint32_t lifetime) {
@@ -118,7 +119,7 @@ Result run(uint32_t subscribers, uint32_t per_subscriber, size_t batch, const st
     for (size_t i = 0; i < requests.size(); i += batch) {
         received.clear();
         for (size_t k = i; k < std::min(requests.size(), i + batch); ++k)
-            received.push_back(pcp::Received{sources[k], 5350, requests[k]});
+            received.push_back(pcp::Received{sources[k], 5350, requests[k], k + 1});
         const auto t0 = std::chrono::steady_clock::now();
         const auto answers = service.serve(received);
         const double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();

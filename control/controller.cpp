@@ -74,16 +74,13 @@ void Controller::publish(std::vector<dp::AddressPool::Extension> pool_additions)
 
 int Controller::command(unsigned worker, dp::WorkerCommand::Kind kind, uint8_t protocol,
                         uint32_t addr, uint16_t port) {
-    auto cmd = std::make_unique<dp::WorkerCommand>();
-    cmd->kind = kind;
-    cmd->protocol = protocol;
-    cmd->addr = addr;
-    cmd->port = port;
-    channel_.run(worker, *cmd, while_waiting_);
-    const int result = cmd->result.load(std::memory_order_acquire);
-    if (result == dp::WorkerCommand::kPending)
-        abandoned_.push_back(std::move(cmd));  // the worker may still read it
-    return result;
+    dp::WorkerCommand cmd;
+    cmd.kind = kind;
+    cmd.protocol = protocol;
+    cmd.addr = addr;
+    cmd.port = port;
+    // A command the worker did not answer in time stays with the channel until it completes.
+    return channel_.run(worker, cmd, while_waiting_);
 }
 
 void Controller::set_timeout(std::string_view which, uint32_t seconds) {

@@ -85,8 +85,6 @@ private:
     const dp::Steering& steering_;  // the channel's: the one the workers use
     std::function<std::string()> counters_;
     dp::WhileWaiting while_waiting_;
-    // Commands a worker did not take in time stay alive until the channel is gone.
-    std::vector<std::unique_ptr<dp::WorkerCommand>> abandoned_;
     std::vector<common::StaticMapping> pending_statics_;
     // Blocks the control thread holds for static mappings: (pool index, block) -> mappings.
     std::map<std::pair<uint32_t, uint32_t>, uint32_t> control_blocks_;

@@ -64,28 +64,36 @@ void PcpDataplaneTransport::send(const Origin& to, const std::vector<uint8_t>& p
 }
 
 size_t PcpDataplaneTransport::serve_once(pcp::Service& service, size_t max_batch) {
-    std::vector<Origin> origins;
+    std::vector<pcp::Received> batch;
     rte_mbuf* burst[32];
-    for (unsigned w = 0; w < rings_.size() && origins.size() < max_batch; ++w) {
-        const unsigned want = static_cast<unsigned>(std::min<size_t>(32, max_batch - origins.size()));
+    for (unsigned w = 0; w < rings_.size() && batch.size() < max_batch; ++w) {
+        const unsigned want = static_cast<unsigned>(std::min<size_t>(32, max_batch - batch.size()));
         const unsigned n = rte_ring_sc_dequeue_burst(rings_[w].requests,
                                                      reinterpret_cast<void**>(burst), want, nullptr);
         for (unsigned i = 0; i < n; ++i) {
             Origin o;
-            if (read(w, burst[i], o))
-                origins.push_back(std::move(o));
-            else
+            if (read(w, burst[i], o)) {
+                const uint64_t tag = next_tag_++;
+                const Origin& kept = origins_.emplace(tag, std::move(o)).first->second;
+                batch.push_back(pcp::Received{kept.client, kept.client_port, kept.payload, tag});
+            } else {
                 ++tally_.malformed;
+            }
             rte_pktmbuf_free(burst[i]);
         }
         tally_.requests += n;
     }
-    if (origins.empty()) return 0;
-    std::vector<pcp::Received> batch;
-    batch.reserve(origins.size());
-    for (const Origin& o : origins) batch.push_back(pcp::Received{o.client, o.client_port, o.payload});
-    for (const pcp::Answer& a : service.serve(batch)) send(origins[a.request], a.bytes);
-    return origins.size();
+    if (batch.empty() && service.waiting() == 0) return 0;
+    for (const pcp::Answer& a : service.serve(batch)) {
+        const auto it = origins_.find(a.tag);
+        if (it == origins_.end()) continue;
+        send(it->second, a.bytes);
+        origins_.erase(it);
+    }
+    // Requests that were dropped have no answer: forget where they came from. A request still
+    // waiting keeps its origin (the service has it in flight).
+    if (service.waiting() == 0) origins_.clear();
+    return batch.size();
 }
 
 }  // namespace cgn::ctl

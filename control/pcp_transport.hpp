@@ -13,6 +13,7 @@
 #include <rte_ring.h>
 
 #include <cstdint>
+#include <unordered_map>
 #include <vector>
 
 #include "common/address.hpp"
@@ -37,9 +38,12 @@ public:
     PcpDataplaneTransport(std::vector<WorkerRings> rings, rte_mempool* pool,
                           common::MacAddress inside_mac);
 
-    // Takes up to `max_batch` requests (all workers), serves them, queues the answers;
-    // returns the requests taken.
+    // Takes up to `max_batch` requests (all workers), serves them, queues the answers ready
+    // (of these requests or of earlier ones whose NAT answer came); returns the requests
+    // taken. Never blocks: requests waiting for the NAT are answered by a later call.
     size_t serve_once(pcp::Service& service, size_t max_batch);
+    // Requests taken and not answered yet (waiting for the NAT or the store).
+    size_t unanswered() const { return origins_.size(); }
     const PcpTransportTally& tally() const { return tally_; }
 
 private:
@@ -58,6 +62,8 @@ private:
     rte_mempool* pool_;
     common::MacAddress inside_mac_;
     PcpTransportTally tally_;
+    uint64_t next_tag_ = 1;
+    std::unordered_map<uint64_t, Origin> origins_;  // tag -> where its answer goes
 };
 
 }  // namespace cgn::ctl

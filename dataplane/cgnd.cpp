@@ -218,6 +218,7 @@ void print_startup(const common::Config& config, const dp::WorkerSettings& ws,
 // The control thread's loop until SIGINT/SIGTERM: management commands, SIGUSR1's counters,
 // the workers' events, SIGHUP's reload.
 void serve_until_stopped(ctl::ControlSocket& control_socket, ctl::Controller& controller,
+                         dp::ControlChannel& channel,
                          const std::vector<std::unique_ptr<common::WorkerCounters>>& counters,
                          const std::vector<std::unique_ptr<common::EventRing>>& events, int argc,
                          const char* const* argv) {
@@ -225,6 +226,8 @@ void serve_until_stopped(ctl::ControlSocket& control_socket, ctl::Controller& co
         control_socket.serve_one(std::chrono::milliseconds(50),
                                  [&](std::string_view line) { return controller.execute(line); });
         if (g_print_requested.exchange(false)) print(counters_text(counters));
+        // Late answers to commands that timed out, snapshots whose grace period is over.
+        channel.poll();
         // The logs: one line per block given or taken back, per quota refusal (DESIGN 6).
         common::NatEvent event;
         for (auto& ring : events)
@@ -355,7 +358,7 @@ int run(const common::Config& config, int argc, const char* const* argv) {
     std::printf("cgnd: ready\n");
     std::fflush(stdout);
 
-    serve_until_stopped(control_socket, controller, counters, events, argc, argv);
+    serve_until_stopped(control_socket, controller, channel, counters, events, argc, argv);
     std::printf("cgnd: stopping\n");
     stop.store(true, std::memory_order_release);
     rte_eal_mp_wait_lcore();

@@ -33,6 +33,16 @@ std::vector<Filter> apply_filters(std::vector<Filter> current, const std::vector
 
 }  // namespace
 
+// A NAT-PMP map request (RFC 6886 §3.3) served as the MAP it stands for: what its answer,
+// in NAT-PMP's terms, needs.
+struct Server::NatPmpAsk {
+    natpmp::Opcode opcode = natpmp::Opcode::map_udp;
+    uint32_t lifetime = 0;
+    uint16_t internal_port = 0;
+    MappingKey key;
+    bool existed = false;  // a mapping of the key existed before
+};
+
 // One request on its way through: the decoded request, its bytes (an error answer copies
 // them, §7.3) and who it is about.
 struct Server::Context {
@@ -40,10 +50,31 @@ struct Server::Context {
     Request request;
     common::Ipv4Address internal;  // the subscriber the request is for (THIRD_PARTY or source)
     std::vector<Change> changes;
+    const NatPmpAsk* natpmp = nullptr;  // the NAT-PMP request this MAP stands for
+};
+
+namespace {
+enum Step : uint8_t { kCreateMap, kPeer, kNatPmpAddress, kRestore };
+}
+
+// A request waiting for the NAT's answer, with all it needs to be finished then: its bytes
+// (owned), the decoded request, what was asked.
+struct Server::Waiting {
+    uint8_t step = kCreateMap;
+    Received received;  // its payload points into `payload`
+    std::vector<uint8_t> payload;
+    Request request;
+    common::Ipv4Address internal;
+    std::vector<Filter> filters;  // kCreateMap: the mapping's
+    std::optional<NatPmpAsk> natpmp;
+    NatRequest asked;
+    PcpMapping restoring;  // kRestore: the stored mapping, its expiry on this clock
 };
 
 Server::Server(ServerSettings settings, NatControl& nat, const common::Clock& clock)
     : settings_(std::move(settings)), nat_(nat), clock_(clock), start_ms_(clock.now_ms()) {}
+
+Server::~Server() = default;
 
 uint32_t Server::epoch() const {
     return epoch_base_ + static_cast<uint32_t>((clock_.now_ms() - start_ms_) / 1000);
@@ -61,20 +92,45 @@ std::vector<Change> Server::restore(uint32_t epoch_seconds,
     start_ms_ = clock_.now_ms();
     std::vector<Change> dropped;
     for (const auto& [key, kept] : stored) {
-        const bool alive = kept.expires_ms > unix_now_ms;
-        const Grant g = alive ? nat_.reserve(key, kept.external, true) : Grant{};
-        if (!alive || g.result != ResultCode::success || !(g.external == kept.external)) {
-            if (alive && g.result == ResultCode::success) nat_.release(key, g.external);
+        if (kept.expires_ms <= unix_now_ms) {
             dropped.push_back({Change::Kind::removed, key, kept.external});
             continue;
         }
-        PcpMapping& m = mappings_[key];
-        m = kept;
-        m.expires_ms = start_ms_ + (kept.expires_ms - unix_now_ms);
-        expiry_.emplace(m.expires_ms, key);
-        ++per_subscriber_[key.internal.value];
+        // §14: the mapping is asked for again at exactly its endpoint; the subscriber's
+        // requests wait behind it.
+        auto w = std::make_unique<Waiting>();
+        w->step = kRestore;
+        w->internal = key.internal;
+        w->restoring = kept;
+        w->restoring.expires_ms = start_ms_ + (kept.expires_ms - unix_now_ms);
+        w->asked.id = next_request_++;
+        w->asked.kind = NatRequest::Kind::map;
+        w->asked.key = key;
+        w->asked.suggested = kept.external;
+        w->asked.exact = true;
+        const NatRequest q = w->asked;
+        ++queues_[key.internal.value].in_flight;
+        waiting_.emplace(q.id, std::move(w));
+        nat_.submit(q);
     }
     return dropped;
+}
+
+Outcome Server::finish_restore(Waiting& w, const Grant& g) {
+    Outcome out;
+    const MappingKey& key = w.asked.key;
+    if (g.result == ResultCode::success && g.external == w.restoring.external) {
+        PcpMapping& m = mappings_[key];
+        m = std::move(w.restoring);
+        expiry_.emplace(m.expires_ms, key);
+        ++per_subscriber_[key.internal.value];
+        out.restored = true;
+        return out;
+    }
+    if (g.result == ResultCode::success) nat_.release(key, g.external);
+    out.changes.push_back({Change::Kind::removed, key, w.restoring.external});
+    out.gone.emplace_back(key, std::move(w.restoring));
+    return out;
 }
 
 uint32_t Server::mappings_of(common::Ipv4Address subscriber) const {
@@ -113,8 +169,18 @@ Outcome Server::answer(Context& c, ResultCode code) {
     return out;
 }
 
+namespace {
+Outcome& addressed(Outcome& out, const Received& r) {
+    out.tag = r.tag;
+    out.to = r.source;
+    out.to_port = r.source_port;
+    return out;
+}
+}  // namespace
+
 Outcome Server::handle(const Received& received) {
     Outcome out;
+    addressed(out, received);
     // §18: answer subscribers only (a spoofed source would make this an amplifier), and at
     // most their rate: both before any work.
     if (!is_subscriber(received.source)) {
@@ -125,6 +191,134 @@ Outcome Server::handle(const Received& received) {
         out.dropped = "subscriber over its request rate";
         return out;
     }
+    return serve_admitted(received);
+}
+
+namespace {
+
+// The answer to send instead of `out.reply` when what the request changed cannot be stored:
+// NO_RESOURCES (a short lifetime error: the client retries).
+void set_unstored(Outcome& out, std::span<const uint8_t> request, const uint32_t epoch,
+                  const natpmp::Opcode* natpmp_opcode, uint16_t natpmp_port) {
+    if (out.changes.empty() || out.reply.empty()) return;
+    out.unstored.resize(kMaxMessage);
+    if (natpmp_opcode != nullptr) {
+        out.unstored.resize(natpmp::encode_map_response(
+            *natpmp_opcode, natpmp::ResultCode::out_of_resources, epoch, natpmp_port, 0, 0,
+            out.unstored));
+        return;
+    }
+    out.unstored.resize(encode_error(request, ResultCode::no_resources,
+                                     error_lifetime(ResultCode::no_resources), epoch,
+                                     out.unstored));
+}
+
+}  // namespace
+
+Outcome Server::serve_admitted(const Received& received) {
+    Outcome out = serve_request(received);
+    return addressed(out, received);
+}
+
+Outcome Server::wait_behind(const Received& received, common::Ipv4Address subscriber) {
+    Outcome out;
+    addressed(out, received);
+    Queue& q = queues_[subscriber.value];
+    if (q.behind.size() >= kMaxBehind) {
+        out.dropped = "too many requests of the subscriber waiting for the NAT";
+        return out;
+    }
+    std::vector<uint8_t> bytes(received.payload.begin(), received.payload.end());
+    q.behind.emplace_back(received, std::move(bytes));
+    ++held_;
+    out.pending = true;
+    return out;
+}
+
+Outcome Server::ask(Context& c, NatRequest request, uint8_t step, std::vector<Filter> filters) {
+    auto w = std::make_unique<Waiting>();
+    w->step = step;
+    w->payload.assign(c.received.payload.begin(), c.received.payload.end());
+    w->received = c.received;
+    w->received.payload = w->payload;
+    w->request = c.request;
+    w->internal = c.internal;
+    w->filters = std::move(filters);
+    if (c.natpmp != nullptr) w->natpmp = *c.natpmp;
+    request.id = next_request_++;
+    w->asked = request;
+    ++queues_[c.internal.value].in_flight;
+    waiting_.emplace(request.id, std::move(w));
+    nat_.submit(request);
+    Outcome out;
+    addressed(out, c.received);
+    out.pending = true;
+    return out;
+}
+
+std::vector<Outcome> Server::answered(const NatAnswer& a) {
+    std::vector<Outcome> outs;
+    const auto it = waiting_.find(a.id);
+    if (it == waiting_.end()) return outs;
+    std::unique_ptr<Waiting> w = std::move(it->second);
+    waiting_.erase(it);
+    Outcome out = finish(*w, a.grant);
+    addressed(out, w->received);
+    outs.push_back(std::move(out));
+    // The subscriber's requests behind it, in order, until one waits for the NAT again.
+    const auto q = queues_.find(w->internal.value);
+    if (q == queues_.end()) return outs;
+    Queue& queue = q->second;  // stays valid while other subscribers' queues come and go
+    --queue.in_flight;
+    while (queue.in_flight == 0 && !queue.behind.empty()) {
+        auto [received, bytes] = std::move(queue.behind.front());
+        queue.behind.pop_front();
+        --held_;
+        received.payload = bytes;
+        Outcome next = serve_admitted(received);
+        if (!next.pending) outs.push_back(std::move(next));
+    }
+    if (queue.in_flight == 0 && queue.behind.empty()) queues_.erase(w->internal.value);
+    return outs;
+}
+
+std::vector<Outcome> Server::poll_nat() {
+    std::vector<Outcome> outs;
+    for (;;) {
+        const auto answers = nat_.take_answers();
+        if (answers.empty()) return outs;
+        for (const NatAnswer& a : answers)
+            for (Outcome& o : answered(a)) outs.push_back(std::move(o));
+    }
+}
+
+Outcome Server::finish(Waiting& w, const Grant& g) {
+    if (w.step == kRestore) return finish_restore(w, g);
+    Context c{w.received, w.request, w.internal, {}, w.natpmp ? &*w.natpmp : nullptr};
+    Outcome out;
+    switch (w.step) {
+        case kCreateMap:
+            out = finish_map(w, c, g);
+            if (w.natpmp) return finish_natpmp(*w.natpmp, std::move(out));
+            break;
+        case kPeer:
+            out = finish_peer(c, g);
+            break;
+        case kNatPmpAddress: {
+            const bool ok = g.result == ResultCode::success;
+            const auto code = ok ? natpmp::ResultCode::success : natpmp::ResultCode::network_failure;
+            out.reply.resize(kMaxMessage);
+            out.reply.resize(natpmp::encode_address_response(
+                code, epoch(), ok ? g.external.address.value : 0, out.reply));
+            break;
+        }
+    }
+    set_unstored(out, w.received.payload, epoch(), nullptr, 0);
+    return out;
+}
+
+Outcome Server::serve_request(const Received& received) {
+    Outcome out;
     // Version 0 is NAT-PMP (RFC 6887 §9, RFC 6886 §1.1).
     if (!received.payload.empty() && received.payload[0] == natpmp::kVersion)
         return serve_natpmp(received);
@@ -147,15 +341,24 @@ Outcome Server::handle(const Received& received) {
             return answer(c, ResultCode::not_authorized);
         c.internal = *other;
     }
+    // One subscriber's requests are served in order: behind one waiting for the NAT, wait.
+    if (c.request.opcode != Opcode::announce && busy(c.internal))
+        return wait_behind(received, c.internal);
+    Outcome served;
     switch (c.request.opcode) {
         case Opcode::map:
-            return serve_map(c);
+            served = serve_map(c);
+            break;
         case Opcode::peer:
-            return serve_peer(c);
+            served = serve_peer(c);
+            break;
         case Opcode::announce:
             return serve_announce();
+        default:
+            return answer(c, ResultCode::unsupp_opcode);
     }
-    return answer(c, ResultCode::unsupp_opcode);
+    set_unstored(served, received.payload, epoch(), nullptr, 0);
+    return served;
 }
 
 // §14.1: ANNOUNCE is answered with the epoch; nothing changes.
@@ -257,32 +460,44 @@ Outcome Server::create_map(Context& c, const MappingKey& key) {
     if (filters.size() > kMaxFilters) return answer(c, ResultCode::excessive_remote_peers);
     if (mappings_of(key.internal) >= settings_.max_mappings_per_subscriber)
         return answer(c, ResultCode::user_ex_quota);
-    // §11.3: the internal endpoint's existing mapping is the answer; otherwise the suggestion,
-    // if policy allows it; PREFER_FAILURE (§13.2) wants that or nothing.
-    std::optional<Endpoint> suggested;
-    bool exact = o.prefer_failure;
-    if (auto existing = nat_.dynamic_mapping(key)) {
-        suggested = existing;
-        exact = true;
-    } else if (m.external_port != 0) {
+    // §11.3: the internal endpoint's existing mapping is the answer (the NAT knows it);
+    // otherwise the suggestion, if policy allows it; PREFER_FAILURE (§13.2) wants that or
+    // nothing.
+    NatRequest q;
+    q.kind = NatRequest::Kind::map;
+    q.key = key;
+    if (m.external_port != 0) {
         const bool allowed = m.external_port >= settings_.suggestable_ports.first &&
                              m.external_port <= settings_.suggestable_ports.last;
         if (!allowed && o.prefer_failure) return answer(c, ResultCode::cannot_provide_external);
         if (allowed)
-            suggested = Endpoint{m.external_address.ipv4().value_or(common::Ipv4Address{}),
-                                 m.external_port};
-    } else if (o.prefer_failure) {
-        exact = false;  // nothing suggested: nothing to prefer
+            q.suggested = Endpoint{m.external_address.ipv4().value_or(common::Ipv4Address{}),
+                                   m.external_port};
     }
-    const Grant g = nat_.reserve(key, suggested, exact);
+    q.exact = o.prefer_failure && q.suggested.has_value();
+    return ask(c, q, kCreateMap, std::move(filters));
+}
+
+Outcome Server::finish_map(Waiting& w, Context& c, const Grant& g) {
+    const MapData& m = *c.request.map;
+    const Options& o = c.request.options;
+    const MappingKey& key = w.asked.key;
     if (g.result != ResultCode::success) return answer(c, g.result);
+    if (w.asked.exact) {
+        // §13.2: the suggestion or nothing (an existing mapping elsewhere is not it).
+        const Endpoint& s = *w.asked.suggested;
+        if (g.external.port != s.port || (s.address.value != 0 && !(g.external.address == s.address))) {
+            nat_.release(key, g.external);
+            return answer(c, ResultCode::cannot_provide_external);
+        }
+    }
     const uint32_t lifetime = granted_lifetime(c.request.lifetime);
     PcpMapping& mapping = mappings_[key];
     mapping.external = g.external;
     mapping.nonce = m.nonce;
     mapping.client = c.request.client_address;
     mapping.expires_ms = clock_.now_ms() + uint64_t{lifetime} * 1000;
-    mapping.filters = std::move(filters);
+    mapping.filters = std::move(w.filters);
     mapping.description = o.description.value_or("");
     expiry_.emplace(mapping.expires_ms, key);
     ++per_subscriber_[key.internal.value];
@@ -299,14 +514,23 @@ Outcome Server::serve_peer(Context& c) {
     const auto remote = p.remote_address.ipv4();
     if (p.internal_port == 0 || p.remote_port == 0 || !remote)
         return answer(c, ResultCode::malformed_request);
-    const MappingKey key{c.internal, p.protocol, p.internal_port};
-    std::optional<Endpoint> suggested;
+    NatRequest q;
+    q.kind = NatRequest::Kind::peer;
+    q.key = MappingKey{c.internal, p.protocol, p.internal_port};
     if (p.external_port != 0)
-        suggested =
+        q.suggested =
             Endpoint{p.external_address.ipv4().value_or(common::Ipv4Address{}), p.external_port};
-    const uint32_t lifetime = c.request.lifetime == 0 ? 0 : granted_lifetime(c.request.lifetime);
-    const Grant g = nat_.peer(key, Endpoint{*remote, p.remote_port}, suggested, lifetime);
+    q.remote = Endpoint{*remote, p.remote_port};
+    q.lifetime = c.request.lifetime == 0 ? 0 : granted_lifetime(c.request.lifetime);
+    return ask(c, q, kPeer);
+}
+
+Outcome Server::finish_peer(Context& c, const Grant& g) {
     if (g.result != ResultCode::success) return answer(c, g.result);
+    const PeerData& p = *c.request.peer;
+    uint32_t lifetime = c.request.lifetime == 0 ? 0 : granted_lifetime(c.request.lifetime);
+    // The answer tells the lifetime the flow has (§12.3): no longer than the NAT keeps it.
+    if (g.lifetime != 0) lifetime = std::min(lifetime, g.lifetime);
     Response r;
     r.opcode = Opcode::peer;
     r.lifetime = lifetime;
@@ -358,12 +582,14 @@ Outcome Server::serve_natpmp(const Received& received) {
         return out;
     }
     const natpmp::Request& q = d.request;
+    // One subscriber's requests in order (as for PCP).
+    if (busy(received.source)) return wait_behind(received, received.source);
     if (q.opcode == natpmp::Opcode::external_address) {
-        const auto a = nat_.external_address(received.source);
-        const auto code = a ? natpmp::ResultCode::success : natpmp::ResultCode::network_failure;
-        out.reply.resize(
-            natpmp::encode_address_response(code, epoch(), a ? a->value : 0, out.reply));
-        return out;
+        Context c{received, {}, received.source, {}};
+        NatRequest ask_address;
+        ask_address.kind = NatRequest::Kind::external_address;
+        ask_address.key = MappingKey{received.source, 0, 0};
+        return ask(c, ask_address, kNatPmpAddress);
     }
     Request r;
     r.opcode = Opcode::map;
@@ -377,12 +603,22 @@ Outcome Server::serve_natpmp(const Received& received) {
     r.map = m;
     std::vector<uint8_t> as_pcp(kMaxMessage);
     as_pcp.resize(encode_request(r, as_pcp));
-    const Received pcp{received.source, received.source_port, as_pcp};
-    Context c{pcp, r, received.source, {}};
-    const MappingKey key{received.source, m.protocol, m.internal_port};
-    const bool existed = mappings_.count(key) != 0;
+    const Received pcp{received.source, received.source_port, as_pcp, received.tag};
+    NatPmpAsk asked;
+    asked.opcode = q.opcode;
+    asked.lifetime = q.lifetime;
+    asked.internal_port = q.internal_port;
+    asked.key = MappingKey{received.source, m.protocol, m.internal_port};
+    asked.existed = mappings_.count(asked.key) != 0;
+    Context c{pcp, r, received.source, {}, &asked};
     Outcome served = serve_map(c);
-    if (!existed && mappings_.count(key) != 0) mappings_.at(key).natpmp = true;
+    if (served.pending) return served;
+    return finish_natpmp(asked, std::move(served));
+}
+
+// The MAP's answer told in NAT-PMP's terms.
+Outcome Server::finish_natpmp(const NatPmpAsk& q, Outcome served) {
+    if (!q.existed && mappings_.count(q.key) != 0) mappings_.at(q.key).natpmp = true;
     const auto answer = decode_response(served.reply);
     const ResultCode result = answer ? answer->result : ResultCode::network_failure;
     // §3.4: a deletion is answered with external port 0 and lifetime 0.
@@ -391,6 +627,7 @@ Outcome Server::serve_natpmp(const Received& received) {
     served.reply.resize(natpmp::encode_map_response(
         q.opcode, natpmp_result(result), epoch(), q.internal_port,
         ok ? answer->map->external_port : 0, ok ? answer->lifetime : 0, served.reply));
+    set_unstored(served, {}, epoch(), &q.opcode, q.internal_port);
     return served;
 }
 

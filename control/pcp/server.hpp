@@ -10,7 +10,9 @@
 // (docs/architecture.md, "PCP").
 
 #include <cstdint>
+#include <deque>
 #include <map>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -44,33 +46,54 @@ struct MappingKey {
 struct Grant {
     ResultCode result = ResultCode::success;  // or NO_RESOURCES, CANNOT_PROVIDE_EXTERNAL, ...
     Endpoint external;
+    uint32_t lifetime = 0;  // PEER: the flow's idle timeout in the NAT (seconds); 0: not known
 };
 
-// The NAT as the PCP service sees it (one implementation over the dataplane's explicit-mapping
-// table and port blocks, one fake in the tests).
+// A question to the NAT. The NAT's state lives in the workers (a subscriber's pairing, its
+// blocks, its dynamic mappings), so every question is answered later, by id (NatAnswer), and
+// the control thread never waits for a worker.
+struct NatRequest {
+    enum class Kind : uint8_t {
+        // §11.3 MAP: the internal endpoint's existing mapping, held as an explicit mapping
+        // (whatever was suggested); otherwise `suggested` when it is free for this subscriber;
+        // otherwise, unless `exact`, another endpoint on the subscriber's paired address.
+        map,
+        // §12.3 PEER: the outbound flow from `key` to `remote` created or found; its
+        // external endpoint and idle timeout.
+        peer,
+        // RFC 6886 §3.2: the subscriber's paired address (in Grant::external.address).
+        external_address,
+    };
+    uint64_t id = 0;
+    Kind kind = Kind::map;
+    MappingKey key;  // external_address: key.internal only
+    std::optional<Endpoint> suggested;  // address 0: any of the subscriber's
+    bool exact = false;
+    Endpoint remote;       // peer
+    uint32_t lifetime = 0;  // peer: what the client asked (clamped)
+};
+
+struct NatAnswer {
+    uint64_t id = 0;
+    Grant grant;
+};
+
+// The NAT as the PCP service sees it (one implementation over the dataplane's workers, one
+// fake in the tests).
 class NatControl {
 public:
     virtual ~NatControl() = default;
-    // The external endpoint of the internal endpoint's dynamic mapping, if it has one now
-    // (§11.3: a MAP for it returns that endpoint).
-    virtual std::optional<Endpoint> dynamic_mapping(const MappingKey& key) = 0;
     // True when the internal endpoint is mapped by the operator (a static mapping): PCP may
-    // neither take nor delete it (§15).
+    // neither take nor delete it (§15). Known to the control thread: answered at once.
     virtual bool static_mapping(const MappingKey& key) = 0;
-    // Reserves an external endpoint for a new explicit mapping: `suggested` when it is free
-    // for this subscriber; otherwise, unless `exact`, another on the subscriber's paired
-    // address.
-    virtual Grant reserve(const MappingKey& key, std::optional<Endpoint> suggested,
-                          bool exact) = 0;
-    // Gives a reserved or published endpoint back.
+    // Asks; the answer comes out of take_answers() (possibly at once).
+    virtual void submit(const NatRequest& request) = 0;
+    // Gives a mapping granted by `map` back: it becomes an ordinary dynamic mapping again
+    // (released with its last session). No answer. Requests about one subscriber are carried
+    // out in the order they were made.
     virtual void release(const MappingKey& key, const Endpoint& external) = 0;
-    // PEER (§12.3): the outbound flow from `key` to `remote` mapped (created or found), its
-    // idle timeout at least `lifetime` seconds; the external endpoint or why not.
-    virtual Grant peer(const MappingKey& key, const Endpoint& remote,
-                       std::optional<Endpoint> suggested, uint32_t lifetime) = 0;
-    // The subscriber's external (paired) address, for NAT-PMP's address request (RFC 6886
-    // §3.2); nothing when it has none and can get none now.
-    virtual std::optional<common::Ipv4Address> external_address(common::Ipv4Address subscriber) = 0;
+    // The answers that have come in since the last call.
+    virtual std::vector<NatAnswer> take_answers() = 0;
 };
 
 struct ServerSettings {
@@ -113,20 +136,43 @@ struct Received {
     common::Ipv4Address source;  // the packet's source address and port
     uint16_t source_port = 0;
     std::span<const uint8_t> payload;
+    uint64_t tag = 0;  // the transport's, given back with the outcome
 };
 
 struct Outcome {
-    std::vector<uint8_t> reply;   // empty: nothing to send (dropped)
+    uint64_t tag = 0;             // the request's (Received::tag)
+    common::Ipv4Address to;       // the request's source address and port: where to answer
+    uint16_t to_port = 0;
+    bool pending = false;         // the answer comes later, from Server::answered()
+    std::vector<uint8_t> reply;   // empty (and not pending): nothing to send (dropped)
     std::string_view dropped;     // why nothing is sent (counted by the caller)
     ResultCode result = ResultCode::success;  // of the reply
-    std::vector<Change> changes;  // to publish (and store) before the reply is sent
+    std::vector<Change> changes;  // to store before the reply is sent
+    std::vector<uint8_t> unstored;  // the reply instead when the changes cannot be stored
+    // Restoration (Server::restore) finished for a stored mapping: taken back, or gone (its
+    // client is to be told, §14.2).
+    bool restored = false;
+    std::vector<std::pair<MappingKey, PcpMapping>> gone;
 };
 
 class Server {
 public:
     Server(ServerSettings settings, NatControl& nat, const common::Clock& clock);
+    ~Server();
+    Server(const Server&) = delete;
+    Server& operator=(const Server&) = delete;
 
+    // A request from the transport. Its outcome is final, or pending: then it comes from
+    // answered() once the NAT has answered. Requests about one subscriber are served in
+    // order: one that arrives while the subscriber waits for the NAT waits behind it.
     Outcome handle(const Received& request);
+    // The NAT's answer: the outcome of the request that waited for it, and of those that
+    // waited behind it and could now be served.
+    std::vector<Outcome> answered(const NatAnswer& answer);
+    // answered() for every answer the NAT has now (NatControl::take_answers), until none.
+    std::vector<Outcome> poll_nat();
+    // Requests waiting for the NAT (in flight or behind one).
+    size_t waiting() const { return waiting_.size() + held_; }
     // Removes the mappings whose lifetime has ended; returns what it removed.
     std::vector<Change> expire();
 
@@ -134,10 +180,10 @@ public:
     uint32_t epoch() const;
 
     // After a restart (§8.5, §14): the epoch continues at `epoch_seconds` now, and the stored
-    // mappings are reserved again at their external endpoints. A stored expiry is wall-clock
-    // (Unix ms); `unix_now_ms` converts it. Mappings whose lifetime ended while the server was
-    // down, or whose endpoint the NAT no longer grants, are left out and returned as removed
-    // (for the store to forget).
+    // mappings are asked of the NAT again at their external endpoints. A stored expiry is
+    // wall-clock (Unix ms); `unix_now_ms` converts it. Mappings whose lifetime ended while the
+    // server was down are returned as removed at once (for the store to forget); each other
+    // one comes out of answered() as restored, or as gone (its endpoint no longer granted).
     std::vector<Change> restore(uint32_t epoch_seconds,
                                 const std::vector<std::pair<MappingKey, PcpMapping>>& stored,
                                 uint64_t unix_now_ms);
@@ -152,6 +198,23 @@ private:
         uint64_t refilled_ms = 0;
     };
     struct Context;  // one request on its way through (server.cpp)
+    struct NatPmpAsk;  // a NAT-PMP map request served as a MAP (server.cpp)
+    struct Waiting;    // a request waiting for the NAT's answer (server.cpp)
+    struct Queue {     // one subscriber's requests waiting for the NAT
+        uint32_t in_flight = 0;
+        std::deque<std::pair<Received, std::vector<uint8_t>>> behind;  // payload owned
+    };
+    static constexpr size_t kMaxBehind = 32;
+
+    Outcome serve_admitted(const Received& received);
+    Outcome wait_behind(const Received& received, common::Ipv4Address subscriber);
+    Outcome ask(Context& c, NatRequest request, uint8_t step, std::vector<Filter> filters = {});
+    Outcome finish(Waiting& w, const Grant& g);
+    Outcome serve_request(const Received& received);
+    Outcome finish_map(Waiting& w, Context& c, const Grant& g);
+    Outcome finish_peer(Context& c, const Grant& g);
+    Outcome finish_natpmp(const NatPmpAsk& q, Outcome served);
+    Outcome finish_restore(Waiting& w, const Grant& g);
 
     bool is_subscriber(common::Ipv4Address a) const;
     bool within_rate(common::Ipv4Address subscriber);
@@ -164,6 +227,11 @@ private:
     Outcome serve_peer(Context& c);
     Outcome serve_announce();
     Outcome serve_natpmp(const Received& received);
+    // A request of the subscriber waits for the NAT (its later ones wait behind it).
+    bool busy(common::Ipv4Address subscriber) const {
+        const auto it = queues_.find(subscriber.value);
+        return it != queues_.end() && it->second.in_flight != 0;
+    }
     void remove(const MappingKey& key, std::vector<Change>& changes);
 
     ServerSettings settings_;
@@ -175,6 +243,10 @@ private:
     std::multimap<uint64_t, MappingKey> expiry_;  // expires_ms -> key (stale entries skipped)
     std::unordered_map<uint32_t, uint32_t> per_subscriber_;
     std::unordered_map<uint32_t, Bucket> buckets_;
+    uint64_t next_request_ = 1;
+    std::unordered_map<uint64_t, std::unique_ptr<Waiting>> waiting_;  // NAT request id ->
+    std::unordered_map<uint32_t, Queue> queues_;  // subscriber -> its waiting requests
+    size_t held_ = 0;  // requests behind others, all queues
 };
 
 }  // namespace cgn::ctl::pcp

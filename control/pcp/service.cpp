@@ -13,21 +13,17 @@ Service::Service(Server& server, MappingStore* store, const common::Clock& wall)
     if (const auto start = store_->epoch_start(); start && *start <= now) {
         std::vector<std::pair<MappingKey, PcpMapping>> stored;
         for (auto& s : store_->load()) stored.emplace_back(s.key, std::move(s.mapping));
-        const auto dropped =
-            server_.restore(static_cast<uint32_t>((now - *start) / 1000), stored, now);
-        tally_.restored = stored.size() - dropped.size();
-        std::set<MappingKey> gone;
-        for (const Change& c : dropped) {
+        // Those whose lifetime ended while cgnd was down are forgotten now; the others are
+        // asked of the NAT again, and those it cannot give back are told (serve()).
+        for (const Change& c : server_.restore(static_cast<uint32_t>((now - *start) / 1000),
+                                               stored, now))
             store_->erase(c.key);
-            gone.insert(c.key);
-        }
-        // Those whose lifetime had not ended were taken from their clients: tell them.
-        for (const auto& [key, m] : stored)
-            if (m.expires_ms > now && gone.count(key) != 0) tell_gone(key, m);
     } else {
         store_->set_epoch_start(now);
     }
     commit();
+    // A NAT that answers at once has answered already (restorations have no answer to send).
+    conclude(server_.poll_nat());
 }
 
 void Service::tell_gone(const MappingKey& key, const PcpMapping& m) {
@@ -77,42 +73,39 @@ bool Service::commit() {
     }
 }
 
-namespace {
-
-// The error answer to `request` (PCP or NAT-PMP) when what it changed could not be stored.
-std::vector<uint8_t> not_stored(std::span<const uint8_t> request, uint32_t epoch) {
-    std::vector<uint8_t> out(kMaxMessage);
-    if (!request.empty() && request[0] == natpmp::kVersion) {
-        const natpmp::Decoded d = natpmp::decode_request(request);
-        out.resize(natpmp::encode_map_response(d.request.opcode,
-                                               natpmp::ResultCode::out_of_resources, epoch,
-                                               d.request.internal_port, 0, 0, out));
-        return out;
-    }
-    out.resize(encode_error(request, ResultCode::no_resources,
-                            error_lifetime(ResultCode::no_resources), epoch, out));
-    return out;
-}
-
-}  // namespace
-
 std::vector<Answer> Service::serve(std::span<const Received> batch) {
-    std::vector<Answer> answers;
-    std::vector<std::pair<size_t, size_t>> changed;  // (answer, request) waiting for the commit
-    for (size_t k = 0; k < batch.size(); ++k) {
-        const Received& r = batch[k];
+    std::vector<Outcome> done;
+    for (const Received& r : batch) {
         ++tally_.requests;
         Outcome out = server_.handle(r);
+        if (!out.pending) done.push_back(std::move(out));
+    }
+    for (Outcome& o : server_.poll_nat()) done.push_back(std::move(o));
+    return conclude(std::move(done));
+}
+
+std::vector<Answer> Service::conclude(std::vector<Outcome> done) {
+    std::vector<Answer> answers;
+    std::vector<std::pair<size_t, size_t>> changed;  // (answer, outcome) waiting for the commit
+    for (size_t k = 0; k < done.size(); ++k) {
+        Outcome& out = done[k];
+        if (out.restored || !out.gone.empty()) {
+            // A stored mapping taken back, or not (§14.2: its client is told).
+            if (out.restored) ++tally_.restored;
+            record(out.changes);
+            for (const auto& [key, m] : out.gone) tell_gone(key, m);
+            continue;
+        }
         if (out.reply.empty()) {
             ++tally_.dropped;
             continue;
         }
         if (record(out.changes)) changed.emplace_back(answers.size(), k);
-        answers.push_back(Answer{r.source, r.source_port, std::move(out.reply), k});
+        answers.push_back(Answer{out.to, out.to_port, std::move(out.reply), out.tag});
     }
     if (!commit()) {
         // Not durable: those answers must not say it is done.
-        for (const auto& [a, k] : changed) answers[a].bytes = not_stored(batch[k].payload, server_.epoch());
+        for (const auto& [a, k] : changed) answers[a].bytes = std::move(done[k].unstored);
     }
     tally_.answered += answers.size();
     return answers;

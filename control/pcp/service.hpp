@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/clock.hpp"
@@ -20,7 +21,7 @@ struct Answer {
     common::Ipv4Address to;
     uint16_t port = 0;
     std::vector<uint8_t> bytes;
-    size_t request = 0;  // which request of the batch it answers
+    uint64_t tag = 0;  // the tag of the request it answers (Received::tag); 0: unsolicited
 };
 
 // What the service did, for counters and logs.
@@ -39,23 +40,30 @@ public:
     // the epoch's start are wall-clock; the server's own clock need not be).
     Service(Server& server, MappingStore* store, const common::Clock& wall);
 
-    // Serves `batch` in order; returns the answers to send. When the store cannot commit, the
-    // answers of requests that changed something become NO_RESOURCES (a short lifetime error:
-    // the client retries, and its refresh is stored with the next batch).
+    // Serves `batch` in order and takes the NAT's answers that have come in; returns the
+    // answers ready to send: of this batch's requests that needed no NAT answer, and of
+    // earlier requests whose NAT answer came. The rest come from a later call (call it with
+    // an empty batch while waiting() is not 0). When the store cannot commit, the answers of
+    // requests that changed something become NO_RESOURCES (a short lifetime error: the
+    // client retries, and its refresh is stored with the next batch).
     std::vector<Answer> serve(std::span<const Received> batch);
+    // Requests waiting for the NAT.
+    size_t waiting() const { return server_.waiting(); }
     // Removes the mappings whose lifetime ended (and from the store).
     void expire();
 
     // §14.2: after a restart, a mapping the NAT could not take back is gone; its client is
     // told with an unsolicited MAP response of lifetime 0, to its address and port 5350. The
     // caller sends these once, and they are gone from here.
-    std::vector<Answer> take_unsolicited() { return std::move(unsolicited_); }
+    std::vector<Answer> take_unsolicited() { return std::exchange(unsolicited_, {}); }
 
     const ServiceTally& tally() const { return tally_; }
     const std::string& last_store_error() const { return store_error_; }
 
 private:
     bool record(const std::vector<Change>& changes);
+    // Stores and releases what `done` holds; the answers to send.
+    std::vector<Answer> conclude(std::vector<Outcome> done);
     void tell_gone(const MappingKey& key, const PcpMapping& m);
     bool commit();
 

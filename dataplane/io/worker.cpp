@@ -117,15 +117,24 @@ void Worker::apply_control() {
             nat_.extend_pool(std::move(settings->pool_additions[index_]));
         applied_generation_ = settings->generation;
     }
+    // A command whose answer did not fit in the done ring (never: the channel keeps at most a
+    // ring's worth out per worker) is handed back before anything else.
+    if (unanswered_ != nullptr) {
+        if (!control_->done(index_, unanswered_)) return;
+        unanswered_ = nullptr;
+    }
     // A drop_address under way goes on first: its command is answered when the pass is done,
     // and the commands after it wait (they may depend on it).
     if (unfinished_ != nullptr) {
         if (!nat_.drop_address(unfinished_->addr, unfinished_cursor_, kDropAddressBudget)) return;
-        unfinished_->result.store(1, std::memory_order_release);
+        WorkerCommand* command = unfinished_;
         unfinished_ = nullptr;
+        command->result = 1;
+        if (!answer(command)) return;
     }
-    // A few commands per loop: they are rare, and each is a handful of table operations.
-    for (int i = 0; i < 4; ++i) {
+    // Commands are a handful of table operations each; a bounded number per loop keeps the
+    // loop's length bounded while the control thread serves bursts (PCP).
+    for (unsigned i = 0; i < kCommandsPerLoop; ++i) {
         WorkerCommand* command = control_->next_command(index_);
         if (command == nullptr) break;
         int result = 1;
@@ -153,8 +162,16 @@ void Worker::apply_control() {
                 }
                 break;
         }
-        command->result.store(result, std::memory_order_release);
+        // The results first, then the hand-back: the done ring's enqueue publishes them.
+        command->result = result;
+        if (!answer(command)) return;
     }
+}
+
+bool Worker::answer(WorkerCommand* command) {
+    if (control_->done(index_, command)) return true;
+    unanswered_ = command;  // counted by the channel; handed back at the next loop
+    return false;
 }
 
 void Worker::poll_once() {

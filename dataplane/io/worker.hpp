@@ -93,6 +93,8 @@ public:
     // Mapping slots a drop_address command walks per loop (a compare each, a lookup for the
     // address's own): about ten microseconds.
     static constexpr uint32_t kDropAddressBudget = 8192;
+    // Control commands a loop executes, at most (each a few table operations).
+    static constexpr unsigned kCommandsPerLoop = 32;
     static constexpr uint16_t kTxCapacity = 4 * kBurst;
     static constexpr uint16_t kHandoffBatch = 2 * kBurst;
 
@@ -130,6 +132,9 @@ private:
 
     // Applies a newer RuntimeSettings generation and runs pending control commands.
     void apply_control();
+    // Hands an executed command back to the control thread (its done ring); false when it has
+    // to wait for the next loop (kept in unanswered_).
+    bool answer(WorkerCommand* command);
     // Sorts received frames by owner: ours are processed, the others' handed off; ARP is
     // processed here and a copy goes to every other worker (each keeps its own neighbours).
     void steer(SideIndex side, rte_mbuf** mbufs, uint16_t n);
@@ -301,6 +306,8 @@ private:
     // A drop_address command spread over several loops, and where its pass has reached.
     WorkerCommand* unfinished_ = nullptr;
     uint32_t unfinished_cursor_ = 0;
+    // An executed command the done ring had no room for (see answer()).
+    WorkerCommand* unanswered_ = nullptr;
     uint64_t icmp_tokens_ = 0;  // thousandths of a token
     uint64_t icmp_refill_ms_ = 0;
     // Per side: the longest frame (MTU plus Ethernet header) sent as it is, and the smallest

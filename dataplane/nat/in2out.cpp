@@ -67,9 +67,12 @@ bool NatEngine::slow_in2out(Ipv4Packet& p, uint64_t now_ms) {
         if (!created) return false;
         mapping = *created;
     } else if (const uint32_t sub = mappings_[mapping].subscriber; sub != kNoSlot) {
-        if (!admit_session(sub, static_cast<uint32_t>(mapping), *protocol_index(p.protocol), p,
-                           true, now_ms))
+        Counter reason = Counter::drop_quota_sessions;
+        if (!admit_session(sub, static_cast<uint32_t>(mapping), p.protocol, now_ms, reason)) {
+            drop(reason);
+            p.refused = true;  // RFC 6888 REQ-11: the worker answers the subscriber
             return false;
+        }
     }
     auto session = create_session(static_cast<uint32_t>(mapping), p.dst,
                                   remote_port_of(p.protocol, p.dst_port), now_ms, false);

@@ -107,14 +107,17 @@ public:
     void release_external_port(uint8_t protocol, uint32_t addr, uint16_t port);
     // Removes the mapping of an internal endpoint with all its sessions, when it is of the kind
     // named: the dynamic mapping an explicit one replaces, or an explicit mapping withdrawn.
-    // Returns how many sessions went.
+    // Returns how many sessions went. A held (PCP) mapping is not of the dynamic kind here: it
+    // is never destroyed under the PCP server's feet; the control thread withdraws it first
+    // (release_held_mapping), and refuses a static mapping of an endpoint PCP holds anyway.
     enum class MappingKind : uint8_t { dynamic_mapping, explicit_mapping };
     uint32_t drop_mapping(uint8_t protocol, uint32_t addr, uint16_t port, MappingKind kind);
     // Removes every mapping of an internal address, with its sessions (a one-to-one mapping
     // added or withdrawn): one pass over the mapping array, `budget` slots per call from
     // `cursor` (0 to begin; advanced here), so that a worker spreads it over its loops and
     // keeps polling (at 1M slots one pass takes tens of milliseconds). True when the pass
-    // has reached the end.
+    // has reached the end. Held (PCP) mappings of the address go too: Basic NAT replaces the
+    // address's NAPT mappings, and the control thread forgets its PCP mappings of it.
     bool drop_address(uint32_t addr, uint32_t& cursor, uint32_t budget);
 
     const BlockMap& block_map() const { return blocks_; }
@@ -131,6 +134,62 @@ public:
     // The external endpoint of an internal one, if mapped.
     std::optional<std::pair<uint32_t, uint16_t>> find_mapping(uint8_t protocol, uint32_t addr,
                                                               uint16_t port) const;
+
+    // ---- PCP (RFC 6887) and NAT-PMP (RFC 6886), on the control thread's commands ----------
+    // The worker that owns the subscriber runs these between bursts (pcp_mappings.cpp). A PCP
+    // mapping is one of the subscriber's own dynamic mappings marked held: its port comes from
+    // the subscriber's blocks on its paired address (so it counts against its quotas, and an
+    // outside packet to it is steered here by the port's block and found in this worker's
+    // mapping table, with no lookup in the shared ExplicitMappingTable). Held, it outlives its
+    // sessions and filters endpoint-independently. TCP (6) and UDP (17) only: any other
+    // protocol is not_authorized. A request is not a packet: failures count no drop reason
+    // (the frame accounting balances frames only); quota refusals record their quota event.
+
+    // Result of a PCP-side request (status values map onto PCP result codes in control/).
+    enum class HoldStatus : uint8_t {
+        held,  // success
+        no_resources,
+        user_ex_quota,
+        cannot_provide_external,
+        not_authorized,
+    };
+    struct HoldResult {
+        HoldStatus status;
+        uint32_t ext_addr;
+        uint16_t ext_port;
+        uint32_t lifetime_s;  // PEER only: the session's idle timeout
+    };
+    // RFC 6887 §11.3 MAP: the internal endpoint's mapping held as an explicit (PCP) mapping.
+    // "If the PCP-controlled device already has a mapping for that internal address/port, it
+    // returns that": an existing dynamic mapping becomes held (or stays held: a refresh) and
+    // keeps its external endpoint whatever was suggested; an operator's (static) mapping of the
+    // endpoint is not_authorized. Otherwise the subscriber is paired and given the suggested
+    // port when it is free in a block it holds, in a free block of this worker's share it may
+    // claim (RFC 6888 REQ-4 max_blocks), or in its deterministic range (RFC 7422); else, when
+    // `exact`, cannot_provide_external, and otherwise a port as for its packets.
+    // suggested_addr 0: none (any suggested_port then names a port of the paired address);
+    // suggested_port 0: none.
+    HoldResult hold_mapping(uint8_t protocol, uint32_t int_addr, uint16_t int_port,
+                            uint32_t suggested_addr, uint16_t suggested_port, bool exact,
+                            uint64_t now_ms);
+    // The PCP mapping withdrawn (deleted or expired): it becomes an ordinary dynamic mapping
+    // again, released when its last session goes (immediately when it has none). False when
+    // it was not held.
+    bool release_held_mapping(uint8_t protocol, uint32_t int_addr, uint16_t int_port,
+                              uint64_t now_ms);
+    // RFC 6886 §3.2 (NAT-PMP external address): the subscriber's paired pool address, pairing
+    // it now if needed; nothing when it cannot be paired. A subscriber paired by this call
+    // alone is given one block, whose hold-down then ends the pairing when nothing used it:
+    // the address stays the one later hold_mapping calls use while the pairing lasts.
+    std::optional<uint32_t> paired_address(uint32_t int_addr, uint64_t now_ms);
+    // RFC 6887 §12 PEER: the outbound flow int_addr:int_port -> remote_addr:remote_port
+    // created (mapping and session, as if the subscriber had sent its first packet: same
+    // limits and quotas) or found (its idle timer restarted: §12.3, a PEER request extends the
+    // mapping's lifetime). Returns the external endpoint and the session's idle timeout in
+    // seconds as lifetime_s (a new TCP session has seen no SYN: the opening timeout).
+    HoldResult peer_flow(uint8_t protocol, uint32_t int_addr, uint16_t int_port,
+                         uint32_t remote_addr, uint16_t remote_port, uint64_t now_ms);
+    uint32_t held_mapping_count() const { return held_count_; }
 
 private:
     // Both endpoints are copied from the mapping so that translating a packet reads only the
@@ -166,8 +225,12 @@ private:
         uint32_t inbound_sessions;  // of `sessions`, those opened from outside
         uint32_t subscriber;  // kNoSlot for an explicit mapping (no pairing, no pool port)
         uint8_t protocol;
+        // A PCP mapping (hold_mapping): kept when its last session goes, and reached from any
+        // remote endpoint whatever the filtering mode (RFC 6887 §11.3). In the padding.
+        uint8_t held;
         uint32_t first_session;
     };
+    static_assert(sizeof(Mapping) == 32, "a mapping stays half a cache line");
     static constexpr uint32_t kNoSlot = ~uint32_t{0};
     struct Subscriber {
         uint32_t addr;
@@ -208,36 +271,66 @@ private:
     bool slow_in2out(Ipv4Packet& p, uint64_t now_ms);
     bool slow_out2in(Ipv4Packet& p, uint64_t now_ms);
     std::optional<uint32_t> create_mapping(Ipv4Packet& p, uint64_t now_ms);
+    // What create_mapping does without a packet (also PEER's): the subscriber paired, its
+    // session limits and port quota checked, a port allocated and the mapping made. On failure
+    // nothing is counted: `reason` says why (drop_protocol: not translated).
+    std::optional<uint32_t> new_dynamic_mapping(uint8_t protocol, Endpoint internal,
+                                                uint64_t now_ms, common::Counter& reason);
+    // The mapping of `internal` on port `port` of the subscriber's paired address (taken by
+    // the caller): inserted and counted in the subscriber's quotas, or the port given back.
+    std::optional<uint32_t> insert_dynamic_mapping(uint8_t protocol, Endpoint internal,
+                                                   uint32_t subscriber, uint16_t port,
+                                                   uint64_t now_ms, common::Counter& reason);
+    // The block a subscriber has just claimed: linked to it, counted and logged.
+    void adopt_block(uint32_t subscriber, uint32_t id);
+    // hold_mapping's suggested port, taken for the subscriber when it may have it.
+    std::optional<uint16_t> take_suggested_port(uint32_t subscriber, ProtocolIndex proto,
+                                                uint16_t port, uint64_t now_ms);
     // A free port for the subscriber: in its blocks, or a new block. The drop reason when none.
     std::optional<uint16_t> allocate_port(uint32_t subscriber, ProtocolIndex proto, int parity,
                                           uint64_t now_ms, common::Counter& reason);
     // RFC 6888 REQ-4/5: may the subscriber open one more session of this protocol now? When
-    // not, counts the reason, records a quota event and marks the packet refused (so that the
-    // worker answers the subscriber, REQ-11) when it came from inside.
+    // not, records a quota event and returns false with the reason, which the caller counts
+    // (a packet's drop; the packet marked refused, so that the worker answers the subscriber,
+    // REQ-11) or reports (a PCP request).
     // `mapping`: the existing mapping the session would join (kNoSlot: a new one).
-    bool admit_session(uint32_t subscriber, uint32_t mapping, ProtocolIndex proto, Ipv4Packet& p,
-                       bool from_inside, uint64_t now_ms);
+    bool admit_session(uint32_t subscriber, uint32_t mapping, uint8_t protocol, uint64_t now_ms,
+                       common::Counter& reason);
     // The per-mapping limits of a session an inbound packet would open (none of the
     // subscriber's): counted and false when the mapping is at one.
     bool admit_inbound_session(uint32_t subscriber, uint32_t mapping, Ipv4Packet& p,
                                uint64_t now_ms);
-    void refuse(uint32_t subscriber, common::Counter reason, common::NatEvent::Limit limit,
-                Ipv4Packet& p, bool from_inside, uint64_t now_ms);
+    // RFC 6888 REQ-11: the notification of a refusal at a limit (the quota event, at most one
+    // a second per subscriber); counting the drop is the caller's.
+    void record_refusal(uint32_t subscriber, common::NatEvent::Limit limit, uint8_t protocol,
+                        uint64_t now_ms);
+    // A failure of a step shared by packets and PCP requests: a packet's drop is counted now
+    // (`failure` null), a request's reason handed back in *failure.
+    void fail(common::Counter c, common::Counter* failure) {
+        if (failure != nullptr)
+            *failure = c;
+        else
+            drop(c);
+    }
     void record(const common::NatEvent& e);
     void block_released(uint32_t id, uint32_t subscriber);
     // A mapping whose external endpoint an explicit mapping names.
     std::optional<uint32_t> create_explicit_mapping(uint8_t protocol, Endpoint internal,
                                                     Endpoint external);
+    // `failure`: see fail().
     std::optional<uint32_t> insert_mapping(uint8_t protocol, Endpoint internal, Endpoint external,
-                                           uint32_t subscriber);
-    std::optional<uint32_t> pair_subscriber(uint32_t addr);
+                                           uint32_t subscriber, common::Counter* failure = nullptr);
+    std::optional<uint32_t> pair_subscriber(uint32_t addr, common::Counter* failure = nullptr);
     std::optional<uint32_t> create_session(uint32_t mapping, uint32_t remote_addr,
-                                           uint16_t remote_port, uint64_t now_ms, bool inbound);
+                                           uint16_t remote_port, uint64_t now_ms, bool inbound,
+                                           common::Counter* failure = nullptr);
     // The filter table counts, per (external endpoint, remote address), the sessions the
     // subscriber has sent on.
     bool count_in_filter(const Mapping& m, uint32_t remote_addr, int delta);
     void release_session(uint32_t session);
     void release_mapping(uint32_t mapping);
+    // A mapping removed on a command, held or not, with its sessions. Returns how many went.
+    uint32_t remove_mapping(uint32_t mapping);
     void release_subscriber(uint32_t subscriber);
     // Releases the subscriber when nothing holds it any more (no mapping, no block).
     void release_subscriber_if_unused(uint32_t subscriber);
@@ -271,6 +364,7 @@ private:
     SlotPool free_subscribers_;
     uint32_t mapping_count_ = 0;
     uint32_t subscriber_count_ = 0;
+    uint32_t held_count_ = 0;  // mappings with `held` set
     // Sessions created since the current burst's bulk lookup: when zero, a miss is still a miss
     // and the slow path need not look the session up again.
     uint32_t created_in_burst_ = 0;

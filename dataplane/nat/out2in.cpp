@@ -89,9 +89,11 @@ bool NatEngine::slow_out2in(Ipv4Packet& p, uint64_t now_ms) {
 }
 
 bool NatEngine::inbound_allowed(const Mapping& m, uint32_t remote_addr) const {
-    // An explicit mapping is there to be reached from outside: no filtering (RFC 6887 §11.3
-    // gives a MAP mapping endpoint-independent filtering; a static mapping is the same).
-    if (m.subscriber == kNoSlot) return true;
+    // An explicit mapping is there to be reached from outside: no filtering. RFC 6887 §11.3:
+    // "The MAP opcode ... Endpoint-Independent Filtering" for a PCP (held) mapping; a static
+    // mapping is the same. This also keeps the inbound-only sessions of a held mapping through
+    // translate_out2in's re-check under a stricter mode.
+    if (m.subscriber == kNoSlot || m.held) return true;
     switch (filtering_) {
         case FilteringMode::endpoint_independent:
             return true;
@@ -115,14 +117,14 @@ bool NatEngine::admit_inbound_session(uint32_t sub_slot, uint32_t mapping, Ipv4P
     const Mapping& m = mappings_[mapping];
     using Limit = common::NatEvent::Limit;
     if (limits_.max_sessions_per_mapping != 0 && m.sessions >= limits_.max_sessions_per_mapping) {
-        refuse(sub_slot, Counter::drop_quota_mapping_sessions, Limit::mapping_sessions, p, false,
-               now_ms);
+        drop(Counter::drop_quota_mapping_sessions);
+        record_refusal(sub_slot, Limit::mapping_sessions, p.protocol, now_ms);
         return false;
     }
     if (limits_.max_inbound_sessions_per_mapping != 0 &&
         m.inbound_sessions >= limits_.max_inbound_sessions_per_mapping) {
-        refuse(sub_slot, Counter::drop_quota_inbound_sessions, Limit::inbound_sessions, p, false,
-               now_ms);
+        drop(Counter::drop_quota_inbound_sessions);
+        record_refusal(sub_slot, Limit::inbound_sessions, p.protocol, now_ms);
         return false;
     }
     return true;

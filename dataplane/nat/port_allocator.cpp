@@ -184,7 +184,20 @@ std::optional<uint32_t> AddressPool::claim_block(uint32_t index, uint32_t subscr
                                                  uint32_t start, uint64_t now_ms) {
     const auto block = blocks_.claim_any(index, holder_, start % blocks_per_address());
     if (!block) return std::nullopt;
-    const uint32_t id = block_id(index, *block);
+    return adopt(index, *block, subscriber, now_ms);
+}
+
+std::optional<uint32_t> AddressPool::claim_block_at(uint32_t index, uint32_t block,
+                                                    uint32_t subscriber, uint64_t now_ms) {
+    // Only the owner of a block's share may claim it (steering sends its packets there).
+    if (index >= addresses_.size() || block >= blocks_per_address() ||
+        blocks_.owner_of_block(block) != worker_ || !blocks_.claim(index, block, holder_))
+        return std::nullopt;
+    return adopt(index, block, subscriber, now_ms);
+}
+
+uint32_t AddressPool::adopt(uint32_t index, uint32_t block, uint32_t subscriber, uint64_t now_ms) {
+    const uint32_t id = block_id(index, block);
     for (auto& set : addresses_[index].ports) set.open(first_port(id), last_port(id));
     Block& b = block_record(id);
     b = Block{};

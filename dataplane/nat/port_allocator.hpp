@@ -140,6 +140,10 @@ public:
     // from block `start`) and opens its ports here. The block starts idle (no port in use).
     std::optional<uint32_t> claim_block(uint32_t index, uint32_t subscriber, uint32_t start,
                                         uint64_t now_ms);
+    // Claims block `block` of address `index` itself (a port a PCP client suggested), when it
+    // is free and in this worker's share; as claim_block otherwise.
+    std::optional<uint32_t> claim_block_at(uint32_t index, uint32_t block, uint32_t subscriber,
+                                           uint64_t now_ms);
     // A port of a held block was taken or freed: keeps the use count and the idle list.
     void port_taken(uint32_t id);
     void port_freed(uint32_t id, uint64_t now_ms);
@@ -191,6 +195,8 @@ public:
     };
 
 private:
+    // A block just claimed in the shared map: opened here, held for `subscriber`, idle.
+    uint32_t adopt(uint32_t index, uint32_t block, uint32_t subscriber, uint64_t now_ms);
     void unlink_idle(uint32_t id);
     void append_idle(uint32_t id, uint64_t now_ms);
 

@@ -10,50 +10,62 @@ namespace cgn::dp {
 using common::Counter;
 
 std::optional<uint32_t> NatEngine::create_mapping(Ipv4Packet& p, uint64_t now_ms) {
-    const auto proto = protocol_index(p.protocol);
+    Counter reason = Counter::drop_protocol;
+    auto slot = new_dynamic_mapping(p.protocol, {p.src, p.src_port}, now_ms, reason);
+    if (!slot) {
+        drop(reason);
+        // RFC 6888 REQ-11: resources exhausted or a quota reached (not so for a protocol the
+        // NAT does not translate).
+        if (reason != Counter::drop_protocol) p.refused = true;
+    }
+    return slot;
+}
+
+std::optional<uint32_t> NatEngine::new_dynamic_mapping(uint8_t protocol, Endpoint internal,
+                                                       uint64_t now_ms, Counter& reason) {
+    const auto proto = protocol_index(protocol);
     if (!proto) {
-        drop(Counter::drop_protocol);
+        reason = Counter::drop_protocol;
         return std::nullopt;
     }
-    auto sub = pair_subscriber(p.src);
-    if (!sub) {
-        p.refused = true;  // RFC 6888 REQ-11: resources exhausted
-        return std::nullopt;
-    }
+    auto sub = pair_subscriber(internal.addr, &reason);
+    if (!sub) return std::nullopt;
     const size_t pi = static_cast<size_t>(*proto);
     std::optional<uint32_t> slot;
-    if (admit_session(*sub, kNoSlot, *proto, p, true, now_ms)) {
+    if (admit_session(*sub, kNoSlot, protocol, now_ms, reason)) {
         const uint32_t port_limit = limits_.max_ports_per_protocol[pi];
-        Counter reason = Counter::drop_ports_exhausted;
         std::optional<uint16_t> port;
         if (port_limit != 0 && subscribers_[*sub].ports_by_protocol[pi] >= port_limit) {
-            refuse(*sub, Counter::drop_quota_ports, common::NatEvent::Limit::ports, p, true,
-                   now_ms);
-        } else if (!(port = allocate_port(*sub, *proto, port_parity_ ? (p.src_port & 1) : -1,
+            reason = Counter::drop_quota_ports;
+            record_refusal(*sub, common::NatEvent::Limit::ports, protocol, now_ms);
+        } else if (!(port = allocate_port(*sub, *proto, port_parity_ ? (internal.port & 1) : -1,
                                           now_ms, reason))) {
-            refuse(*sub, reason,
-                   reason == Counter::drop_quota_blocks ? common::NatEvent::Limit::blocks
-                                                        : common::NatEvent::Limit::pool,
-                   p, true, now_ms);
+            record_refusal(*sub,
+                           reason == Counter::drop_quota_blocks ? common::NatEvent::Limit::blocks
+                                                                : common::NatEvent::Limit::pool,
+                           protocol, now_ms);
         } else {
-            const Subscriber& subscriber = subscribers_[*sub];
-            slot = insert_mapping(p.protocol, {p.src, p.src_port},
-                                  {pool_.address(subscriber.pool_index), *port}, *sub);
-            if (!slot) {
-                pool_.ports(subscriber.pool_index, *proto).release(*port);
-                if (auto id = pool_.held_block(subscriber.pool_index, *port))
-                    pool_.port_freed(*id, now_ms);
-                p.refused = true;
-            }
+            slot = insert_dynamic_mapping(protocol, internal, *sub, *port, now_ms, reason);
         }
     }
+    if (!slot) release_subscriber_if_unused(*sub);
+    return slot;
+}
+
+std::optional<uint32_t> NatEngine::insert_dynamic_mapping(uint8_t protocol, Endpoint internal,
+                                                          uint32_t sub_slot, uint16_t port,
+                                                          uint64_t now_ms, Counter& reason) {
+    Subscriber& sub = subscribers_[sub_slot];
+    const auto proto = *protocol_index(protocol);
+    auto slot = insert_mapping(protocol, internal, {pool_.address(sub.pool_index), port}, sub_slot,
+                               &reason);
     if (!slot) {
-        release_subscriber_if_unused(*sub);
+        pool_.ports(sub.pool_index, proto).release(port);
+        if (auto id = pool_.held_block(sub.pool_index, port)) pool_.port_freed(*id, now_ms);
         return std::nullopt;
     }
-    Subscriber& subscriber = subscribers_[*sub];
-    ++subscriber.mappings;
-    ++subscriber.ports_by_protocol[pi];
+    ++sub.mappings;
+    ++sub.ports_by_protocol[static_cast<size_t>(proto)];
     return slot;
 }
 
@@ -61,11 +73,12 @@ std::optional<uint32_t> NatEngine::create_explicit_mapping(uint8_t protocol, End
                                                            Endpoint external) {
     // The external port was reserved for it by the control thread (on whichever worker owns
     // its block) when the static mapping was added.
-    return insert_mapping(protocol, internal, external, kNoSlot);
+    return insert_mapping(protocol, internal, external, kNoSlot, nullptr);
 }
 
 std::optional<uint32_t> NatEngine::insert_mapping(uint8_t protocol, Endpoint internal,
-                                                  Endpoint external, uint32_t subscriber) {
+                                                  Endpoint external, uint32_t subscriber,
+                                                  Counter* failure) {
     auto slot = free_mappings_.take();
     const EndpointKey in_key = endpoint_key(protocol, internal.addr, internal.port, Side::inside);
     const EndpointKey out_key = endpoint_key(protocol, external.addr, external.port, Side::outside);
@@ -80,13 +93,15 @@ std::optional<uint32_t> NatEngine::insert_mapping(uint8_t protocol, Endpoint int
         // still has its dynamic mapping waits until the control thread's command has dropped
         // that one (an inbound packet meanwhile is refused, not given the dynamic mapping's key).
         uint64_t other = 0;
-        drop(mapping_table_.lookup(&in_key, other) || mapping_table_.lookup(&out_key, other)
+        fail(mapping_table_.lookup(&in_key, other) || mapping_table_.lookup(&out_key, other)
                  ? Counter::drop_mapping_conflict
-                 : Counter::drop_session_table_full);
+                 : Counter::drop_session_table_full,
+             failure);
         return std::nullopt;
     }
-    mappings_[*slot] = Mapping{internal.addr, external.addr, internal.port, external.port, 0, 0,
-                               subscriber,    protocol,      kNoSlot};
+    mappings_[*slot] = Mapping{
+        internal.addr, external.addr, internal.port, external.port, 0, 0, subscriber, protocol, 0,
+        kNoSlot};
     ++mapping_count_;
     counters_.add(Counter::mappings_created);
     return *slot;
@@ -106,7 +121,7 @@ bool NatEngine::count_in_filter(const Mapping& m, uint32_t remote_addr, int delt
 
 std::optional<uint32_t> NatEngine::create_session(uint32_t mapping, uint32_t remote_addr,
                                                   uint16_t remote_port, uint64_t now_ms,
-                                                  bool inbound) {
+                                                  bool inbound, Counter* failure) {
     Mapping& m = mappings_[mapping];
     auto slot = free_sessions_.take();
     const auto [in_key, out_key] = session_keys(m, remote_addr, remote_port);
@@ -123,8 +138,9 @@ std::optional<uint32_t> NatEngine::create_session(uint32_t mapping, uint32_t rem
     }
     if (!ok) {
         if (slot) free_sessions_.give_back(*slot);
-        drop(Counter::drop_session_table_full);
-        if (m.sessions == 0) release_mapping(mapping);
+        fail(Counter::drop_session_table_full, failure);
+        // A held (PCP) mapping stays without sessions; any other goes with its last.
+        if (m.sessions == 0 && !m.held) release_mapping(mapping);
         return std::nullopt;
     }
     if (inbound) {
@@ -210,7 +226,9 @@ void NatEngine::release_session(uint32_t session) {
         --sub.sessions;
         --sub.sessions_by_protocol[static_cast<size_t>(*protocol_index(m.protocol))];
     }
-    if (--m.sessions == 0) release_mapping(s.mapping);
+    // A held (PCP) mapping outlives its sessions until the PCP mapping is withdrawn
+    // (release_held_mapping).
+    if (--m.sessions == 0 && !m.held) release_mapping(s.mapping);
 }
 
 void NatEngine::release_mapping(uint32_t mapping) {

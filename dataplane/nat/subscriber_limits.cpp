@@ -9,12 +9,12 @@ namespace cgn::dp {
 
 using common::Counter;
 
-std::optional<uint32_t> NatEngine::pair_subscriber(uint32_t addr) {
+std::optional<uint32_t> NatEngine::pair_subscriber(uint32_t addr, Counter* failure) {
     uint64_t slot = 0;
     if (subscriber_table_.lookup(&addr, slot)) return static_cast<uint32_t>(slot);
     auto index = free_subscribers_.take();
     if (!index) {
-        drop(Counter::drop_subscriber_table_full);
+        fail(Counter::drop_subscriber_table_full, failure);
         return std::nullopt;
     }
     // RFC 7422: a deterministic subscriber's address and port range come from the formula.
@@ -23,12 +23,12 @@ std::optional<uint32_t> NatEngine::pair_subscriber(uint32_t addr) {
     auto pool_index = det ? std::optional<uint32_t>(det->pool_index) : pool_.pick_address();
     if (!pool_index) {
         free_subscribers_.give_back(*index);
-        drop(Counter::drop_pool_exhausted);
+        fail(Counter::drop_pool_exhausted, failure);
         return std::nullopt;
     }
     if (!subscriber_table_.insert(&addr, *index)) {
         free_subscribers_.give_back(*index);
-        drop(Counter::drop_subscriber_table_full);
+        fail(Counter::drop_subscriber_table_full, failure);
         return std::nullopt;
     }
     Subscriber& sub = subscribers_[*index];
@@ -76,20 +76,7 @@ std::optional<uint16_t> NatEngine::allocate_port(uint32_t sub_slot, ProtocolInde
     if (limits_.max_blocks == 0 || sub.blocks < limits_.max_blocks) {
         if (auto id = pool_.claim_block(sub.pool_index, sub_slot,
                                         random_.below(pool_.blocks_per_address()), now_ms)) {
-            AddressPool::Block& b = pool_.block_record(*id);
-            b.next = sub.first_block;
-            sub.first_block = *id;
-            ++sub.blocks;
-            counters_.add(Counter::blocks_claimed);
-            common::NatEvent e;
-            // A deterministic subscriber past its range: the one case its ports need a log.
-            e.kind = sub.det_last != 0 ? common::NatEvent::Kind::deterministic_overflow
-                                       : common::NatEvent::Kind::block_allocated;
-            e.subscriber = sub.addr;
-            e.external = pool_.address(sub.pool_index);
-            e.first_port = pool_.first_port(*id);
-            e.last_port = pool_.last_port(*id);
-            record(e);
+            adopt_block(sub_slot, *id);
             if (auto port = take(*id, parity)) return port;
             if (auto port = take(*id, -1)) return port;
         }
@@ -104,25 +91,43 @@ std::optional<uint16_t> NatEngine::allocate_port(uint32_t sub_slot, ProtocolInde
     return std::nullopt;
 }
 
-bool NatEngine::admit_session(uint32_t sub_slot, uint32_t mapping, ProtocolIndex proto,
-                              Ipv4Packet& p, bool from_inside, uint64_t now_ms) {
+void NatEngine::adopt_block(uint32_t sub_slot, uint32_t id) {
     Subscriber& sub = subscribers_[sub_slot];
-    const size_t pi = static_cast<size_t>(proto);
+    AddressPool::Block& b = pool_.block_record(id);
+    b.next = sub.first_block;
+    sub.first_block = id;
+    ++sub.blocks;
+    counters_.add(Counter::blocks_claimed);
+    common::NatEvent e;
+    // A deterministic subscriber past its range: the one case its ports need a log.
+    e.kind = sub.det_last != 0 ? common::NatEvent::Kind::deterministic_overflow
+                               : common::NatEvent::Kind::block_allocated;
+    e.subscriber = sub.addr;
+    e.external = pool_.address(sub.pool_index);
+    e.first_port = pool_.first_port(id);
+    e.last_port = pool_.last_port(id);
+    record(e);
+}
+
+bool NatEngine::admit_session(uint32_t sub_slot, uint32_t mapping, uint8_t protocol,
+                              uint64_t now_ms, Counter& reason) {
+    Subscriber& sub = subscribers_[sub_slot];
+    const size_t pi = static_cast<size_t>(*protocol_index(protocol));
+    auto refuse = [&](Counter why, common::NatEvent::Limit limit) {
+        reason = why;
+        record_refusal(sub_slot, limit, protocol, now_ms);
+        return false;
+    };
     using Limit = common::NatEvent::Limit;
     // RFC 6888 REQ-5: "A CGN SHOULD support limiting the amount of state memory allocated per
     // mapping and per subscriber": per mapping, its sessions (one per remote endpoint).
     if (mapping != kNoSlot && limits_.max_sessions_per_mapping != 0 &&
-        mappings_[mapping].sessions >= limits_.max_sessions_per_mapping) {
-        refuse(sub_slot, Counter::drop_quota_mapping_sessions, Limit::mapping_sessions, p,
-               from_inside, now_ms);
-        return false;
-    }
+        mappings_[mapping].sessions >= limits_.max_sessions_per_mapping)
+        return refuse(Counter::drop_quota_mapping_sessions, Limit::mapping_sessions);
     if ((limits_.max_sessions != 0 && sub.sessions >= limits_.max_sessions) ||
         (limits_.max_sessions_per_protocol[pi] != 0 &&
-         sub.sessions_by_protocol[pi] >= limits_.max_sessions_per_protocol[pi])) {
-        refuse(sub_slot, Counter::drop_quota_sessions, Limit::sessions, p, from_inside, now_ms);
-        return false;
-    }
+         sub.sessions_by_protocol[pi] >= limits_.max_sessions_per_protocol[pi]))
+        return refuse(Counter::drop_quota_sessions, Limit::sessions);
     const uint32_t rate_all = limits_.new_sessions_per_second;
     const uint32_t rate_proto = limits_.new_sessions_per_second_per_protocol[pi];
     if (rate_all == 0 && rate_proto == 0) return true;
@@ -139,23 +144,19 @@ bool NatEngine::admit_session(uint32_t sub_slot, uint32_t mapping, ProtocolIndex
     refill(sub.tokens[0], rate_all);
     for (size_t i = 0; i < kProtocolCount; ++i)
         refill(sub.tokens[1 + i], limits_.new_sessions_per_second_per_protocol[i]);
-    if ((rate_all != 0 && sub.tokens[0] < 1000) || (rate_proto != 0 && sub.tokens[1 + pi] < 1000)) {
-        refuse(sub_slot, Counter::drop_quota_session_rate, Limit::session_rate, p, from_inside,
-               now_ms);
-        return false;
-    }
+    if ((rate_all != 0 && sub.tokens[0] < 1000) || (rate_proto != 0 && sub.tokens[1 + pi] < 1000))
+        return refuse(Counter::drop_quota_session_rate, Limit::session_rate);
     if (rate_all != 0) sub.tokens[0] -= 1000;
     if (rate_proto != 0) sub.tokens[1 + pi] -= 1000;
     return true;
 }
 
-void NatEngine::refuse(uint32_t sub_slot, Counter reason, common::NatEvent::Limit limit,
-                       Ipv4Packet& p, bool from_inside, uint64_t now_ms) {
-    drop(reason);
-    // RFC 6888 REQ-11: the packet is dropped, the sender gets destination unreachable (host
-    // unreachable; the worker sends it, rate limited), a notification goes to the logs, and no
-    // existing mapping is removed to make room.
-    if (from_inside) p.refused = true;
+void NatEngine::record_refusal(uint32_t sub_slot, common::NatEvent::Limit limit, uint8_t protocol,
+                               uint64_t now_ms) {
+    // RFC 6888 REQ-11: the packet is dropped (counted by the caller), the sender gets
+    // destination unreachable (host unreachable; the worker sends it, rate limited, for a
+    // packet the caller marked refused), a notification goes to the logs, and no existing
+    // mapping is removed to make room.
     Subscriber& sub = subscribers_[sub_slot];
     // One event a second per subscriber at most: a subscriber hammering its limit must not
     // flood the logs (the counters keep the exact number).
@@ -166,7 +167,7 @@ void NatEngine::refuse(uint32_t sub_slot, Counter reason, common::NatEvent::Limi
     e.subscriber = sub.addr;
     e.external = pool_.address(sub.pool_index);
     e.limit = limit;
-    e.protocol = p.protocol;
+    e.protocol = protocol;
     record(e);
 }
 

@@ -13,11 +13,28 @@ uint32_t NatEngine::drop_mapping(uint8_t protocol, uint32_t addr, uint16_t port,
     if (!mapping_table_.lookup(&k, slot)) return 0;
     // The command names the mapping it means: the dynamic one an explicit mapping replaces
     // must not take the explicit one with it when that was made first.
-    if ((mappings_[slot].subscriber == kNoSlot) != (kind == MappingKind::explicit_mapping))
-        return 0;
+    const Mapping& m = mappings_[slot];
+    if ((m.subscriber == kNoSlot) != (kind == MappingKind::explicit_mapping)) return 0;
+    // Nor a held (PCP) one: the PCP server still answers for it. It goes when the PCP mapping
+    // is withdrawn (release_held_mapping) or by drop_address.
+    if (m.held) return 0;
+    return remove_mapping(static_cast<uint32_t>(slot));
+}
+
+uint32_t NatEngine::remove_mapping(uint32_t mapping) {
+    Mapping& m = mappings_[mapping];
+    if (m.held) {
+        m.held = 0;
+        --held_count_;
+        // Only a held mapping lives without sessions.
+        if (m.sessions == 0) {
+            release_mapping(mapping);
+            return 0;
+        }
+    }
     // Releasing the last session releases the mapping: count first, then walk.
-    const uint32_t n = mappings_[slot].sessions;
-    for (uint32_t i = 0; i < n; ++i) release_session(mappings_[slot].first_session);
+    const uint32_t n = m.sessions;
+    for (uint32_t i = 0; i < n; ++i) release_session(mappings_[mapping].first_session);
     return n;
 }
 
@@ -31,9 +48,8 @@ bool NatEngine::drop_address(uint32_t addr, uint32_t& cursor, uint32_t budget) {
         const EndpointKey k = endpoint_key(m.protocol, m.int_addr, m.int_port, Side::inside);
         uint64_t found = 0;
         if (!mapping_table_.lookup(&k, found) || found != slot) continue;
-        drop_mapping(
-            m.protocol, m.int_addr, m.int_port,
-            m.subscriber == kNoSlot ? MappingKind::explicit_mapping : MappingKind::dynamic_mapping);
+        // Every kind, held (PCP) mappings included: Basic NAT takes the whole address.
+        remove_mapping(slot);
     }
     cursor = end;
     return end == mappings_.size();

@@ -71,7 +71,7 @@ protected:
         c.protocol = ipv4::kProtoUdp;
         c.addr = t().subscriber1.value;
         c.port = 40000;
-        ASSERT_TRUE(h.channel().run(0, c, [this] { h.poll(); }));
+        ASSERT_EQ(h.channel().run(0, c, [this] { h.poll(); }), 1);
     }
     // Port 80 is below the dynamic range: no block holds it, no reservation is needed.
     const common::Ipv4Address kExternal = ip("198.51.100.1");

@@ -39,19 +39,24 @@ TEST(WorkerCommands, DropAddressIsIncrementalAndTheWorkerKeepsForwarding) {
     ASSERT_EQ(h.outside().drain().size(), 80u);
     h.reset_counters();
 
-    dp::WorkerCommand c;
-    c.kind = dp::WorkerCommand::Kind::drop_address;
-    c.addr = t.subscriber1.value;
+    auto c = std::make_unique<dp::WorkerCommand>();
+    c->kind = dp::WorkerCommand::Kind::drop_address;
+    c->addr = t.subscriber1.value;
+    int result = dp::WorkerCommand::kPending;
+    ASSERT_TRUE(h.channel().submit(0, std::move(c),
+                                   [&](const dp::WorkerCommand& done) { result = done.result; }));
     unsigned polls = 0;
     size_t forwarded_while_pending = 0;
-    ASSERT_TRUE(h.channel().run(0, c, [&] {
+    while (result == dp::WorkerCommand::kPending && polls < 100) {
         // Traffic of another subscriber while the pass goes on.
         h.inside().inject(from(t.subscriber2, t.subscriber2_mac, 7000));
         h.poll();
         ++polls;
-        if (c.result.load() == dp::WorkerCommand::kPending)
+        h.channel().poll();
+        if (result == dp::WorkerCommand::kPending)
             forwarded_while_pending += h.outside().drain().size();
-    }));
+    }
+    EXPECT_EQ(result, 1);
     EXPECT_GE(polls, 8u) << "the pass was not spread over the loops";
     EXPECT_LE(polls, 10u);
     EXPECT_GE(forwarded_while_pending, 7u);

@@ -4,6 +4,8 @@
 // mappings set by the test.
 
 #include <map>
+#include <optional>
+#include <utility>
 #include <set>
 #include <vector>
 
@@ -28,20 +30,57 @@ public:
     std::map<MappingKey, Endpoint> reserved;
     ResultCode fail_with = ResultCode::success;
     uint16_t next = 20000;
-    std::vector<std::pair<MappingKey, uint32_t>> peers;  // PEER calls: key, lifetime
+    std::vector<std::pair<MappingKey, uint32_t>> peers;  // PEER requests: key, lifetime
+    uint32_t peer_lifetime = 0;                          // what PEER answers as the NAT's
+    // While true, answers are kept back until answer_later() (the workers are slow).
+    bool defer = false;
+    std::vector<NatRequest> asked;  // every request, in order
+    std::vector<NatAnswer> held_back;
 
-    std::optional<Endpoint> dynamic_mapping(const MappingKey& k) override {
-        auto it = dynamic.find(k);
-        if (it == dynamic.end()) return std::nullopt;
-        return it->second;
-    }
     bool static_mapping(const MappingKey& k) override { return statics.count(k) != 0; }
-    Grant reserve(const MappingKey& k, std::optional<Endpoint> suggested, bool exact) override {
+    void submit(const NatRequest& q) override {
+        asked.push_back(q);
+        NatAnswer a{q.id, grant(q)};
+        (defer ? held_back : ready_).push_back(a);
+    }
+    void release(const MappingKey& k, const Endpoint& e) override {
+        taken.erase(e.port);
+        reserved.erase(k);
+    }
+    std::vector<NatAnswer> take_answers() override { return std::exchange(ready_, {}); }
+    // The answers kept back become ready.
+    void answer_later() {
+        for (auto& a : held_back) ready_.push_back(a);
+        held_back.clear();
+    }
+
+private:
+    Grant grant(const NatRequest& q) {
+        switch (q.kind) {
+            case NatRequest::Kind::map:
+                return map(q.key, q.suggested, q.exact);
+            case NatRequest::Kind::peer:
+                peers.emplace_back(q.key, q.lifetime);
+                if (fail_with != ResultCode::success) return {fail_with, {}};
+                return {ResultCode::success, Endpoint{kPaired, 31000}, peer_lifetime};
+            case NatRequest::Kind::external_address:
+                if (fail_with == ResultCode::network_failure) return {fail_with, {}};
+                return {ResultCode::success, Endpoint{kPaired, 0}};
+        }
+        return {ResultCode::network_failure, {}};
+    }
+    // §11.3 as the dataplane does it: the existing dynamic mapping, else the suggestion when
+    // free, else (unless exact) the next free port.
+    Grant map(const MappingKey& k, std::optional<Endpoint> suggested, bool exact) {
         if (fail_with != ResultCode::success) return {fail_with, {}};
+        if (auto it = dynamic.find(k); it != dynamic.end()) {
+            reserved[k] = it->second;
+            return {ResultCode::success, it->second};
+        }
         Endpoint e{kPaired, 0};
         const bool usable = suggested && (suggested->address.value == 0 ||
                                           suggested->address == kPaired);
-        if (usable && (taken.count(suggested->port) == 0 || dynamic_mapping(k) == suggested)) {
+        if (usable && taken.count(suggested->port) == 0) {
             e.port = suggested->port;
         } else if (exact && suggested) {
             return {ResultCode::cannot_provide_external, {}};
@@ -53,21 +92,19 @@ public:
         reserved[k] = e;
         return {ResultCode::success, e};
     }
-    void release(const MappingKey& k, const Endpoint& e) override {
-        taken.erase(e.port);
-        reserved.erase(k);
-    }
-    std::optional<Ipv4Address> external_address(Ipv4Address) override {
-        if (fail_with == ResultCode::network_failure) return std::nullopt;
-        return kPaired;
-    }
-    Grant peer(const MappingKey& k, const Endpoint&, std::optional<Endpoint>,
-               uint32_t lifetime) override {
-        peers.emplace_back(k, lifetime);
-        if (fail_with != ResultCode::success) return {fail_with, {}};
-        return {ResultCode::success, Endpoint{kPaired, 31000}};
-    }
+    std::vector<NatAnswer> ready_;
 };
 
+// A request served to its end against a FakeNat that answers at once (or when the test lets
+// it): the outcome of `r` itself.
+inline Outcome serve_now(Server& server, Received r) {
+    static uint64_t tags = 0;
+    r.tag = ++tags;
+    Outcome out = server.handle(r);
+    if (!out.pending) return out;
+    for (Outcome& o : server.poll_nat())
+        if (o.tag == r.tag) return o;
+    return out;  // still pending
+}
 
 }  // namespace cgn::ctl::pcp::test

@@ -34,7 +34,7 @@ protected:
     Response send(const Request& r, Ipv4Address from) {
         Bytes b(kMaxMessage);
         b.resize(encode_request(r, b));
-        last_ = server_.handle(Received{from, kClientPort, b});
+        last_ = serve_now(server_, Received{from, kClientPort, b});
         EXPECT_FALSE(last_.reply.empty()) << "dropped: " << last_.dropped;
         std::string why;
         auto resp = decode_response(last_.reply, &why);
@@ -162,7 +162,7 @@ TEST_F(PcpServer, AClientAddressOtherThanTheSourceIsAddressMismatch) {
     const Request r = map_request(kSub1, 6, 80, 600);
     Bytes b(kMaxMessage);
     b.resize(encode_request(r, b));
-    const Outcome out = server_.handle(Received{kSub2, kClientPort, b});
+    const Outcome out = serve_now(server_, Received{kSub2, kClientPort, b});
     ASSERT_EQ(out.reply.size(), b.size());
     EXPECT_EQ(out.result, ResultCode::address_mismatch);
     EXPECT_EQ(out.reply[3], 12);
@@ -197,7 +197,7 @@ TEST_F(PcpServer, ThirdPartyOnlyFromOperatorSources) {
 TEST_F(PcpServer, NonSubscribersAndExcessRequestsAreDroppedUnanswered) {
     Bytes b(kMaxMessage);
     b.resize(encode_request(map_request(ip("192.0.2.10"), 6, 80, 600), b));
-    const Outcome out = server_.handle(Received{ip("192.0.2.10"), kClientPort, b});
+    const Outcome out = serve_now(server_, Received{ip("192.0.2.10"), kClientPort, b});
     EXPECT_TRUE(out.reply.empty());
     EXPECT_EQ(out.dropped, "source is not a subscriber address");
 
@@ -205,18 +205,18 @@ TEST_F(PcpServer, NonSubscribersAndExcessRequestsAreDroppedUnanswered) {
     b.resize(kMaxMessage);
     b.resize(encode_request(map_request(kSub1, 6, 80, 600), b));
     for (int i = 0; i < 30; ++i) {
-        const Outcome o = server_.handle(Received{kSub1, kClientPort, b});
+        const Outcome o = serve_now(server_, Received{kSub1, kClientPort, b});
         (o.reply.empty() ? dropped : answered) += 1;
     }
     EXPECT_EQ(answered, 10u) << "the burst";
     EXPECT_EQ(dropped, 20u);
-    EXPECT_EQ(server_.handle(Received{kSub2, kClientPort, b}).result,
+    EXPECT_EQ(serve_now(server_, Received{kSub2, kClientPort, b}).result,
               ResultCode::address_mismatch)
         << "another subscriber is still served";
     clock_.advance_ms(1000);  // 5 per second
     answered = 0;
     for (int i = 0; i < 10; ++i)
-        answered += server_.handle(Received{kSub1, kClientPort, b}).reply.empty() ? 0 : 1;
+        answered += serve_now(server_, Received{kSub1, kClientPort, b}).reply.empty() ? 0 : 1;
     EXPECT_EQ(answered, 5u);
 }
 
@@ -225,10 +225,10 @@ TEST_F(PcpServer, MalformedRequestsAreAnsweredWithTheirErrorAndDroppedOnesAreNot
     b.resize(encode_request(map_request(kSub1, 6, 80, 600), b));
     b.push_back(0);
     b.push_back(0);  // 62 octets: not a multiple of 4
-    Outcome o = server_.handle(Received{kSub1, kClientPort, b});
+    Outcome o = serve_now(server_, Received{kSub1, kClientPort, b});
     EXPECT_EQ(o.result, ResultCode::malformed_request);
     EXPECT_EQ(decode_response(o.reply)->lifetime, 1800u) << "a long lifetime error (§7.4)";
-    o = server_.handle(Received{kSub1, kClientPort, Bytes{2}});
+    o = serve_now(server_, Received{kSub1, kClientPort, Bytes{2}});
     EXPECT_TRUE(o.reply.empty());
     EXPECT_EQ(o.dropped, "shorter than 2 octets");
 }
@@ -313,6 +313,127 @@ TEST_F(PcpServer, PeerAsksTheNatForTheFlowWithTheGrantedLifetime) {
     EXPECT_EQ(send(r).result, ResultCode::malformed_request);
 }
 
+// The NAT (the workers) answers later: a subscriber's next requests wait behind the one in
+// flight and are served in order once it is answered; other subscribers are not held up.
+TEST_F(PcpServer, ASubscribersRequestsWaitBehindItsRequestToTheNatInOrder) {
+    nat_.defer = true;
+    const Bytes create = encoded_request(map_request(kSub1, 6, 8080, 600));
+    const Bytes refresh = encoded_request(map_request(kSub1, 6, 8080, 900));
+    const Bytes remove = encoded_request(map_request(kSub1, 6, 8080, 0));
+    EXPECT_TRUE(server_.handle(Received{kSub1, kClientPort, create, 1}).pending);
+    EXPECT_TRUE(server_.handle(Received{kSub1, kClientPort, refresh, 2}).pending)
+        << "behind the create: it must see the mapping the create makes";
+    EXPECT_TRUE(server_.handle(Received{kSub1, kClientPort, remove, 3}).pending);
+    EXPECT_EQ(server_.waiting(), 3u);
+    EXPECT_EQ(nat_.asked.size(), 1u) << "one question in flight for the subscriber";
+    // Another subscriber is served meanwhile (its own question goes to the NAT at once).
+    EXPECT_TRUE(server_.handle(Received{kSub2, kClientPort,
+                                        encoded_request(map_request(kSub2, 6, 80, 600)), 4})
+                    .pending);
+    EXPECT_EQ(nat_.asked.size(), 2u);
+    Request announce;
+    announce.client_address = IpAddress::from_ipv4(kSub1);
+    const Outcome a = server_.handle(Received{kSub1, kClientPort, encoded_request(announce), 5});
+    EXPECT_FALSE(a.pending) << "ANNOUNCE changes nothing: answered at once";
+    EXPECT_FALSE(a.reply.empty());
+    EXPECT_TRUE(server_.poll_nat().empty()) << "nothing answered before the NAT";
+    nat_.answer_later();
+    const auto done = server_.poll_nat();
+    ASSERT_EQ(done.size(), 4u);
+    std::vector<uint64_t> tags;
+    for (const Outcome& o : done) tags.push_back(o.tag);
+    EXPECT_EQ(tags, (std::vector<uint64_t>{1, 2, 3, 4}));
+    const auto lifetime = [](const Outcome& o) { return decode_response(o.reply)->lifetime; };
+    EXPECT_EQ(lifetime(done[0]), 600u);
+    EXPECT_EQ(lifetime(done[1]), 900u) << "a refresh of the mapping just made";
+    EXPECT_EQ(lifetime(done[2]), 0u);
+    EXPECT_EQ(done[2].changes.at(0).kind, Change::Kind::removed);
+    EXPECT_EQ(server_.mappings_of(kSub1), 0u);
+    EXPECT_EQ(server_.mappings_of(kSub2), 1u);
+    EXPECT_EQ(server_.waiting(), 0u);
+}
+
+// A subscriber cannot queue without bound while the NAT is slow: past 32 behind, its requests
+// are dropped (counted by the caller; the client retransmits).
+TEST_F(PcpServer, RequestsWaitingBehindTheNatAreBounded) {
+    nat_.defer = true;
+    EXPECT_TRUE(serve_now(server_, Received{kSub1, kClientPort,
+                                            encoded_request(map_request(kSub1, 6, 1, 600))})
+                    .pending);
+    size_t queued = 0, dropped = 0;
+    for (uint16_t p = 2; p < 40; ++p) {
+        clock_.advance_ms(1000);  // within the request rate
+        const Outcome o = serve_now(
+            server_, Received{kSub1, kClientPort, encoded_request(map_request(kSub1, 6, p, 600))});
+        if (o.pending) ++queued;
+        if (!o.pending && o.reply.empty()) {
+            ++dropped;
+            EXPECT_EQ(o.dropped, "too many requests of the subscriber waiting for the NAT");
+        }
+    }
+    EXPECT_EQ(queued, 32u);
+    EXPECT_EQ(dropped, 38u - 32u);
+    EXPECT_EQ(server_.waiting(), 33u);
+}
+
+// §13.2: with PREFER_FAILURE, an existing dynamic mapping on another port is not the
+// suggestion: CANNOT_PROVIDE_EXTERNAL, and the NAT is given the mapping back.
+TEST_F(PcpServer, PreferFailureRefusesAnExistingMappingElsewhere) {
+    const MappingKey key{kSub1, 6, 8080};
+    nat_.dynamic[key] = Endpoint{kPaired, 33333};
+    Request r = map_request(kSub1, 6, 8080, 600, 8080);
+    r.options.prefer_failure = true;
+    EXPECT_EQ(send(r).result, ResultCode::cannot_provide_external);
+    EXPECT_EQ(nat_.reserved.count(key), 0u) << "released";
+    EXPECT_EQ(server_.mappings_of(kSub1), 0u);
+    r.map->external_port = 33333;
+    EXPECT_EQ(send(r).result, ResultCode::success) << "the suggestion that is the mapping";
+}
+
+// §12.3: the lifetime answered is no longer than the NAT keeps the flow.
+TEST_F(PcpServer, PeerLifetimeIsNoLongerThanTheNatKeepsTheFlow) {
+    nat_.peer_lifetime = 300;
+    Request r;
+    r.opcode = Opcode::peer;
+    r.lifetime = 3600;
+    r.client_address = IpAddress::from_ipv4(kSub1);
+    PeerData p;
+    p.nonce = nonce_1_to_12();
+    p.protocol = 17;
+    p.internal_port = 40000;
+    p.external_address = IpAddress::ipv4_any();
+    p.remote_port = 53;
+    p.remote_address = v4("203.0.113.10");
+    r.peer = p;
+    EXPECT_EQ(send(r).lifetime, 300u);
+}
+
+// While stored mappings are being taken back (the NAT answers later), their subscriber's
+// requests wait: a refresh sees the restored mapping, not an empty table.
+TEST_F(PcpServer, RequestsWaitForTheRestorationOfTheirSubscriber) {
+    const uint64_t unix_now = 1'800'000'000'000ull;
+    PcpMapping kept;
+    kept.external = Endpoint{kPaired, 15000};
+    kept.nonce = nonce_1_to_12();
+    kept.client = IpAddress::from_ipv4(kSub1);
+    kept.expires_ms = unix_now + 300'000;
+    nat_.defer = true;
+    EXPECT_TRUE(server_.restore(10, {{MappingKey{kSub1, 6, 80}, kept}}, unix_now).empty());
+    EXPECT_TRUE(server_.handle(Received{kSub1, kClientPort,
+                                        encoded_request(map_request(kSub1, 6, 80, 600)), 7})
+                    .pending);
+    EXPECT_EQ(nat_.asked.size(), 1u);
+    EXPECT_TRUE(nat_.asked[0].exact);
+    EXPECT_EQ(nat_.asked[0].suggested, kept.external);
+    nat_.answer_later();
+    const auto done = server_.poll_nat();
+    ASSERT_EQ(done.size(), 2u);
+    EXPECT_TRUE(done[0].restored);
+    EXPECT_EQ(done[1].tag, 7u);
+    EXPECT_EQ(done[1].changes.at(0).kind, Change::Kind::refreshed);
+    EXPECT_EQ(decode_response(done[1].reply)->map->external_port, 15000);
+}
+
 // §8.5, §14: after a restart the epoch continues and the stored mappings are back, with the
 // rest of their lifetime, at their external endpoints; expired ones are not.
 TEST_F(PcpServer, RestoredStateContinuesTheEpochAndTheMappings) {
@@ -328,6 +449,9 @@ TEST_F(PcpServer, RestoredStateContinuesTheEpochAndTheMappings) {
     dead.expires_ms = unix_now - 1;
     const MappingKey k1{kSub1, 6, 80}, k2{kSub1, 6, 81};
     const auto dropped = server_.restore(4000, {{k1, alive}, {k2, dead}}, unix_now);
+    const auto restored = server_.poll_nat();
+    ASSERT_EQ(restored.size(), 1u);
+    EXPECT_TRUE(restored[0].restored);
     ASSERT_EQ(dropped.size(), 1u);
     EXPECT_EQ(dropped[0].key, k2);
     EXPECT_EQ(server_.epoch(), 4000u);
@@ -347,7 +471,7 @@ TEST_F(PcpServer, RestoredStateContinuesTheEpochAndTheMappings) {
 // ---- NAT-PMP (RFC 6886) on the same port ----------------------------------------------------
 
 Bytes natpmp_send(Server& server, Ipv4Address from, const Bytes& request) {
-    return server.handle(Received{from, kClientPort, request}).reply;
+    return serve_now(server, Received{from, kClientPort, request}).reply;
 }
 
 // §3.2: the external address request, answered with the subscriber's paired address.
@@ -384,7 +508,7 @@ TEST_F(PcpServer, NatPmpMapRequestsShareThePcpMappings) {
 TEST_F(PcpServer, NatPmpUnknownOpcodesAndResponses) {
     EXPECT_EQ(to_hex(natpmp_send(server_, kSub1, hex("00 05 0000 12345678"))),
               to_hex(hex("00 85 0005 12345678")));
-    const Outcome o = server_.handle(Received{kSub1, kClientPort, hex("00 80 0000 00000000")});
+    const Outcome o = serve_now(server_, Received{kSub1, kClientPort, hex("00 80 0000 00000000")});
     EXPECT_TRUE(o.reply.empty());
     EXPECT_EQ(o.dropped, "a response (opcode 128 or more)");
     EXPECT_TRUE(natpmp_send(server_, ip("192.0.2.10"), hex("00 00")).empty())

@@ -137,26 +137,38 @@ TEST(PcpService, WhatCouldNotBeStoredIsNotAnsweredAsDone) {
     common::ManualClock wall(1'800'000'000'000ull);
     Node n(dir.path(), wall, 64 * 1024);  // a 64 KiB database fills quickly
     std::vector<Bytes> requests;
-    for (uint16_t p = 1; p <= 2000; ++p) requests.push_back(map_bytes(kSub1, p, 600));
+    std::vector<Ipv4Address> from;
+    // 2000 subscribers asking one mapping each (one subscriber's requests wait in a short
+    // queue behind each other).
+    for (uint16_t p = 1; p <= 2000; ++p) {
+        from.push_back(Ipv4Address{kSub1.value + p});
+        requests.push_back(map_bytes(from.back(), p, 600));
+    }
     Bytes announce(kMaxMessage);
     Request a;
     a.client_address = IpAddress::from_ipv4(kSub1);
     announce.resize(encode_request(a, announce));
     std::vector<Received> batch;
-    for (const Bytes& q : requests) batch.push_back(Received{kSub1, 5350, q});
-    batch.push_back(Received{kSub1, 5350, announce});
+    for (size_t k = 0; k < requests.size(); ++k)
+        batch.push_back(Received{from[k], 5350, requests[k], k + 1});
+    batch.push_back(Received{kSub1, 5350, announce, 5000});
     const auto answers = n.service.serve(batch);
     ASSERT_EQ(answers.size(), 2001u);
     EXPECT_EQ(n.service.tally().store_failures, 1u);
     EXPECT_NE(n.service.last_store_error().find("MDB_MAP_FULL"), std::string::npos)
         << n.service.last_store_error();
-    const auto first = decode_response(answers[0].bytes);
-    ASSERT_TRUE(first);
-    EXPECT_EQ(first->result, ResultCode::no_resources);
-    EXPECT_EQ(first->lifetime, 30u);
-    EXPECT_EQ(first->map->internal_port, 1) << "the request's own data (§7.3)";
-    EXPECT_EQ(decode_response(answers.back().bytes)->result, ResultCode::success)
-        << "the ANNOUNCE changed nothing";
+    for (const Answer& answer : answers) {
+        const auto r = decode_response(answer.bytes);
+        ASSERT_TRUE(r);
+        if (answer.tag == 5000) {
+            EXPECT_EQ(r->result, ResultCode::success) << "the ANNOUNCE changed nothing";
+            continue;
+        }
+        EXPECT_EQ(answer.to, from[answer.tag - 1]);
+        EXPECT_EQ(r->result, ResultCode::no_resources);
+        EXPECT_EQ(r->lifetime, 30u);
+        EXPECT_EQ(r->map->internal_port, answer.tag) << "the request's own data (§7.3)";
+    }
 }
 
 }  // namespace
