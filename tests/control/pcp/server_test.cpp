@@ -288,10 +288,11 @@ TEST_F(PcpServer, StaticMappingsCanBeNeitherTakenNorDeleted) {
     EXPECT_EQ(send(map_request(kSub1, 17, 5060, 0)).result, ResultCode::not_authorized);
 }
 
-TEST_F(PcpServer, PeerAsksTheNatForTheFlowWithTheGrantedLifetime) {
+// A PEER from kSub1's UDP port 40000 to 203.0.113.10:53.
+Request peer_request(uint32_t lifetime) {
     Request r;
     r.opcode = Opcode::peer;
-    r.lifetime = 30;
+    r.lifetime = lifetime;
     r.client_address = IpAddress::from_ipv4(kSub1);
     PeerData p;
     p.nonce = nonce_1_to_12();
@@ -301,6 +302,12 @@ TEST_F(PcpServer, PeerAsksTheNatForTheFlowWithTheGrantedLifetime) {
     p.remote_port = 53;
     p.remote_address = v4("203.0.113.10");
     r.peer = p;
+    return r;
+}
+
+TEST_F(PcpServer, PeerAsksTheNatForTheFlowWithTheGrantedLifetime) {
+    Request r = peer_request(30);
+    const PeerData p = *r.peer;
     const Response resp = send(r);
     EXPECT_EQ(resp.result, ResultCode::success);
     EXPECT_EQ(resp.lifetime, 120u);
@@ -393,18 +400,7 @@ TEST_F(PcpServer, PreferFailureRefusesAnExistingMappingElsewhere) {
 // §12.3: the lifetime answered is no longer than the NAT keeps the flow.
 TEST_F(PcpServer, PeerLifetimeIsNoLongerThanTheNatKeepsTheFlow) {
     nat_.peer_lifetime = 300;
-    Request r;
-    r.opcode = Opcode::peer;
-    r.lifetime = 3600;
-    r.client_address = IpAddress::from_ipv4(kSub1);
-    PeerData p;
-    p.nonce = nonce_1_to_12();
-    p.protocol = 17;
-    p.internal_port = 40000;
-    p.external_address = IpAddress::ipv4_any();
-    p.remote_port = 53;
-    p.remote_address = v4("203.0.113.10");
-    r.peer = p;
+    const Request r = peer_request(3600);
     EXPECT_EQ(send(r).lifetime, 300u);
 }
 
