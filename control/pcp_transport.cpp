@@ -92,7 +92,7 @@ size_t PcpDataplaneTransport::serve_once(pcp::Service& service, size_t max_batch
     }
     // Requests that were dropped have no answer: forget where they came from. A request still
     // waiting keeps its origin (the service has it in flight).
-    if (service.waiting() == 0) origins_.clear();
+    for (const uint64_t tag : service.dropped_tags()) origins_.erase(tag);
     return batch.size();
 }
 

@@ -74,6 +74,7 @@ bool Service::commit() {
 }
 
 std::vector<Answer> Service::serve(std::span<const Received> batch) {
+    dropped_tags_.clear();
     std::vector<Outcome> done;
     for (const Received& r : batch) {
         ++tally_.requests;
@@ -98,6 +99,7 @@ std::vector<Answer> Service::conclude(std::vector<Outcome> done) {
         }
         if (out.reply.empty()) {
             ++tally_.dropped;
+            dropped_tags_.push_back(out.tag);
             continue;
         }
         if (record(out.changes)) changed.emplace_back(answers.size(), k);

@@ -49,6 +49,9 @@ public:
     std::vector<Answer> serve(std::span<const Received> batch);
     // Requests waiting for the NAT.
     size_t waiting() const { return server_.waiting(); }
+    // The tags of the requests the last serve() ended without an answer (dropped): the
+    // transport forgets where they came from.
+    const std::vector<uint64_t>& dropped_tags() const { return dropped_tags_; }
     // Removes the mappings whose lifetime ended (and from the store).
     void expire();
 
@@ -72,6 +75,7 @@ private:
     const common::Clock& wall_;
     ServiceTally tally_;
     std::vector<Answer> unsolicited_;
+    std::vector<uint64_t> dropped_tags_;
     std::string store_error_;
 };
 

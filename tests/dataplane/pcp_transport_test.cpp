@@ -126,8 +126,14 @@ TEST_F(PcpThroughTheDataplane, ADroppedRequestGetsNoFrame) {
     // A PCP response sent to the server (R bit set) is dropped by the service (§8.3).
     auto bytes = pcp::test::encoded_request(pcp::test::map_request(h_.topo().subscriber1, 6, 1, 60));
     bytes[1] |= 0x80;
+    // While another request waits for the NAT (its origin kept), the dropped one's is not.
+    nat_.defer = true;
+    EXPECT_TRUE(round_trip(pcp::test::encoded_request(
+                               pcp::test::map_request(h_.topo().subscriber1, 6, 2, 60)))
+                    .empty());
     EXPECT_TRUE(round_trip(bytes).empty());
     EXPECT_EQ(service_.tally().dropped, 1u);
+    EXPECT_EQ(transport_->unanswered(), 1u) << "only the waiting request's origin is kept";
     const auto b = h_.frame_balance();
     EXPECT_TRUE(b.balanced()) << b.describe();
 }
