@@ -22,6 +22,17 @@ public:
     }
 };
 
+// Wall-clock time (Unix ms): for what must survive a restart (stored PCP expiries, §8.5's
+// epoch start). Not monotonic: only compared across restarts.
+class SystemClock final : public Clock {
+public:
+    uint64_t now_ms() const override {
+        return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                         std::chrono::system_clock::now().time_since_epoch())
+                                         .count());
+    }
+};
+
 // A clock that moves only when told: for tests.
 class ManualClock final : public Clock {
 public:

@@ -75,22 +75,23 @@ uint32_t parse_number(const std::string& option, const std::string& value, uint3
     return static_cast<uint32_t>(v);
 }
 
-PortRange parse_port_range(const std::string& value) {
+PortRange parse_port_range(const std::string& value, const std::string& option = "port-range",
+                           uint32_t min_size = 64) {
     size_t dash = value.find('-');
-    if (dash == std::string::npos) bad_value("port-range", value, "FIRST-LAST, e.g. 1024-65535");
+    if (dash == std::string::npos) bad_value(option, value, "FIRST-LAST, e.g. 1024-65535");
     PortRange r;
     auto port = [&](const std::string& part) {
         uint64_t v = 0;
         auto [ptr, ec] = std::from_chars(part.data(), part.data() + part.size(), v);
         if (part.empty() || ec != std::errc() || ptr != part.data() + part.size() || v < 1 ||
             v > 65535)
-            bad_value("port-range", value, "FIRST-LAST with ports from 1 to 65535");
+            bad_value(option, value, "FIRST-LAST with ports from 1 to 65535");
         return static_cast<uint16_t>(v);
     };
     r.first = port(value.substr(0, dash));
     r.last = port(value.substr(dash + 1));
-    if (r.first > r.last) bad_value("port-range", value, "FIRST not above LAST");
-    if (r.size() < 64) bad_value("port-range", value, "a range of at least 64 ports");
+    if (r.first > r.last) bad_value(option, value, "FIRST not above LAST");
+    if (r.size() < min_size) bad_value(option, value, "a range of at least " + std::to_string(min_size) + " ports");
     return r;
 }
 
@@ -376,6 +377,75 @@ void read_control_options(const po::variables_map& vm, Config& c) {
         bad_value("control-socket", c.control_socket, "a path of 1 to 100 characters");
 }
 
+std::vector<Ipv4Prefix> read_prefixes(const po::variables_map& vm, const std::string& option) {
+    std::vector<Ipv4Prefix> out;
+    if (!vm.count(option)) return out;
+    for (const auto& text : vm[option].as<std::vector<std::string>>()) {
+        const auto p = Ipv4Prefix::parse(text);
+        if (!p) bad_value(option, text, "an IPv4 prefix with zero host bits, e.g. 100.64.0.0/10");
+        out.push_back(*p);
+    }
+    if (out.size() > 64) bad_value(option, std::to_string(out.size()), "at most 64 prefixes");
+    return out;
+}
+
+// The PCP server (RFC 6887, RFC 6886): its addresses, store, who may ask, and its limits.
+void read_pcp_options(const po::variables_map& vm, Config& c) {
+    PcpConfig& p = c.pcp;
+    if (vm.count("pcp-server")) {
+        for (const auto& text : vm["pcp-server"].as<std::vector<std::string>>()) {
+            if (text == "off") {
+                p.enabled = false;
+                continue;
+            }
+            const Ipv4Address a = parse_address("pcp-server", text);
+            // Answered on the inside link (ARP included): an address of its subnet, and not
+            // one already used there.
+            if (!c.inside_address.subnet.contains(a) || a == c.inside_address.subnet.address ||
+                a.value == (c.inside_address.subnet.address.value | ~c.inside_address.subnet.mask()))
+                bad_value("pcp-server", text,
+                          "a host address of the inside subnet " +
+                              c.inside_address.subnet.to_string() + ", or off");
+            if (c.inside_gateway && a == *c.inside_gateway)
+                bad_value("pcp-server", text, "an address other than the inside gateway");
+            if (std::find(p.servers.begin(), p.servers.end(), a) != p.servers.end())
+                bad_value("pcp-server", text, "each address once");
+            p.servers.push_back(a);
+        }
+        if (!p.enabled && !p.servers.empty())
+            bad_value("pcp-server", "off", "either off or addresses, not both");
+        if (p.servers.size() > kMaxPcpServers)
+            bad_value("pcp-server", std::to_string(p.servers.size()),
+                      "at most " + std::to_string(kMaxPcpServers) + " addresses");
+    }
+    if (vm.count("pcp-store")) p.store = vm["pcp-store"].as<std::string>();
+    p.subscribers = read_prefixes(vm, "pcp-subscribers");
+    if (p.subscribers.empty()) p.subscribers.push_back(Ipv4Prefix{Ipv4Address{0}, 0});
+    p.third_party = read_prefixes(vm, "pcp-third-party");
+    // RFC 6887 §15: "the PCP server SHOULD NOT offer a lifetime less than 120 seconds"; and
+    // at most a day by default, whatever a client asks.
+    p.min_lifetime_s =
+        parse_number("pcp-min-lifetime", vm["pcp-min-lifetime"].as<std::string>(), 1, 86400);
+    p.max_lifetime_s = parse_number("pcp-max-lifetime", vm["pcp-max-lifetime"].as<std::string>(),
+                                    p.min_lifetime_s, 30u * 86400);
+    p.max_mappings_per_subscriber = parse_number(
+        "pcp-max-mappings", vm["pcp-max-mappings"].as<std::string>(), 1, 65536);
+    p.requests_per_second =
+        parse_number("pcp-request-rate", vm["pcp-request-rate"].as<std::string>(), 1, 100000);
+    p.request_burst =
+        parse_number("pcp-request-burst", vm["pcp-request-burst"].as<std::string>(), 1, 100000);
+    if (vm.count("pcp-ports")) {
+        p.suggestable_ports = parse_port_range(vm["pcp-ports"].as<std::string>(), "pcp-ports", 1);
+        if (p.suggestable_ports.first < c.port_range.first ||
+            p.suggestable_ports.last > c.port_range.last)
+            bad_value("pcp-ports", vm["pcp-ports"].as<std::string>(),
+                      "a range within --port-range " + std::to_string(c.port_range.first) + "-" +
+                          std::to_string(c.port_range.last));
+    } else {
+        p.suggestable_ports = c.port_range;
+    }
+}
+
 Config build(const po::variables_map& vm) {
     Config c;
     read_eal_options(vm, c);
@@ -386,6 +456,7 @@ Config build(const po::variables_map& vm) {
     read_deterministic_options(vm, c);
     read_static_mappings(vm, c);
     read_control_options(vm, c);
+    read_pcp_options(vm, c);
     return c;
 }
 

@@ -100,6 +100,29 @@ struct DeterministicConfig {
     friend bool operator==(const DeterministicConfig&, const DeterministicConfig&) = default;
 };
 
+// The PCP server (RFC 6887) and NAT-PMP (RFC 6886) in cgnd's control thread (docs/pcp.md).
+inline constexpr size_t kMaxPcpServers = 4;
+
+struct PcpConfig {
+    bool enabled = true;
+    // The addresses it answers at, on the inside (RFC 7488 §3: one server, one state and one
+    // epoch at all of them). Empty: cgnd's inside address.
+    std::vector<Ipv4Address> servers;
+    // The LMDB directory the PCP mappings are kept in across restarts; empty: not kept.
+    std::string store;
+    // RFC 6887 §18: the sources that may ask (subscribers on the inside).
+    std::vector<Ipv4Prefix> subscribers;
+    // §13.1: the sources allowed THIRD_PARTY (operator systems).
+    std::vector<Ipv4Prefix> third_party;
+    uint32_t min_lifetime_s = 120;  // §15
+    uint32_t max_lifetime_s = 86400;
+    uint32_t max_mappings_per_subscriber = 64;
+    uint32_t requests_per_second = 10;  // per subscriber
+    uint32_t request_burst = 20;
+    // The external ports a client may suggest; empty (first 0): the NAT's port range.
+    PortRange suggestable_ports{0, 0};
+};
+
 struct Config {
     std::string config_file;
     std::vector<std::string> eal_args;
@@ -138,6 +161,7 @@ struct Config {
     // Destinations reached without translation (RFC 6888 REQ-6), e.g. the ISP's own services.
     std::vector<Ipv4Prefix> exempt_destinations;
     std::string control_socket = "/run/cgnd.sock";
+    PcpConfig pcp;
 };
 
 // The MTU options' range: 576 bytes every IPv4 host must accept (RFC 791, RFC 1122 §3.3.3),

@@ -39,8 +39,8 @@ po::options_description dpdk_options() {
         "packet buffers in the pool shared by the ports. Each worker pins 2 x 1024 RX and "
         "2 x 1024 TX descriptors' worth, each pair of workers a 1024-entry handoff ring; of what "
         "is left, half is for held fragments (split between the workers) and half for packets "
-        "in flight. Too few for the workers is an error naming the minimum (6016 for one "
-        "worker, 13312 for two)");
+        "in flight. Too few for the workers is an error naming the minimum (6528 for one "
+        "worker, 14336 for two)");
     return options;
 }
 
@@ -215,6 +215,43 @@ void add_deterministic_options(po::options_description& nat) {
         "packets to subscribers come back in untranslated; repeat for several (at most 64)");
 }
 
+// The PCP server (RFC 6887) and NAT-PMP (RFC 6886), served by the control thread.
+po::options_description pcp_options() {
+    po::options_description options("PCP and NAT-PMP (docs/pcp.md)", kWidth);
+    options.add_options()(
+        "pcp-server", po::value<std::vector<std::string>>()->value_name("ADDRESS|off"),
+        "an address the PCP server answers at, UDP port 5351 on the inside (default: "
+        "--inside-address); repeat for several (at most 4, one server: one state and one "
+        "epoch, RFC 7488 section 3), each a host of the inside subnet that cgnd then also "
+        "answers ARP for; 'off': no PCP or NAT-PMP service (requests dropped as for cgnd)")(
+        "pcp-store", po::value<std::string>()->value_name("DIR"),
+        "keep the PCP mappings in an LMDB database in DIR (created if missing), so that they and "
+        "the epoch survive a restart, kill -9 included: an answer is sent only once its mapping "
+        "is on disk. Default: not kept (a restart loses them; clients see the epoch reset and "
+        "ask again)")(
+        "pcp-subscribers", po::value<std::vector<std::string>>()->value_name("PREFIX"),
+        "sources on the inside that may use PCP and NAT-PMP (RFC 6887 section 18); others are "
+        "dropped and counted; repeat for several. Default: every inside source")(
+        "pcp-third-party", po::value<std::vector<std::string>>()->value_name("PREFIX"),
+        "sources allowed the THIRD_PARTY option (operator systems mapping for a subscriber, RFC "
+        "6887 section 13.1); anyone else gets NOT_AUTHORIZED. Default: none; repeat for several")(
+        "pcp-min-lifetime", po::value<std::string>()->value_name("S")->default_value("120"),
+        "shortest mapping lifetime granted; a shorter request gets this (RFC 6887 section 15)")(
+        "pcp-max-lifetime", po::value<std::string>()->value_name("S")->default_value("86400"),
+        "longest mapping lifetime granted; a longer request gets this")(
+        "pcp-max-mappings", po::value<std::string>()->value_name("N")->default_value("64"),
+        "explicit (PCP and NAT-PMP) mappings per subscriber; beyond, USER_EX_QUOTA. They also "
+        "count against the subscriber's port and block limits")(
+        "pcp-request-rate", po::value<std::string>()->value_name("N")->default_value("10"),
+        "requests per second per subscriber; the excess is dropped and counted before any work")(
+        "pcp-request-burst", po::value<std::string>()->value_name("N")->default_value("20"),
+        "requests a subscriber may send at once above the rate")(
+        "pcp-ports", po::value<std::string>()->value_name("FIRST-LAST"),
+        "external ports a client may suggest (within --port-range; default all of it); a "
+        "suggestion outside is treated as none");
+    return options;
+}
+
 }  // namespace
 
 po::options_description describe() {
@@ -227,7 +264,8 @@ po::options_description describe() {
         .add(dpdk_options())
         .add(interface_options())
         .add(nat)
-        .add(control_options());
+        .add(control_options())
+        .add(pcp_options());
     return all;
 }
 

@@ -60,6 +60,15 @@ std::string Controller::install_static_mappings() {
     return out;
 }
 
+bool Controller::has_static(uint8_t protocol, common::Ipv4Address addr, uint16_t port) const {
+    return std::any_of(config_.static_mappings.begin(), config_.static_mappings.end(),
+                       [&](const common::StaticMapping& m) {
+                           return m.internal_addr == addr &&
+                                  (m.one_to_one() ||
+                                   (m.protocol == protocol && m.internal_port == port));
+                       });
+}
+
 std::optional<uint32_t> Controller::pool_index(uint32_t addr) const {
     // The workers' numbering (AddressPool::index_of): config_.pool is in the order they added.
     return dp::pool_index_of(config_.pool, addr);

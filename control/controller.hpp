@@ -41,6 +41,9 @@ public:
     std::string install_static_mappings();
 
     const common::Config& config() const { return config_; }
+    // Whether an operator mapping covers the internal endpoint: a static mapping of it, or a
+    // one-to-one mapping of its address (the PCP server may neither take nor delete those).
+    bool has_static(uint8_t protocol, common::Ipv4Address addr, uint16_t port) const;
 
     // Each throws ConfigError (naming the option) when the change is refused.
     void set_timeout(std::string_view which, uint32_t seconds);

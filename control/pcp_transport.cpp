@@ -63,6 +63,14 @@ void PcpDataplaneTransport::send(const Origin& to, const std::vector<uint8_t>& p
     ++tally_.answers;
 }
 
+void PcpDataplaneTransport::send_unsolicited(const pcp::Answer& answer, unsigned worker,
+                                             common::Ipv4Address server) {
+    Origin to{worker, common::MacAddress{}, server, answer.to, answer.port, {}};
+    const uint64_t before = tally_.answers;
+    send(to, answer.bytes);
+    if (tally_.answers != before) ++tally_.unsolicited;
+}
+
 size_t PcpDataplaneTransport::serve_once(pcp::Service& service, size_t max_batch) {
     std::vector<pcp::Received> batch;
     rte_mbuf* burst[32];

@@ -26,6 +26,7 @@ struct PcpTransportTally {
     uint64_t malformed = 0;  // frames that were not a UDP datagram after all (freed)
     uint64_t answers = 0;    // queued to a worker
     uint64_t answers_lost = 0;  // no mbuf, or the worker's answer ring full
+    uint64_t unsolicited = 0;   // of the answers: sent unasked (§14)
 };
 
 class PcpDataplaneTransport {
@@ -42,6 +43,10 @@ public:
     // (of these requests or of earlier ones whose NAT answer came); returns the requests
     // taken. Never blocks: requests waiting for the NAT are answered by a later call.
     size_t serve_once(pcp::Service& service, size_t max_batch);
+    // RFC 6887 §14: a message no request asked for (Service::take_unsolicited), sent from
+    // `server` port 5351 to the answer's address and port through `worker`, which routes it
+    // (ARP included): the client's Ethernet address is not known here.
+    void send_unsolicited(const pcp::Answer& answer, unsigned worker, common::Ipv4Address server);
     // Requests taken and not answered yet (waiting for the NAT or the store).
     size_t unanswered() const { return origins_.size(); }
     const PcpTransportTally& tally() const { return tally_; }

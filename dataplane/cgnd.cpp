@@ -14,6 +14,7 @@
 #include <csignal>
 #include <cstdio>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <tuple>
@@ -26,6 +27,7 @@
 #include "common/mbuf_budget.hpp"
 #include "control/control_socket.hpp"
 #include "control/controller.hpp"
+#include "control/pcp_daemon.hpp"
 #include "dataplane/io/control_channel.hpp"
 #include "dataplane/io/flow_rules.hpp"
 #include "dataplane/io/handoff.hpp"
@@ -70,10 +72,17 @@ int worker_main(void* arg) {
     return 0;
 }
 
-std::string counters_text(const std::vector<std::unique_ptr<common::WorkerCounters>>& counters) {
+// The workers' counters summed, and the PCP service's (when it runs) in the same block.
+std::string counters_text(const std::vector<std::unique_ptr<common::WorkerCounters>>& counters,
+                          const ctl::PcpDaemon* pcp) {
     std::vector<const common::WorkerCounters*> all;
     for (const auto& c : counters) all.push_back(c.get());
-    return common::format_counters(common::sum_counters(all));
+    std::string text = common::format_counters(common::sum_counters(all));
+    if (pcp != nullptr) {
+        const std::string end = "--- end counters ---\n";
+        text.insert(text.size() - end.size(), pcp->counter_lines());
+    }
+    return text;
 }
 
 void print(const std::string& text) {
@@ -156,6 +165,7 @@ dp::WorkerSettings worker_settings(const common::Config& config, dp::ControlChan
     ws.icmp_error_rate = config.icmp_error_rate;
     ws.exempt_destinations = config.exempt_destinations;
     ws.fragment_hold_budget = common::MbufBudget::held_per_worker(config.mbufs, workers);
+    ws.pcp_servers = config.pcp.servers;
     return ws;
 }
 
@@ -217,17 +227,41 @@ void print_startup(const common::Config& config, const dp::WorkerSettings& ws,
 
 // The control thread's loop until SIGINT/SIGTERM: management commands, SIGUSR1's counters,
 // the workers' events, SIGHUP's reload.
+// The control socket's commands: "pcp ..." for the PCP service, the rest for the Controller.
+std::string execute(ctl::Controller& controller, ctl::PcpDaemon* pcp, std::string_view line) {
+    std::istringstream in{std::string(line)};
+    std::vector<std::string> words;
+    for (std::string w; in >> w;) words.push_back(w);
+    if (!words.empty() && words[0] == "pcp")
+        return pcp != nullptr ? pcp->execute(words)
+                              : "error: the PCP service is off (--pcp-server off)\n";
+    std::string reply = controller.execute(line);
+    if (pcp != nullptr && words.size() == 1 && words[0] == "help")
+        reply += "pcp list                               every PCP and NAT-PMP mapping\n"
+                 "pcp show                               the PCP service's figures\n";
+    return reply;
+}
+
+// The control thread's loop until SIGINT/SIGTERM: a poll loop that waits only when it has
+// nothing to do (at most 1 ms then, for the control socket): the workers' command answers and
+// grace periods (ControlChannel::poll), PCP requests and answers, management commands,
+// SIGUSR1's counters, the workers' events, SIGHUP's reload.
 void serve_until_stopped(ctl::ControlSocket& control_socket, ctl::Controller& controller,
-                         dp::ControlChannel& channel,
+                         dp::ControlChannel& channel, ctl::PcpDaemon* pcp,
                          const std::vector<std::unique_ptr<common::WorkerCounters>>& counters,
                          const std::vector<std::unique_ptr<common::EventRing>>& events, int argc,
                          const char* const* argv) {
+    size_t idle_loops = 0;
     while (!g_stop_requested.load()) {
-        control_socket.serve_one(std::chrono::milliseconds(50),
-                                 [&](std::string_view line) { return controller.execute(line); });
-        if (g_print_requested.exchange(false)) print(counters_text(counters));
-        // Late answers to commands that timed out, snapshots whose grace period is over.
-        channel.poll();
+        size_t work = channel.poll();
+        if (pcp != nullptr) work += pcp->step();
+        // Waits on the socket only after a run of idle loops: a burst of PCP requests and
+        // their workers' answers are served without a pause between them.
+        idle_loops = work != 0 ? 0 : idle_loops + 1;
+        const auto wait = std::chrono::milliseconds(pcp == nullptr ? 50 : idle_loops > 64 ? 1 : 0);
+        control_socket.serve_one(
+            wait, [&](std::string_view line) { return execute(controller, pcp, line); });
+        if (g_print_requested.exchange(false)) print(counters_text(counters, pcp));
         // The logs: one line per block given or taken back, per quota refusal (DESIGN 6).
         common::NatEvent event;
         for (auto& ring : events)
@@ -250,7 +284,7 @@ void serve_until_stopped(ctl::ControlSocket& control_socket, ctl::Controller& co
 // One worker per lcore, each with its own queues, counters, event ring and seed.
 void create_workers(const dp::WorkerSettings& ws,
                     const std::vector<std::unique_ptr<common::EventRing>>& events,
-                    rte_mempool* pool, dp::TscClock& clock,
+                    const ctl::PcpDaemon* pcp, rte_mempool* pool, dp::TscClock& clock,
                     std::vector<std::unique_ptr<common::WorkerCounters>>& counters,
                     std::vector<std::unique_ptr<dp::Worker>>& worker_list) {
     const auto workers = static_cast<unsigned>(events.size());
@@ -261,6 +295,10 @@ void create_workers(const dp::WorkerSettings& ws,
         mine.inside.rx_queue = mine.inside.tx_queue = static_cast<uint16_t>(w);
         mine.outside.rx_queue = mine.outside.tx_queue = static_cast<uint16_t>(w);
         mine.nat.events = events[w].get();
+        if (pcp != nullptr) {
+            mine.pcp_requests = pcp->requests(w);
+            mine.pcp_answers = pcp->answers(w);
+        }
         counters.push_back(std::make_unique<common::WorkerCounters>());
         worker_list.push_back(std::make_unique<dp::Worker>(mine, pool, *counters.back(), clock));
     }
@@ -328,10 +366,22 @@ int run(const common::Config& config, int argc, const char* const* argv) {
     const dp::WorkerSettings ws = worker_settings(config, channel, handoff.get(), blocks,
                                                   deterministic, inside, outside, socket);
 
+    // The PCP service (RFC 6887, RFC 6886): its rings, store and server. Operator mappings
+    // are the Controller's, made below; the service asks it once it serves.
+    const ctl::Controller* controller_of_pcp = nullptr;
+    std::unique_ptr<ctl::PcpDaemon> pcp;
+    if (config.pcp.enabled)
+        pcp = std::make_unique<ctl::PcpDaemon>(
+            config, channel, pool, dp::port_mac(inside), socket,
+            [&controller_of_pcp](uint8_t protocol, common::Ipv4Address addr, uint16_t port) {
+                return controller_of_pcp != nullptr &&
+                       controller_of_pcp->has_static(protocol, addr, port);
+            });
+
     dp::TscClock clock;
     std::vector<std::unique_ptr<common::WorkerCounters>> counters;
     std::vector<std::unique_ptr<dp::Worker>> worker_list;
-    create_workers(ws, events, pool, clock, counters, worker_list);
+    create_workers(ws, events, pcp.get(), pool, clock, counters, worker_list);
 
     print_startup(config, ws, rss, outside_setup, placement);
 
@@ -351,22 +401,31 @@ int run(const common::Config& config, int argc, const char* const* argv) {
     std::vector<WorkerLaunch> launches;
     launch_workers(config, worker_list, stop, launches);
     ctl::Controller controller(
-        channel, config, [&] { return counters_text(counters); },
+        channel, config, [&] { return counters_text(counters, pcp.get()); },
         [] { std::this_thread::sleep_for(std::chrono::microseconds(100)); });
     print(controller.install_static_mappings());
+    controller_of_pcp = &controller;
+    if (pcp)
+        print(pcp->start());
+    else
+        print("cgnd: pcp server off\n");
     std::printf("cgnd: control socket %s\n", control_socket.path().c_str());
     std::printf("cgnd: ready\n");
     std::fflush(stdout);
 
-    serve_until_stopped(control_socket, controller, channel, counters, events, argc, argv);
+    serve_until_stopped(control_socket, controller, channel, pcp.get(), counters, events, argc,
+                        argv);
     std::printf("cgnd: stopping\n");
     stop.store(true, std::memory_order_release);
     rte_eal_mp_wait_lcore();
     worker_list.clear();
+    const std::string last_counters = counters_text(counters, pcp.get());
+    controller_of_pcp = nullptr;
+    pcp.reset();
     handoff.reset();
     stop_ports(inside, outside);
     rte_mempool_free(pool);
-    print(counters_text(counters));
+    print(last_counters);
     std::printf("cgnd: stopped\n");
     return 0;
 }

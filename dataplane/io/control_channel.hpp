@@ -103,13 +103,28 @@ struct WorkerCommand {
     // drop_dynamic_mapping: the internal endpoint's dynamic mapping, which a new explicit
     // mapping replaces; drop_explicit_mapping: its explicit mapping, withdrawn; drop_address:
     // every mapping of the internal address (spread over the worker's loops).
+    // The pcp_* kinds serve the PCP server (control/pcp_nat.hpp) on the worker owning the
+    // subscriber `addr` (NatEngine, "PCP"): their `result` is a NatEngine::HoldStatus value.
+    //   pcp_hold            MAP: (protocol, addr, port) held; addr2/port2 the suggested
+    //                       external endpoint (0: none), flags kExact; result_addr/port the
+    //                       external endpoint.
+    //   pcp_release         the held mapping of (protocol, addr, port) given back; result
+    //                       held (released) or not_authorized (it was not held).
+    //   pcp_paired_address  NAT-PMP: addr's paired pool address in result_addr.
+    //   pcp_peer            PEER: the flow (protocol, addr, port) -> addr2:port2; its
+    //                       external endpoint, and its idle timeout (s) in result_value.
     enum class Kind : uint8_t {
         reserve_port,
         release_port,
         drop_dynamic_mapping,
         drop_explicit_mapping,
-        drop_address
+        drop_address,
+        pcp_hold,
+        pcp_release,
+        pcp_paired_address,
+        pcp_peer,
     };
+    static constexpr uint8_t kExact = 1;  // flags of pcp_hold
     static constexpr int kPending = -1;
 
     // Arguments (control thread).
@@ -122,8 +137,8 @@ struct WorkerCommand {
     uint8_t flags = 0;  // options, by kind
     // Results (the worker, before it hands the command back). `result`: 1 done, 0 refused
     // (reserve_port: a dynamic mapping has the port), 2 reserve_port where the worker does not
-    // hold the port's block (any more); kPending until executed. The others by kind (none of
-    // today's kinds sets them).
+    // hold the port's block (any more); the pcp_* kinds above; kPending until executed. The
+    // others by kind.
     int result = kPending;
     uint32_t result_addr = 0;
     uint16_t result_port = 0;

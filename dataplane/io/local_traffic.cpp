@@ -77,7 +77,8 @@ void Worker::handle_arp(SideIndex side, rte_mbuf* m, uint8_t* a, uint32_t length
     const uint32_t target_ip = load_be32(a + arp::kTargetIp);
     const common::MacAddress sender_mac = mac_at(a + arp::kSenderMac);
     const bool for_us = target_ip == itf.address.address.value ||
-                        (side == kOutside && nat_.is_pool_address(target_ip));
+                        (side == kOutside && nat_.is_pool_address(target_ip)) ||
+                        (side == kInside && pcp_other_ && is_pcp_server(target_ip));
 
     // RFC 826 "merge": refresh an entry we have; create one when the sender asks for us (it is
     // about to talk to us, and we will answer it).
@@ -155,8 +156,7 @@ bool Worker::take_pcp_request(SideIndex side, rte_mbuf* m, const Ipv4Packet& p) 
         drop(m, Counter::drop_pcp_from_outside);
         return true;
     }
-    if (pcp_requests_ == nullptr || p.dst != interfaces_[kInside].address.address.value)
-        return false;
+    if (pcp_requests_ == nullptr || !is_pcp_server(p.dst)) return false;
     if (rte_ring_sp_enqueue(pcp_requests_, m) != 0) {
         drop(m, Counter::drop_pcp_punt_full);
         return true;
@@ -173,9 +173,17 @@ void Worker::send_pcp_answers() {
     const unsigned n = rte_ring_sc_dequeue_burst(pcp_answers_, reinterpret_cast<void**>(answers),
                                                  kBurst, nullptr);
     for (unsigned i = 0; i < n; ++i) {
-        set_origin(answers[i], common::FrameOrigin::generated);
+        rte_mbuf* m = answers[i];
+        set_origin(m, common::FrameOrigin::generated);
         counters_.add(Counter::pcp_answers_sent);
-        enqueue_tx(kInside, answers[i]);
+        // An answer goes back to the Ethernet address its request came from. An unsolicited
+        // one (RFC 6887 §14, after a restart: no request to answer) has none (all zeros) and
+        // is routed to its destination like any packet for the inside (ARP included).
+        const uint8_t* frame = rte_pktmbuf_mtod(m, const uint8_t*);
+        if (mac_at(frame + eth::kDst) == common::MacAddress{})
+            send_to_next_hop(kInside, m, load_be32(frame + eth::kHeaderLength + ipv4::kDst));
+        else
+            enqueue_tx(kInside, m);
     }
 }
 

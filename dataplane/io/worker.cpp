@@ -71,6 +71,15 @@ Worker::Worker(const WorkerSettings& settings, rte_mempool* pool, common::Worker
     static const rte_mbuf_dynfield kOriginField = {"cgn_frame_origin", sizeof(uint8_t),
                                                    alignof(uint8_t), 0};
     origin_offset_ = rte_mbuf_dynfield_register(&kOriginField);
+    if (settings.pcp_servers.size() > pcp_servers_.size())
+        throw std::invalid_argument("at most " + std::to_string(pcp_servers_.size()) +
+                                    " PCP server addresses");
+    if (settings.pcp_servers.empty())
+        pcp_servers_[pcp_server_count_++] = settings.inside.address.address.value;
+    for (const common::Ipv4Address a : settings.pcp_servers) {
+        pcp_servers_[pcp_server_count_++] = a.value;
+        if (a != settings.inside.address.address) pcp_other_ = true;
+    }
     if (origin_offset_ < 0)
         throw std::runtime_error("cannot register the mbuf field cgn_frame_origin: " +
                                  std::string(rte_strerror(rte_errno)));
@@ -161,11 +170,47 @@ void Worker::apply_control() {
                     return;
                 }
                 break;
+            case WorkerCommand::Kind::pcp_hold:
+            case WorkerCommand::Kind::pcp_release:
+            case WorkerCommand::Kind::pcp_paired_address:
+            case WorkerCommand::Kind::pcp_peer:
+                result = pcp_command(*command);
+                break;
         }
         // The results first, then the hand-back: the done ring's enqueue publishes them.
         command->result = result;
         if (!answer(command)) return;
     }
+}
+
+// The PCP server's questions about the subscriber `addr`, which this worker owns
+// (control/pcp_nat.cpp turns the answers into PCP results).
+int Worker::pcp_command(WorkerCommand& c) {
+    using Status = NatEngine::HoldStatus;
+    NatEngine::HoldResult r{Status::no_resources, 0, 0, 0};
+    switch (c.kind) {
+        case WorkerCommand::Kind::pcp_hold:
+            r = nat_.hold_mapping(c.protocol, c.addr, c.port, c.addr2, c.port2,
+                                  (c.flags & WorkerCommand::kExact) != 0, now_ms_);
+            break;
+        case WorkerCommand::Kind::pcp_release:
+            r.status = nat_.release_held_mapping(c.protocol, c.addr, c.port, now_ms_)
+                           ? Status::held
+                           : Status::not_authorized;
+            break;
+        case WorkerCommand::Kind::pcp_paired_address:
+            if (const auto a = nat_.paired_address(c.addr, now_ms_)) r = {Status::held, *a, 0, 0};
+            break;
+        case WorkerCommand::Kind::pcp_peer:
+            r = nat_.peer_flow(c.protocol, c.addr, c.port, c.addr2, c.port2, now_ms_);
+            break;
+        default:
+            break;
+    }
+    c.result_addr = r.ext_addr;
+    c.result_port = r.ext_port;
+    c.result_value = r.lifetime_s;
+    return static_cast<int>(r.status);
 }
 
 bool Worker::answer(WorkerCommand* command) {
@@ -434,7 +479,8 @@ bool Worker::classify(SideIndex side, rte_mbuf* m, Ipv4Packet& p, bool from_hand
         return true;
     }
     if (p.dst == interfaces_[kInside].address.address.value ||
-        p.dst == interfaces_[kOutside].address.address.value) {
+        p.dst == interfaces_[kOutside].address.address.value ||
+        (pcp_other_ && side == kInside && is_pcp_server(p.dst))) {
         handle_local(side, m, p);
         return true;
     }

@@ -83,6 +83,9 @@ struct WorkerSettings {
     // as for us. A request from the outside is never served (drop_pcp_from_outside).
     rte_ring* pcp_requests = nullptr;
     rte_ring* pcp_answers = nullptr;
+    // The addresses the PCP server answers at on the inside (RFC 7488 §3); empty: the inside
+    // address. Those other than the inside address are answered for ARP too.
+    std::vector<common::Ipv4Address> pcp_servers;
 };
 
 class Worker {
@@ -168,6 +171,7 @@ private:
     // dropped).
     bool take_pcp_request(SideIndex side, rte_mbuf* m, const Ipv4Packet& p);
     void send_pcp_answers();
+    int pcp_command(WorkerCommand& command);
     void send_time_exceeded(SideIndex side, rte_mbuf* m, const Ipv4Packet& p);
     // An ICMP error about `p` back to its sender on `side` (rate limited; not about an ICMP
     // error or a non-first fragment, RFC 1812 §4.3.2.7).
@@ -276,6 +280,16 @@ private:
     ControlChannel* control_;
     rte_ring* pcp_requests_;
     rte_ring* pcp_answers_;
+    // The PCP server's addresses (at most common::kMaxPcpServers); pcp_other_: one of them is
+    // not the inside address (only then does the packet path compare against the list).
+    std::array<uint32_t, common::kMaxPcpServers> pcp_servers_{};
+    unsigned pcp_server_count_ = 0;
+    bool pcp_other_ = false;
+    bool is_pcp_server(uint32_t addr) const {
+        for (unsigned i = 0; i < pcp_server_count_; ++i)
+            if (pcp_servers_[i] == addr) return true;
+        return false;
+    }
     uint64_t applied_generation_ = 0;
     bool explicit_present_ = false;
     // Frames waiting to be handed to each worker (flushed when full and at the end of a loop).

@@ -373,7 +373,7 @@ def test_reordered_icmp_echo(net, wiring):
 # times out; or dropped at once when the table or the datagram's hold is full, or (several
 # workers) when the handoff ring to the worker that owns it is full.
 # drop_fragment_hold_budget: beyond the worker's share of the mbuf pool (with two workers and
-# the default --mbufs, 895 held fragments each: common/mbuf_budget.hpp).
+# the default --mbufs, 639 held fragments each: common/mbuf_budget.hpp).
 FRAGMENT_DROPS_AT_ONCE = ("drop_fragment_table_full", "drop_fragment_hold_full",
                           "drop_fragment_hold_budget", "drop_handoff_full")
 

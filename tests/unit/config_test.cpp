@@ -708,8 +708,8 @@ TEST(PortBlockSize, EachWorkerNeedsABlockOfEveryAddress) {
 // The pool must cover what the workers pin (RX and TX descriptors, handoff rings) and leave
 // room for held fragments: the error names the minimum, and --help gives the same figures.
 TEST(MbufOption, TooFewForTheWorkersNamesTheMinimum) {
-    EXPECT_EQ(MbufBudget::minimum(1), 6016u);
-    EXPECT_EQ(MbufBudget::minimum(2), 13312u);
+    EXPECT_EQ(MbufBudget::minimum(1), 6528u);
+    EXPECT_EQ(MbufBudget::minimum(2), 14336u);
     Options o = required_options();
     o["worker-lcores"] = "1,2,3";
     expect_named(o, "mbufs", "too few for 3 workers");
@@ -720,23 +720,23 @@ TEST(MbufOption, TooFewForTheWorkersNamesTheMinimum) {
     o["mbufs"] = std::to_string(MbufBudget::minimum(3));
     EXPECT_EQ(parse_config(o).mbufs, MbufBudget::minimum(3));
     o["worker-lcores"] = "1";
-    o["mbufs"] = "6015";
-    expect_named(o, "mbufs", "at least 6016 for 1 worker");
+    o["mbufs"] = "6527";
+    expect_named(o, "mbufs", "at least 6528 for 1 worker");
     // --help wraps its lines: compare with runs of blanks as one space.
     std::string help;
     for (char ch : parse(std::vector<std::string>{"cgnd", "--help"}).help_text) {
         const bool blank = ch == ' ' || ch == '\n';
         if (!blank || (!help.empty() && help.back() != ' ')) help += blank ? ' ' : ch;
     }
-    EXPECT_NE(help.find("(6016 for one worker, 13312 for two)"), std::string::npos) << help;
+    EXPECT_NE(help.find("(6528 for one worker, 14336 for two)"), std::string::npos) << help;
 }
 
 // What is left after the fixed needs is halved and shared: the default pool with two workers
-// leaves each worker (16383 - 12800) / 2 / 2 = 895 held fragments.
+// leaves each worker (16383 - 13824) / 2 / 2 = 639 held fragments.
 TEST(MbufOption, HeldFragmentsGetHalfOfWhatIsLeftPerWorker) {
-    EXPECT_EQ(MbufBudget::fixed(2), 12800u);
-    EXPECT_EQ(MbufBudget::held_per_worker(16383, 2), 895u);
-    EXPECT_EQ(MbufBudget::held_per_worker(16383, 1), (16383u - 5760u) / 2);
+    EXPECT_EQ(MbufBudget::fixed(2), 13824u);
+    EXPECT_EQ(MbufBudget::held_per_worker(16383, 2), 639u);
+    EXPECT_EQ(MbufBudget::held_per_worker(16383, 1), (16383u - 6272u) / 2);
     EXPECT_EQ(MbufBudget::held_per_worker(MbufBudget::minimum(4) - 1, 4), 0u);
     EXPECT_GE(MbufBudget::held_per_worker(MbufBudget::minimum(4), 4),
               MbufBudget::kMinHeldPerWorker);
