@@ -17,6 +17,8 @@ packages=(
   # the PCP tests: every response the server sends decoded by Wireshark's dissector, from
   # captures written with libpcap
   tshark libpcap-dev
+  # NAT-PMP (RFC 6886) through cgnd with a real client (tests/e2e/test_pcp.py)
+  natpmpc
 )
 
 if [ "$(id -u)" -ne 0 ]; then

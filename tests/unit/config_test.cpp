@@ -1073,3 +1073,53 @@ TEST(MtuOptions, DefaultsAcceptedAndRefusedValues) {
 
 }  // namespace
 }  // namespace cgn::common
+
+namespace cgn::common {
+namespace {
+
+// PCP (docs/pcp.md): on by default at the inside address, every inside source may ask, the
+// suggestable ports are the NAT's; each bad value is named.
+TEST(PcpOptions, DefaultsServeTheInsideAddress) {
+    const Config c = parse_config(required_options());
+    EXPECT_TRUE(c.pcp.enabled);
+    EXPECT_TRUE(c.pcp.servers.empty());
+    EXPECT_TRUE(c.pcp.store.empty());
+    ASSERT_EQ(c.pcp.subscribers.size(), 1u);
+    EXPECT_EQ(c.pcp.subscribers[0].length, 0u);
+    EXPECT_TRUE(c.pcp.third_party.empty());
+    EXPECT_EQ(c.pcp.min_lifetime_s, 120u);
+    EXPECT_EQ(c.pcp.max_lifetime_s, 86400u);
+    EXPECT_EQ(c.pcp.suggestable_ports.first, c.port_range.first);
+    EXPECT_EQ(c.pcp.suggestable_ports.last, c.port_range.last);
+}
+
+void expect_pcp_error(const Options& o, const std::string& option, const std::string& text) {
+    expect_named(o, option, text);
+    EXPECT_NE(error_of(o).find(text), std::string::npos) << error_of(o);
+}
+
+TEST(PcpOptions, BadValuesAreNamed) {
+    Options o = required_options();
+    o["pcp-server"] = "192.0.2.99";  // not on the inside subnet
+    expect_pcp_error(o, "pcp-server", "a host address of the inside subnet");
+    o["pcp-server"] = "off";
+    EXPECT_FALSE(parse_config(o).pcp.enabled);
+    o.erase("pcp-server");
+    o["pcp-ports"] = "1-2000";
+    expect_pcp_error(o, "pcp-ports", "a range within --port-range");
+    o["pcp-ports"] = "5000-6000";
+    EXPECT_EQ(parse_config(o).pcp.suggestable_ports.first, 5000u);
+    o["pcp-min-lifetime"] = "600";
+    o["pcp-max-lifetime"] = "300";
+    expect_pcp_error(o, "pcp-max-lifetime", "a whole number from 600");
+    o["pcp-max-lifetime"] = "3600";
+    o["pcp-third-party"] = "100.64.0.5/24";  // host bits set
+    expect_pcp_error(o, "pcp-third-party", "an IPv4 prefix with zero host bits");
+    o["pcp-third-party"] = "100.64.0.0/24";
+    const Config c = parse_config(o);
+    ASSERT_EQ(c.pcp.third_party.size(), 1u);
+    EXPECT_EQ(c.pcp.max_lifetime_s, 3600u);
+}
+
+}  // namespace
+}  // namespace cgn::common
