@@ -217,7 +217,7 @@ void add_deterministic_options(po::options_description& nat) {
 
 // The PCP server (RFC 6887) and NAT-PMP (RFC 6886), served by the control thread.
 po::options_description pcp_options() {
-    po::options_description options("PCP and NAT-PMP (docs/pcp.md)", kWidth);
+    po::options_description options("PCP and NAT-PMP", kWidth);
     options.add_options()(
         "pcp-server", po::value<std::vector<std::string>>()->value_name("ADDRESS|off"),
         "an address the PCP server answers at, UDP port 5351 on the inside (default: "

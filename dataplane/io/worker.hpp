@@ -12,6 +12,7 @@
 #include <rte_mbuf_dyn.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <optional>
