@@ -53,14 +53,13 @@ PcpDaemon::PcpDaemon(const common::Config& config, dp::ControlChannel& channel,
       server_(pcp_server_settings(config), nat_, clock_) {
     if (servers_.empty()) servers_.push_back(config.inside_address.address);
     try {
-        for (unsigned w = 0; w < channel.workers(); ++w)
-            rings_.push_back({make_ring("cgn_pcp_rq" + std::to_string(w), socket),
-                              make_ring("cgn_pcp_an" + std::to_string(w), socket)});
-    } catch (...) {
-        for (auto& r : rings_) {
-            rte_ring_free(r.requests);
-            rte_ring_free(r.answers);
+        for (unsigned w = 0; w < channel.workers(); ++w) {
+            // One at a time, each kept as soon as it exists, so that a failure frees them all.
+            rings_.push_back({make_ring("cgn_pcp_rq" + std::to_string(w), socket), nullptr});
+            rings_.back().answers = make_ring("cgn_pcp_an" + std::to_string(w), socket);
         }
+    } catch (...) {
+        free_rings();
         throw;
     }
     if (!store_dir_.empty()) store_ = std::make_unique<pcp::MappingStore>(store_dir_);
@@ -71,10 +70,15 @@ PcpDaemon::~PcpDaemon() {
     // The workers have stopped (cgnd frees this after them): what is left on the rings are
     // frames of this process's pool, freed with it.
     transport_.reset();
+    free_rings();
+}
+
+void PcpDaemon::free_rings() {
     for (auto& r : rings_) {
-        rte_ring_free(r.requests);
+        rte_ring_free(r.requests);  // null-safe: a pair whose second ring failed
         rte_ring_free(r.answers);
     }
+    rings_.clear();
 }
 
 std::string PcpDaemon::start() {

@@ -54,6 +54,8 @@ public:
     std::string counter_lines() const;
 
 private:
+    void free_rings();
+
     std::vector<PcpDataplaneTransport::WorkerRings> rings_;
     const dp::Steering& steering_;
     std::vector<common::Ipv4Address> servers_;
