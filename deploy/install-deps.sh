@@ -12,6 +12,9 @@ packages=(
   clang-14 libclang-rt-14-dev llvm-14
   # demo and end-to-end tests: namespaces, veths, real Linux traffic, pytest
   iproute2 iputils-ping ethtool procps python3 python3-pytest
+  # a time limit per end-to-end test, so that one that hangs fails by name instead of using up
+  # the run
+  python3-pytest-timeout
   # the control socket examples of the README
   socat
   # the PCP tests: every response the server sends decoded by Wireshark's dissector, from

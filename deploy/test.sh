@@ -116,9 +116,15 @@ e2e_missing=""
 for workers in 1 2; do
   echo "=== e2e, $workers worker(s)"
   log="$logdir/e2e-$workers.log"
+  # --timeout: no test takes more than a quarter of a minute; one that hangs is failed at 300 s
+  # (pytest-timeout's SIGALRM, so the fixtures still remove the namespaces). -rfEs lists the
+  # failures and errors by name in the closing summary that is printed below.
   CGN_WORKERS=$workers CGND=$e2e_cgnd \
-    /usr/bin/python3 -m pytest -q -rs -p no:cacheprovider tests/e2e > "$log" 2>&1
+    /usr/bin/python3 -m pytest -q -rfEs --timeout 300 --durations 5 -p no:cacheprovider \
+    tests/e2e > "$log" 2>&1
   e2e_rc=$?
+  # The failure reports (cgnd's output, counters) are long: their titles first, then the end.
+  grep -E '^_{3,} .* _{3,}$' "$log" | head -n 20
   tail -n 80 "$log"
   # pytest's closing line, e.g. "1 failed, 27 passed, 2 skipped in 73.24s".
   summary=$(grep -E '^[0-9]+ [a-z]+.* in [0-9.]+s' "$log" | tail -n 1)
