@@ -227,7 +227,8 @@ po::options_description pcp_options() {
         "pcp-store", po::value<std::string>()->value_name("DIR"),
         "keep the PCP mappings in an LMDB database in DIR (created if missing), so that they and "
         "the epoch survive a restart, kill -9 included: an answer is sent only once its mapping "
-        "is on disk. Default: not kept (a restart loses them; clients see the epoch reset and "
+        "is on disk; the static mappings added on the control socket ('static add') are kept "
+        "there too. Default: not kept (a restart loses them; clients see the epoch reset and "
         "ask again)")(
         "pcp-subscribers", po::value<std::vector<std::string>>()->value_name("PREFIX"),
         "sources on the inside that may use PCP and NAT-PMP (RFC 6887 section 18); others are "

@@ -29,6 +29,7 @@ namespace cgn::common {
     X(sessions_created, "sessions created")                                                   \
     X(sessions_expired, "sessions removed after their idle timeout")                          \
     X(sessions_created_inbound, "sessions created by an inbound packet the filter allowed")   \
+    X(sessions_filtered_out, "sessions from outside ended by a PCP mapping's new FILTERs")     \
     X(mappings_created, "endpoint-independent mappings created")                              \
     X(mappings_removed, "mappings removed with their last session")                           \
     X(subscribers_paired, "subscribers given a paired external address")                      \
@@ -81,6 +82,7 @@ namespace cgn::common {
     X(drop_for_us, "dropped: packet for our own address that we do not serve")                \
     X(drop_pcp_from_outside, "dropped: PCP or NAT-PMP request from the outside (served inside only)") \
     X(drop_pcp_punt_full, "dropped: PCP request while the queue to the PCP server was full")  \
+    X(drop_pcp_rate_limited, "dropped: PCP request over its subscriber's rate (--pcp-request-rate)") \
     X(drop_no_route, "dropped: no route to the destination")                                  \
     X(drop_neighbor_queue_full, "dropped: next hop unresolved and its wait queue full")       \
     X(drop_neighbor_unreachable, "dropped: next hop did not answer ARP")                      \

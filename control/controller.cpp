@@ -34,7 +34,46 @@ std::vector<std::string> words(std::string_view line) {
     return out;
 }
 
+std::string protocol_name(uint8_t protocol) {
+    return protocol == 6 ? "tcp" : protocol == 17 ? "udp" : std::to_string(protocol);
+}
+
+bool contains(const std::vector<common::StaticMapping>& list, const common::StaticMapping& m) {
+    return std::find(list.begin(), list.end(), m) != list.end();
+}
+
+// Whether two static mappings want the same internal or external side: the rule of
+// common::check_static_mapping, which refuses the second of such a pair.
+bool collide(const common::StaticMapping& a, const common::StaticMapping& b) {
+    if (a.one_to_one() || b.one_to_one())
+        return a.internal_addr == b.internal_addr || a.external_addr == b.external_addr;
+    if (a.protocol != b.protocol) return false;
+    return (a.internal_addr == b.internal_addr && a.internal_port == b.internal_port) ||
+           (a.external_addr == b.external_addr && a.external_port == b.external_port);
+}
+
+// The lines that tell the operator what a static mapping took from PCP.
+std::string describe(const PcpWithdrawal& taken) {
+    std::string out;
+    for (const auto& m : taken.removed)
+        out += "PCP mapping " + m.to_string() +
+               " removed: the static mapping takes its place; its client is told (RFC 6887 "
+               "section 14.2)\n";
+    if (!taken.store_error.empty())
+        out +=
+            "warning: the removal of the PCP mappings is not stored yet (retried with the "
+            "next commit): " +
+            taken.store_error + "\n";
+    return out;
+}
+
 }  // namespace
+
+std::string PcpMappingView::to_string() const {
+    return protocol_name(protocol) + " " + internal.to_string() + ":" +
+           std::to_string(internal_port) + " " + external.to_string() + ":" +
+           std::to_string(external_port);
+}
 
 Controller::Controller(dp::ControlChannel& channel, common::Config config,
                        std::function<std::string()> counters, dp::WhileWaiting while_waiting)
@@ -61,12 +100,12 @@ std::string Controller::install_static_mappings() {
 }
 
 bool Controller::has_static(uint8_t protocol, common::Ipv4Address addr, uint16_t port) const {
-    return std::any_of(config_.static_mappings.begin(), config_.static_mappings.end(),
-                       [&](const common::StaticMapping& m) {
-                           return m.internal_addr == addr &&
-                                  (m.one_to_one() ||
-                                   (m.protocol == protocol && m.internal_port == port));
-                       });
+    return std::any_of(
+        config_.static_mappings.begin(), config_.static_mappings.end(),
+        [&](const common::StaticMapping& m) {
+            return m.internal_addr == addr &&
+                   (m.one_to_one() || (m.protocol == protocol && m.internal_port == port));
+        });
 }
 
 std::optional<uint32_t> Controller::pool_index(uint32_t addr) const {
@@ -128,8 +167,38 @@ void Controller::add_pool(const common::Ipv4Prefix& prefix) {
     publish(std::move(additions));
 }
 
-void Controller::add_static(const common::StaticMapping& m) {
+PcpWithdrawal Controller::add_static(const common::StaticMapping& m) {
+    install_static(m);
+    return withdraw_pcp_covered(m);
+}
+
+void Controller::install_static(const common::StaticMapping& m) {
     common::check_static_mapping(config_, m);
+    // The external side held by a PCP mapping: refused before anything changes (the top of
+    // controller.hpp says why).
+    if (const auto holders =
+            pcp_ != nullptr ? pcp_->on_external_side(m) : std::vector<PcpMappingView>{};
+        !holders.empty()) {
+        constexpr size_t kNamed = 4;
+        std::string names;
+        for (size_t i = 0; i < holders.size() && i < kNamed; ++i)
+            names += (i == 0 ? "" : ", ") + holders[i].to_string();
+        if (holders.size() > kNamed)
+            names += " and " + std::to_string(holders.size() - kNamed) + " more";
+        const std::string side =
+            m.one_to_one() ? m.external_addr.to_string()
+                           : m.external_addr.to_string() + ":" + std::to_string(m.external_port);
+        const std::string remove_first =
+            m.one_to_one() ? "pcp del external " + m.external_addr.to_string()
+                           : "pcp del " + protocol_name(holders.front().protocol) + " " +
+                                 holders.front().internal.to_string() + ":" +
+                                 std::to_string(holders.front().internal_port);
+        throw ConfigError("invalid value '" + m.to_string() + "' for --static-mapping: " + side +
+                          " is in use by the PCP mapping" + (holders.size() > 1 ? "s " : " ") +
+                          names + "; remove " + (holders.size() > 1 ? "them" : "it") + " first ('" +
+                          remove_first + "') or choose another external " +
+                          (m.one_to_one() ? "address" : "port"));
+    }
     const uint32_t ext = m.external_addr.value;
     if (m.one_to_one())
         reserve_address(m);
@@ -153,6 +222,61 @@ void Controller::add_static(const common::StaticMapping& m) {
             m.one_to_one() ? dp::WorkerCommand::Kind::drop_address
                            : dp::WorkerCommand::Kind::drop_dynamic_mapping,
             m.protocol, m.internal_addr.value, m.internal_port);
+}
+
+PcpWithdrawal Controller::withdraw_pcp_covered(const common::StaticMapping& m) {
+    // The PCP service gives the mappings back to the NAT and has the owning worker drop what
+    // is left of them (PcpDaemon::withdraw_internal_side); for a one-to-one mapping the
+    // worker's drop_address took them already.
+    return pcp_ != nullptr ? pcp_->withdraw_internal_side(m) : PcpWithdrawal{};
+}
+
+bool Controller::is_live(const common::StaticMapping& m) const {
+    return contains(live_statics_, m);
+}
+
+void Controller::remove_live_static(const common::StaticMapping& m) {
+    if (store_ != nullptr) store_->forget_static(m);  // throws: nothing changed
+    live_statics_.erase(std::find(live_statics_.begin(), live_statics_.end(), m));
+    remove_static(m.protocol, m.internal_addr, m.internal_port);
+}
+
+std::string Controller::restore_stored_static_mappings() {
+    if (store_ == nullptr) return "";
+    std::string out;
+    for (const auto& s : store_->load_statics()) {
+        const std::string text = s.to_string();
+        if (contains(config_.static_mappings, s)) {
+            store_->forget_static(s);
+            out += "static mapping " + text +
+                   ": in the configuration now; its stored copy (added live) is dropped\n";
+            continue;
+        }
+        // The configuration wins over what was added live.
+        const auto clash =
+            std::find_if(config_.static_mappings.begin(), config_.static_mappings.end(),
+                         [&](const common::StaticMapping& c) { return collide(c, s); });
+        if (clash != config_.static_mappings.end()) {
+            store_->forget_static(s);
+            out += "cgnd: warning: the stored static mapping " + text +
+                   " (added live) conflicts with the configuration's " + clash->to_string() +
+                   ": the configuration wins, the stored one is dropped\n";
+            continue;
+        }
+        try {
+            install_static(s);
+        } catch (const ConfigError& e) {
+            // The pool or the port range changed meanwhile, for instance: it cannot run, and
+            // the store keeps what runs.
+            store_->forget_static(s);
+            out += "cgnd: warning: the stored static mapping " + text +
+                   " (added live) cannot be installed and is dropped: " + e.what() + "\n";
+            continue;
+        }
+        live_statics_.push_back(s);
+        out += "static mapping " + text + " (added live, kept in the store)\n";
+    }
+    return out;
 }
 
 void Controller::remove_static(uint8_t protocol, common::Ipv4Address addr, uint16_t port) {
@@ -329,8 +453,21 @@ std::string Controller::execute_static_add(const std::vector<std::string>& w) {
         throw ConfigError("invalid value '" + text +
                           "' for --static-mapping: expected \"tcp|udp INTERNAL:PORT "
                           "EXTERNAL:PORT\" or \"ip INTERNAL EXTERNAL\"");
-    add_static(*m);
-    return "ok: static mapping " + m->to_string() + " added\n";
+    install_static(*m);
+    if (store_ != nullptr) {
+        try {
+            store_->store_static(*m);
+        } catch (const pcp::StoreError& e) {
+            // Not durable: undone, so that "ok" always means the mapping survives a restart.
+            remove_static(m->protocol, m->internal_addr, m->internal_port);
+            throw ConfigError("static mapping " + m->to_string() + " not added: " + e.what());
+        }
+    }
+    live_statics_.push_back(*m);
+    // PCP gives way only once the mapping is in (and stored): nothing is taken for nothing.
+    const PcpWithdrawal taken = withdraw_pcp_covered(*m);
+    return "ok: static mapping " + m->to_string() + " added" + (store_ ? " (stored)" : "") + "\n" +
+           describe(taken);
 }
 
 std::string Controller::execute_static_del(const std::vector<std::string>& w) {
@@ -341,8 +478,20 @@ std::string Controller::execute_static_del(const std::vector<std::string>& w) {
         throw ConfigError("invalid value '" + w[2] + " " + w[3] +
                           "' for static del: expected \"tcp|udp INTERNAL:PORT\" or "
                           "\"ip INTERNAL\"");
-    remove_static(m->protocol, m->internal_addr, m->internal_port);
-    return "ok: static mapping of " + w[2] + " " + w[3] + " removed\n";
+    const auto it = std::find_if(config_.static_mappings.begin(), config_.static_mappings.end(),
+                                 [&](const common::StaticMapping& s) {
+                                     return s.protocol == m->protocol &&
+                                            s.internal_addr == m->internal_addr &&
+                                            s.internal_port == m->internal_port;
+                                 });
+    if (it != config_.static_mappings.end() && is_live(*it)) {
+        const common::StaticMapping live = *it;  // (`it` goes with the mapping)
+        remove_live_static(live);
+        return "ok: static mapping of " + w[2] + " " + w[3] + " removed\n";
+    }
+    remove_static(m->protocol, m->internal_addr, m->internal_port);  // throws when absent
+    return "ok: static mapping of " + w[2] + " " + w[3] +
+           " removed (it is in the configuration: a restart or SIGHUP brings it back)\n";
 }
 
 std::string Controller::static_list() const {
@@ -366,6 +515,8 @@ std::string Controller::execute(std::string_view line) {
         return "error: unknown command '" + std::string(line) + "' (try 'help')\n";
     } catch (const ConfigError& e) {
         return std::string("error: ") + e.what() + "\n";
+    } catch (const pcp::StoreError& e) {
+        return std::string("error: nothing changed: ") + e.what() + "\n";
     }
 }
 
@@ -398,6 +549,22 @@ void Controller::note_restart_options(const common::Config& next, std::ostringst
     note_restart(next.exempt_destinations != cur.exempt_destinations, "exempt-destination");
     note_restart(next.port_block_size != cur.port_block_size, "port-block-size");
     note_restart(next.deterministic != cur.deterministic, "deterministic");
+    note_restart(next.pcp.store != cur.pcp.store, "pcp-store");
+    // The PCP service takes its settings at start (control/pcp_daemon.cpp).
+    const common::PcpConfig& np = next.pcp;
+    const common::PcpConfig& cp = cur.pcp;
+    note_restart(np.enabled != cp.enabled || np.servers != cp.servers, "pcp-server");
+    note_restart(np.subscribers != cp.subscribers, "pcp-subscribers");
+    note_restart(np.third_party != cp.third_party, "pcp-third-party");
+    note_restart(np.min_lifetime_s != cp.min_lifetime_s, "pcp-min-lifetime");
+    note_restart(np.max_lifetime_s != cp.max_lifetime_s, "pcp-max-lifetime");
+    note_restart(np.max_mappings_per_subscriber != cp.max_mappings_per_subscriber,
+                 "pcp-max-mappings");
+    note_restart(np.requests_per_second != cp.requests_per_second, "pcp-request-rate");
+    note_restart(np.request_burst != cp.request_burst, "pcp-request-burst");
+    note_restart(np.suggestable_ports.first != cp.suggestable_ports.first ||
+                     np.suggestable_ports.last != cp.suggestable_ports.last,
+                 "pcp-ports");
 }
 
 void Controller::apply_timeouts(const common::Config& next, const Attempt& attempt) {
@@ -419,18 +586,40 @@ void Controller::apply_timeouts(const common::Config& next, const Attempt& attem
                     [&] { set_timeout(timeouts[i].first, timeouts[i].second); });
 }
 
-// Static mappings: withdraw those gone or changed, then add the new ones.
-void Controller::apply_static_mappings(const common::Config& next, const Attempt& attempt) {
-    const common::Config& cur = config_;
-    const auto old_statics = cur.static_mappings;
-    for (const auto& m : old_statics)
-        if (std::find(next.static_mappings.begin(), next.static_mappings.end(), m) ==
-            next.static_mappings.end())
+// The configuration's static mappings: withdraw those gone or changed, then add the new ones.
+// Those added live are not the file's to remove; one of the file's that wants the same side
+// as a live one wins (the top of controller.hpp).
+void Controller::apply_static_mappings(const common::Config& next, const Attempt& attempt,
+                                       std::ostringstream& out) {
+    std::vector<common::StaticMapping> configured;
+    for (const auto& m : config_.static_mappings)
+        if (!is_live(m)) configured.push_back(m);
+    for (const auto& m : configured)
+        if (!contains(next.static_mappings, m))
             attempt("static-mapping " + m.to_string() + " removed",
                     [&] { remove_static(m.protocol, m.internal_addr, m.internal_port); });
-    for (const auto& m : next.static_mappings)
-        if (std::find(old_statics.begin(), old_statics.end(), m) == old_statics.end())
-            attempt("static-mapping " + m.to_string() + " added", [&] { add_static(m); });
+    for (const auto& m : next.static_mappings) {
+        if (contains(configured, m)) continue;
+        if (is_live(m)) {
+            // Added live and now in the file: the configuration records it from now on.
+            attempt("static-mapping " + m.to_string() + " is the configuration's now", [&] {
+                if (store_ != nullptr) store_->forget_static(m);
+                live_statics_.erase(std::find(live_statics_.begin(), live_statics_.end(), m));
+            });
+            continue;
+        }
+        const auto live = live_statics_;
+        for (const auto& l : live) {
+            if (!collide(l, m)) continue;
+            out << "warning: static-mapping " << l.to_string()
+                << " (added live) is removed: the configuration's " << m.to_string()
+                << " takes its place\n";
+            attempt("static-mapping " + l.to_string() + " removed", [&] { remove_live_static(l); });
+        }
+        PcpWithdrawal taken;
+        attempt("static-mapping " + m.to_string() + " added", [&] { taken = add_static(m); });
+        out << describe(taken);
+    }
 }
 
 std::string Controller::apply_config(const common::Config& next) {
@@ -450,6 +639,8 @@ std::string Controller::apply_config(const common::Config& next) {
             out << "applied: " << what << "\n";
         } catch (const ConfigError& e) {
             out << "error: " << what << ": " << e.what() << "\n";
+        } catch (const pcp::StoreError& e) {
+            out << "error: " << what << ": " << e.what() << "\n";
         }
     };
     apply_timeouts(next, attempt);
@@ -462,7 +653,7 @@ std::string Controller::apply_config(const common::Config& next) {
     for (const auto& p : next.pool)
         if (std::find(cur.pool.begin(), cur.pool.end(), p) == cur.pool.end())
             attempt("pool " + p.to_string(), [&] { add_pool(p); });
-    apply_static_mappings(next, attempt);
+    apply_static_mappings(next, attempt, out);
     std::string text = out.str();
     return text.empty() ? "nothing changed\n" : text;
 }

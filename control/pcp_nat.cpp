@@ -23,6 +23,24 @@ pcp::ResultCode pcp_result(int hold_status) {
     return pcp::ResultCode::no_resources;
 }
 
+static_assert(dp::kMaxPeerFilters >= pcp::kMaxFilters,
+              "a worker holds every filter the PCP server grants a mapping");
+
+void set_filters(dp::WorkerCommand& command, const std::vector<pcp::Filter>& filters) {
+    // RFC 6887 §13.3: the prefix length counts the bits of the IPv6 (here IPv4-mapped, 96 +
+    // the IPv4 length) address. The server sends IPv4-mapped filters of 97 to 128 bits, at
+    // most kMaxFilters of them; anything else is not a filter a worker could apply.
+    command.filter_count = 0;
+    for (const pcp::Filter& f : filters) {
+        const auto addr = f.remote_address.ipv4();
+        if (!addr || f.prefix_length <= 96 || f.prefix_length > 128 ||
+            command.filter_count == command.filters.size())
+            continue;
+        command.filters[command.filter_count++] =
+            dp::PeerFilter::prefix(addr->value, f.prefix_length - 96u, f.remote_port);
+    }
+}
+
 PcpDataplaneNat::PcpDataplaneNat(dp::ControlChannel& channel, StaticQuery is_static)
     : channel_(channel), is_static_(std::move(is_static)) {}
 
@@ -54,6 +72,10 @@ void PcpDataplaneNat::submit(const pcp::NatRequest& request) {
                 command->port2 = request.suggested->port;
             }
             command->flags = request.exact ? dp::WorkerCommand::kExact : 0;
+            set_filters(*command, request.filters);
+            // RFC 7753: a port set, held by the worker as one (result_value: its size).
+            command->port_count = request.port_set_size;
+            if (request.port_set_parity) command->flags |= dp::WorkerCommand::kParity;
             break;
         case pcp::NatRequest::Kind::peer:
             command->kind = Kind::pcp_peer;
@@ -65,13 +87,18 @@ void PcpDataplaneNat::submit(const pcp::NatRequest& request) {
             break;
     }
     const uint64_t id = request.id;
-    const bool sent = send(request.key, std::move(command), [this, id](const dp::WorkerCommand& c) {
-        pcp::Grant g;
-        g.result = pcp_result(c.result);
-        g.external = {common::Ipv4Address{c.result_addr}, c.result_port};
-        g.lifetime = c.result_value;
-        answers_.push_back({id, g});
-    });
+    const bool port_set = request.kind == pcp::NatRequest::Kind::map && request.port_set_size != 0;
+    const bool sent =
+        send(request.key, std::move(command), [this, id, port_set](const dp::WorkerCommand& c) {
+            pcp::Grant g;
+            g.result = pcp_result(c.result);
+            g.external = {common::Ipv4Address{c.result_addr}, c.result_port};
+            if (port_set)
+                g.port_set_size = static_cast<uint16_t>(c.result_value);
+            else
+                g.lifetime = c.result_value;
+            answers_.push_back({id, g});
+        });
     // RFC 6887 §7.4 NO_RESOURCES: the workers are this far behind; the client retries.
     if (!sent) answers_.push_back({id, pcp::Grant{pcp::ResultCode::no_resources, {}, 0}});
 }
@@ -83,6 +110,15 @@ void PcpDataplaneNat::release(const pcp::MappingKey& key, const pcp::Endpoint&) 
     // subscriber's address is dropped. Counted (refused); 4096 commands behind is far past
     // what the request rate limits allow.
     send(key, std::move(command), {});
+}
+
+void PcpDataplaneNat::release_port_set(const pcp::MappingKey& first, const pcp::Endpoint&,
+                                       uint16_t size) {
+    // One command for the whole set (RFC 7753: it goes as one), not one per port.
+    auto command = std::make_unique<dp::WorkerCommand>();
+    command->kind = Kind::pcp_release;
+    command->port_count = size;
+    send(first, std::move(command), {});
 }
 
 std::vector<pcp::NatAnswer> PcpDataplaneNat::take_answers() { return std::exchange(answers_, {}); }

@@ -36,6 +36,8 @@ public:
     bool static_mapping(const pcp::MappingKey& key) override;
     void submit(const pcp::NatRequest& request) override;
     void release(const pcp::MappingKey& key, const pcp::Endpoint& external) override;
+    void release_port_set(const pcp::MappingKey& first, const pcp::Endpoint& first_external,
+                          uint16_t size) override;
     std::vector<pcp::NatAnswer> take_answers() override;
 
     const PcpNatTally& tally() const { return tally_; }
@@ -49,6 +51,9 @@ private:
     std::vector<pcp::NatAnswer> answers_;
     PcpNatTally tally_;
 };
+
+// A MAP request's FILTERs (RFC 6887 §13.3) as the worker applies them (WorkerCommand::filters).
+void set_filters(dp::WorkerCommand& command, const std::vector<pcp::Filter>& filters);
 
 // A worker's NatEngine::HoldStatus (WorkerCommand::result of a pcp_* kind) as a PCP result
 // (RFC 6887 §7.4).

@@ -166,6 +166,8 @@ dp::WorkerSettings worker_settings(const common::Config& config, dp::ControlChan
     ws.exempt_destinations = config.exempt_destinations;
     ws.fragment_hold_budget = common::MbufBudget::held_per_worker(config.mbufs, workers);
     ws.pcp_servers = config.pcp.servers;
+    ws.pcp_request_rate = config.pcp.requests_per_second;
+    ws.pcp_request_burst = config.pcp.request_burst;
     return ws;
 }
 
@@ -236,9 +238,7 @@ std::string execute(ctl::Controller& controller, ctl::PcpDaemon* pcp, std::strin
         return pcp != nullptr ? pcp->execute(words)
                               : "error: the PCP service is off (--pcp-server off)\n";
     std::string reply = controller.execute(line);
-    if (pcp != nullptr && words.size() == 1 && words[0] == "help")
-        reply += "pcp list                               every PCP and NAT-PMP mapping\n"
-                 "pcp show                               the PCP service's figures\n";
+    if (pcp != nullptr && words.size() == 1 && words[0] == "help") reply += ctl::PcpDaemon::help();
     return reply;
 }
 
@@ -366,6 +366,12 @@ int run(const common::Config& config, int argc, const char* const* argv) {
     const dp::WorkerSettings ws = worker_settings(config, channel, handoff.get(), blocks,
                                                   deterministic, inside, outside, socket);
 
+    // The durable explicit mappings (--pcp-store): PCP's, and the operator's static mappings
+    // added live. Opened before the two that use it, and closed after them.
+    std::unique_ptr<ctl::pcp::MappingStore> store;
+    if (!config.pcp.store.empty())
+        store = std::make_unique<ctl::pcp::MappingStore>(config.pcp.store);
+
     // The PCP service (RFC 6887, RFC 6886): its rings, store and server. Operator mappings
     // are the Controller's, made below; the service asks it once it serves.
     const ctl::Controller* controller_of_pcp = nullptr;
@@ -376,7 +382,8 @@ int run(const common::Config& config, int argc, const char* const* argv) {
             [&controller_of_pcp](uint8_t protocol, common::Ipv4Address addr, uint16_t port) {
                 return controller_of_pcp != nullptr &&
                        controller_of_pcp->has_static(protocol, addr, port);
-            });
+            },
+            store.get());
 
     dp::TscClock clock;
     std::vector<std::unique_ptr<common::WorkerCounters>> counters;
@@ -403,12 +410,18 @@ int run(const common::Config& config, int argc, const char* const* argv) {
     ctl::Controller controller(
         channel, config, [&] { return counters_text(counters, pcp.get()); },
         [] { std::this_thread::sleep_for(std::chrono::microseconds(100)); });
+    // The configuration's static mappings, then the live ones the store kept (the
+    // configuration wins a conflict), then PCP's restored around them.
+    controller.set_store(store.get());
     print(controller.install_static_mappings());
+    print(controller.restore_stored_static_mappings());
     controller_of_pcp = &controller;
-    if (pcp)
+    if (pcp) {
         print(pcp->start());
-    else
+        controller.set_pcp(pcp.get());
+    } else {
         print("cgnd: pcp server off\n");
+    }
     std::printf("cgnd: control socket %s\n", control_socket.path().c_str());
     std::printf("cgnd: ready\n");
     std::fflush(stdout);
@@ -421,6 +434,7 @@ int run(const common::Config& config, int argc, const char* const* argv) {
     worker_list.clear();
     const std::string last_counters = counters_text(counters, pcp.get());
     controller_of_pcp = nullptr;
+    controller.set_pcp(nullptr);
     pcp.reset();
     handoff.reset();
     stop_ports(inside, outside);

@@ -129,6 +129,16 @@ def cgnd_path() -> Path:
     return Path(os.environ.get("CGND") or DEFAULT_CGND)
 
 
+def cgn_pcp_path() -> Path:
+    """The cgn-pcp client of the build the cgnd under test comes from: a build directory's
+    `dataplane/cgnd` goes with its `control/pcp/cgn-pcp`; a cgnd elsewhere (installed) with the
+    cgn-pcp beside it."""
+    cgnd = cgnd_path()
+    if cgnd.parent.name == "dataplane":
+        return cgnd.parent.parent / "control" / "pcp" / "cgn-pcp"
+    return cgnd.parent / "cgn-pcp"
+
+
 def in_pool(addr: str) -> bool:
     return ipaddress.ip_address(addr) in POOL
 

@@ -6,7 +6,8 @@
 
 Builds two subscribers (100.64.0.11, 100.64.0.13) and two outside hosts (192.0.2.10,
 192.0.2.20) around cgnd, sends ping, a checked TCP transfer and UDP, shows what the outside
-hosts saw and cgnd's counters, stops cgnd and removes everything (also on Ctrl-C).
+hosts saw, a port opened for sub1 with PCP (cgn-pcp) and reached from outside, and cgnd's
+counters; stops cgnd and removes everything (also on Ctrl-C).
 Exit status 0 when every check passed, 1 otherwise, 2 when the demo could not run.
 Uses the traffic helper tests/e2e/peer.py (override with CGN_PEER=...).
 
@@ -18,6 +19,7 @@ fragment check runs only over net_af_xdp.
 """
 
 import argparse
+import json
 import os
 import re
 import shlex
@@ -29,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cgn_topology as ct  # noqa: E402
 
 EXT1, EXT2 = ct.HOSTS["ext1"].ip, ct.HOSTS["ext2"].ip
-TCP_PORT, UDP_PORT = 5001, 6001
+TCP_PORT, UDP_PORT, PCP_PORT = 5001, 6001, 8080
 MIB = 1 << 20
 
 
@@ -102,6 +104,8 @@ class Demo:
                 udp = self.udp(t)
                 self.section("Fragments (a 3000-byte ping: 3 fragments each way)")
                 self.fragments(t)
+                self.section("PCP: sub1 opens an inbound port (RFC 6887)")
+                self.pcp(t, binary)
                 self.section("What the outside saw")
                 self.outside(t, caps, tcp, udp)
                 self.section("cgnd counters (SIGUSR1)")
@@ -233,6 +237,34 @@ class Demo:
                                       f"destinations (endpoint-independent mapping)",
                        ", ".join(f"{a}:{p}" for a, p in ext))
         return result
+
+    def pcp(self, t, binary):
+        """sub1 asks cgnd for an inbound TCP port with cgn-pcp; ext2 connects to the external
+        endpoint answered and reaches sub1's listener."""
+        cgn_pcp = Path(binary).resolve().parents[1] / "control" / "pcp" / "cgn-pcp"
+        argv = [str(cgn_pcp), "--server", ct.CGN_INSIDE, "--internal-port", str(PCP_PORT),
+                "--lifetime", "600", "--description", "demo", "--json", "map"]
+        self.say("sub1$ " + shlex.join(["cgn-pcp"] + argv[1:]))
+        r = t.run("sub1", argv, check=False, timeout=30)
+        lines = [line for line in r.stdout.splitlines() if line.startswith("{")]
+        answer = json.loads(lines[-1]) if lines else {}
+        for line in lines:
+            self.say(line)
+        if not self.check(r.returncode == 0 and answer.get("result") == "SUCCESS",
+                          "cgnd granted the mapping", (r.stderr or "").strip()[-200:]):
+            return
+        ext, port = answer["external"]
+        self.check(ct.in_pool(ext), f"external endpoint {ext}:{port} is in the pool")
+        sink = t.spawn("sub1", t.peer_argv("tcp-sink", "--port", PCP_PORT, "--conns", 1,
+                                           "--reply-bytes", 4096, "--timeout", 20))
+        self.read_line(sink)
+        self.say(f"sub1: listening on :{PCP_PORT}; ext2 connects to {ext}:{port}")
+        cl = t.peer("ext2", "tcp-send", "--host", ext, "--port", port, "--bytes", 4096,
+                    "--timeout", 20, timeout=60, check=False)
+        sv = self.read_line(sink, timeout=20)
+        ok = "error" not in cl and "error" not in sv and sv.get("recv_bytes") == 4096
+        self.check(ok, "ext2 reached sub1's listener through the PCP mapping",
+                   cl.get("error") or sv.get("error") or f"sub1 saw {sv['peer'][0]}:{sv['peer'][1]}")
 
     def outside(self, t, caps, tcp, udp):
         for h, p in caps.items():

@@ -78,13 +78,16 @@ private:
 };
 
 // The source address the system would use towards `server` (§8.1: the client's address field).
-std::optional<common::Ipv4Address> source_towards(const common::Ipv4Address& server, uint16_t port) {
+std::optional<common::Ipv4Address> source_towards(const common::Ipv4Address& server,
+                                                  uint16_t port) {
     Socket probe;
     const sockaddr_in to = to_sockaddr(server, port);
-    if (connect(probe.fd(), reinterpret_cast<const sockaddr*>(&to), sizeof to) != 0) return std::nullopt;
+    if (connect(probe.fd(), reinterpret_cast<const sockaddr*>(&to), sizeof to) != 0)
+        return std::nullopt;
     sockaddr_in local{};
     socklen_t length = sizeof local;
-    if (getsockname(probe.fd(), reinterpret_cast<sockaddr*>(&local), &length) != 0) return std::nullopt;
+    if (getsockname(probe.fd(), reinterpret_cast<sockaddr*>(&local), &length) != 0)
+        return std::nullopt;
     return common::Ipv4Address{ntohl(local.sin_addr.s_addr)};
 }
 
@@ -104,7 +107,8 @@ bool answers(const Response& r, const Request& q) {
 
 }  // namespace
 
-ExchangeResult exchange(const Request& request, const Exchange& how, std::function<double()> random) {
+ExchangeResult exchange(const Request& request, const Exchange& how,
+                        std::function<double()> random) {
     ExchangeResult out;
     std::vector<common::Ipv4Address> servers;
     for (const IpAddress& a : how.servers)
@@ -122,13 +126,15 @@ ExchangeResult exchange(const Request& request, const Exchange& how, std::functi
     setsockopt(s.fd(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     const auto local_address =
         how.bind_address ? how.bind_address : source_towards(servers.front(), how.server_port);
-    const sockaddr_in local = to_sockaddr(how.bind_address.value_or(common::Ipv4Address{}), how.bind_port);
+    const sockaddr_in local =
+        to_sockaddr(how.bind_address.value_or(common::Ipv4Address{}), how.bind_port);
     if (bind(s.fd(), reinterpret_cast<const sockaddr*>(&local), sizeof local) != 0) {
         out.error = std::string("bind: ") + std::strerror(errno);
         return out;
     }
     Request q = request;
-    if (q.client_address.is_zero() && local_address) q.client_address = IpAddress::from_ipv4(*local_address);
+    if (q.client_address.is_zero() && local_address)
+        q.client_address = IpAddress::from_ipv4(*local_address);
     std::vector<uint8_t> bytes(kMaxMessage);
     bytes.resize(encode_request(q, bytes));
 
@@ -139,12 +145,13 @@ ExchangeResult exchange(const Request& request, const Exchange& how, std::functi
     for (size_t turn = 0;; ++turn) {
         const common::Ipv4Address to = servers[turn % servers.size()];
         const sockaddr_in dst = to_sockaddr(to, how.server_port);
-        sendto(s.fd(), bytes.data(), bytes.size(), 0, reinterpret_cast<const sockaddr*>(&dst), sizeof dst);
+        sendto(s.fd(), bytes.data(), bytes.size(), 0, reinterpret_cast<const sockaddr*>(&dst),
+               sizeof dst);
         ++out.sent;
-        const auto wait_until =
-            std::min(give_up, std::chrono::steady_clock::now() +
-                                  std::chrono::microseconds(static_cast<int64_t>(
-                                      timer.next_seconds() * how.scale * 1e6)));
+        const auto wait_until = std::min(
+            give_up, std::chrono::steady_clock::now() +
+                         std::chrono::microseconds(
+                             static_cast<int64_t>(timer.next_seconds() * how.scale * 1e6)));
         while (true) {
             const auto now = std::chrono::steady_clock::now();
             if (now >= wait_until) break;
@@ -170,8 +177,8 @@ ExchangeResult exchange(const Request& request, const Exchange& how, std::functi
         }
         if (std::chrono::steady_clock::now() >= give_up) break;
     }
-    out.error = "no answer from the PCP server after " + std::to_string(out.sent) + " transmission" +
-                (out.sent == 1 ? "" : "s");
+    out.error = "no answer from the PCP server after " + std::to_string(out.sent) +
+                " transmission" + (out.sent == 1 ? "" : "s");
     return out;
 }
 

@@ -1,7 +1,8 @@
 #pragma once
 // The PCP client's rules (RFC 6887 §8.1.1 retransmission, §8.5 epoch validation, §11.2.1
 // renewal; RFC 7488 §3 server addresses), as pure logic with time and randomness injected,
-// and a blocking UDP exchange built on them for the cgn-pcp tool.
+// and a blocking UDP exchange built on them for the cgn-pcp tool. Which server is asked, when
+// there are several (RFC 7488 §4), is server_selection.hpp's.
 
 #include <chrono>
 #include <cstdint>
@@ -19,7 +20,7 @@ namespace cgn::ctl::pcp {
 // then RT = (1 + RAND) * min(2 * RTprev, MRT). `random` gives a value in [0, 1).
 class Retransmission {
 public:
-    static constexpr double kInitialSeconds = 3;   // IRT
+    static constexpr double kInitialSeconds = 3;     // IRT
     static constexpr double kMaximumSeconds = 1024;  // MRT
     explicit Retransmission(std::function<double()> random) : random_(std::move(random)) {}
     // The wait before the next retransmission (the first call: after the first send).
@@ -56,7 +57,7 @@ struct Exchange {
     std::vector<IpAddress> servers;  // ordered
     uint16_t server_port = kServerPort;
     std::optional<common::Ipv4Address> bind_address;  // the client's source (default: any)
-    uint16_t bind_port = 0;                            // 0: any (PCP clients use 5350)
+    uint16_t bind_port = 0;                           // 0: any (PCP clients use 5350)
     std::chrono::milliseconds give_up{30000};
     double scale = 1.0;  // timeouts × this (tests: shorter)
 };
@@ -68,6 +69,7 @@ struct ExchangeResult {
     std::string error;      // why there is no response
 };
 
-ExchangeResult exchange(const Request& request, const Exchange& how, std::function<double()> random);
+ExchangeResult exchange(const Request& request, const Exchange& how,
+                        std::function<double()> random);
 
 }  // namespace cgn::ctl::pcp

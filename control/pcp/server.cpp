@@ -1,6 +1,7 @@
 #include "control/pcp/server.hpp"
 
 #include <algorithm>
+#include <set>
 
 #include "control/pcp/natpmp.hpp"
 
@@ -10,12 +11,17 @@ namespace {
 
 constexpr uint8_t kTcp = 6;
 constexpr uint8_t kUdp = 17;
-// §13.3: a mapping keeps at most this many filters; more is EXCESSIVE_REMOTE_PEERS.
-constexpr size_t kMaxFilters = 16;
 
 bool in_any(const std::vector<common::Ipv4Prefix>& prefixes, common::Ipv4Address a) {
     return std::any_of(prefixes.begin(), prefixes.end(),
                        [&](const common::Ipv4Prefix& p) { return p.contains(a); });
+}
+
+// The filters a NAT44 can apply: every remote peer is IPv4 (IPv4-mapped, §5), so a filter
+// of an IPv6 prefix would admit nobody; it is refused as malformed for this mapping.
+bool ipv4_filters(const std::vector<Filter>& filters) {
+    return std::all_of(filters.begin(), filters.end(),
+                       [](const Filter& f) { return f.remote_address.is_ipv4(); });
 }
 
 // §13.3: in order, a filter of prefix length 0 removes all before it; the others are added
@@ -29,6 +35,35 @@ std::vector<Filter> apply_filters(std::vector<Filter> current, const std::vector
         }
     }
     return current;
+}
+
+// RFC 7753: the key of port `i` of the set that starts at `first`.
+MappingKey port_set_member(const MappingKey& first, uint32_t i) {
+    return MappingKey{first.internal, first.protocol,
+                      static_cast<uint16_t>(first.internal_port + i)};
+}
+
+// The key that names the port set `m` is one port of (its first internal port); `key` itself
+// for a mapping of its own.
+MappingKey port_set_first(const MappingKey& key, const PcpMapping& m) {
+    if (m.port_set.size == 0) return key;
+    return MappingKey{key.internal, key.protocol, m.port_set.first_internal_port};
+}
+
+// The PORT_SET option of a MAP answer about the mapping `first` (the first of its set):
+// present when the request had one or the mapping is a set (RFC 7753 §4: the size mapped and
+// the first internal port; the MAP's external port is the set's first). A set of one for a
+// mapping made without PORT_SET. This server sets the P bit when parity was asked for and
+// kept, so that a client sees whether it got it.
+std::optional<PortSet> answered_port_set(const Request& q, const MappingKey& first,
+                                         const PcpMapping& m) {
+    if (!q.options.port_set && m.port_set.size == 0) return std::nullopt;
+    PortSet s;
+    s.size = std::max<uint16_t>(m.port_set.size, 1);
+    s.first_internal_port = first.internal_port;
+    s.parity = q.options.port_set && q.options.port_set->parity &&
+               ((m.external.port ^ first.internal_port) & 1) == 0;
+    return s;
 }
 
 }  // namespace
@@ -54,7 +89,7 @@ struct Server::Context {
 };
 
 namespace {
-enum Step : uint8_t { kCreateMap, kPeer, kNatPmpAddress, kRestore };
+enum Step : uint8_t { kCreateMap, kRefreshMap, kPeer, kNatPmpAddress, kRestore };
 }
 
 // A request waiting for the NAT's answer, with all it needs to be finished then: its bytes
@@ -65,7 +100,7 @@ struct Server::Waiting {
     std::vector<uint8_t> payload;
     Request request;
     common::Ipv4Address internal;
-    std::vector<Filter> filters;  // kCreateMap: the mapping's
+    std::vector<Filter> filters;  // kCreateMap, kRefreshMap: the mapping's
     std::optional<NatPmpAsk> natpmp;
     NatRequest asked;
     PcpMapping restoring;  // kRestore: the stored mapping, its expiry on this clock
@@ -91,7 +126,20 @@ std::vector<Change> Server::restore(uint32_t epoch_seconds,
     epoch_base_ = epoch_seconds;
     start_ms_ = clock_.now_ms();
     std::vector<Change> dropped;
+    // RFC 7753: a stored port set is asked for as one, with its first mapping; its other
+    // ports come back with it or go with it. One without its first mapping (expired, or not
+    // stored) is forgotten.
+    std::set<MappingKey> sets_asked;
+    for (const auto& [key, kept] : stored)
+        if (kept.port_set.size != 0 && key.internal_port == kept.port_set.first_internal_port &&
+            kept.expires_ms > unix_now_ms)
+            sets_asked.insert(key);
     for (const auto& [key, kept] : stored) {
+        if (!(port_set_first(key, kept) == key)) {
+            if (sets_asked.count(port_set_first(key, kept)) == 0)
+                dropped.push_back({Change::Kind::removed, key, kept.external});
+            continue;
+        }
         if (kept.expires_ms <= unix_now_ms) {
             dropped.push_back({Change::Kind::removed, key, kept.external});
             continue;
@@ -108,6 +156,8 @@ std::vector<Change> Server::restore(uint32_t epoch_seconds,
         w->asked.key = key;
         w->asked.suggested = kept.external;
         w->asked.exact = true;
+        w->asked.filters = kept.filters;  // in force again with the mapping
+        w->asked.port_set_size = kept.port_set.size;
         const NatRequest q = w->asked;
         ++queues_[key.internal.value].in_flight;
         waiting_.emplace(q.id, std::move(w));
@@ -119,16 +169,32 @@ std::vector<Change> Server::restore(uint32_t epoch_seconds,
 Outcome Server::finish_restore(Waiting& w, const Grant& g) {
     Outcome out;
     const MappingKey& key = w.asked.key;
-    if (g.result == ResultCode::success && g.external == w.restoring.external) {
-        PcpMapping& m = mappings_[key];
-        m = std::move(w.restoring);
-        expiry_.emplace(m.expires_ms, key);
-        ++per_subscriber_[key.internal.value];
+    const uint16_t set_size = w.restoring.port_set.size;
+    // A port set comes back whole or not at all: its client knows it as one mapping.
+    const bool whole = set_size == 0 || g.port_set_size == set_size;
+    if (g.result == ResultCode::success && g.external == w.restoring.external && whole) {
+        const uint32_t ports = std::max<uint32_t>(set_size, 1);
+        for (uint32_t i = 0; i < ports; ++i) {
+            PcpMapping& m = mappings_[port_set_member(key, i)];
+            m = w.restoring;
+            m.external.port = static_cast<uint16_t>(w.restoring.external.port + i);
+        }
+        expiry_.emplace(w.restoring.expires_ms, key);
+        per_subscriber_[key.internal.value] += ports;
         out.restored = true;
         return out;
     }
-    if (g.result == ResultCode::success) nat_.release(key, g.external);
-    out.changes.push_back({Change::Kind::removed, key, w.restoring.external});
+    if (g.result == ResultCode::success) {
+        if (set_size == 0)
+            nat_.release(key, g.external);
+        else
+            nat_.release_port_set(key, g.external, g.port_set_size);
+    }
+    for (uint32_t i = 0; i < std::max<uint32_t>(set_size, 1); ++i)
+        out.changes.push_back({Change::Kind::removed, port_set_member(key, i),
+                               Endpoint{w.restoring.external.address,
+                                        static_cast<uint16_t>(w.restoring.external.port + i)}});
+    // Its client is told once, about the set's first mapping (§14.2).
     out.gone.emplace_back(key, std::move(w.restoring));
     return out;
 }
@@ -301,6 +367,9 @@ Outcome Server::finish(Waiting& w, const Grant& g) {
             out = finish_map(w, c, g);
             if (w.natpmp) return finish_natpmp(*w.natpmp, std::move(out));
             break;
+        case kRefreshMap:
+            out = finish_refresh(w, c, g);
+            break;
         case kPeer:
             out = finish_peer(c, g);
             break;
@@ -376,7 +445,7 @@ namespace {
 
 Outcome map_reply(const Request& q, const MapData& asked, const Endpoint& external,
                   uint32_t lifetime, uint32_t epoch, const std::vector<Filter>& filters,
-                  std::vector<Change> changes) {
+                  std::vector<Change> changes, std::optional<PortSet> port_set = std::nullopt) {
     Response r;
     r.opcode = Opcode::map;
     r.lifetime = lifetime;
@@ -389,6 +458,7 @@ Outcome map_reply(const Request& q, const MapData& asked, const Endpoint& extern
     r.options.prefer_failure = q.options.prefer_failure;
     r.options.filters = filters;
     r.options.description = q.options.description;
+    r.options.port_set = port_set;
     Outcome out;
     out.changes = std::move(changes);
     out.reply.resize(kMaxMessage);
@@ -433,24 +503,72 @@ Outcome Server::delete_map(Context& c, const MappingKey& key) {
         doomed.push_back(it->first);
     }
     Endpoint external;
-    if (!all && !doomed.empty()) external = mappings_.at(doomed.front()).external;
+    std::optional<PortSet> port_set;
+    if (!all && !doomed.empty()) {
+        const PcpMapping& mapping = mappings_.at(doomed.front());
+        // A port set is deleted as a whole, named by its first internal port (this server's
+        // rule: another of its ports is not a mapping of its own).
+        if (!(port_set_first(key, mapping) == key)) return answer(c, ResultCode::not_authorized);
+        external = mapping.external;
+        port_set = answered_port_set(c.request, key, mapping);
+    }
+    // remove() takes a port set whole: its other ports among `doomed` are gone by then.
     for (const MappingKey& k : doomed) remove(k, c.changes);
-    return map_reply(c.request, m, external, 0, epoch(), {}, std::move(c.changes));
+    return map_reply(c.request, m, external, 0, epoch(), {}, std::move(c.changes), port_set);
 }
 
 Outcome Server::refresh_map(Context& c, const MappingKey& key, PcpMapping& mapping) {
     const MapData& m = *c.request.map;
     if (mapping.nonce != m.nonce) return answer(c, ResultCode::not_authorized);
+    // A port set is refreshed as a whole, named by its first internal port (as deleted).
+    if (!(port_set_first(key, mapping) == key)) return answer(c, ResultCode::not_authorized);
     auto filters = apply_filters(mapping.filters, c.request.options.filters);
     if (filters.size() > kMaxFilters) return answer(c, ResultCode::excessive_remote_peers);
+    if (!ipv4_filters(filters)) return answer(c, ResultCode::malformed_option);
+    if (filters != mapping.filters) {
+        // The workers filter (§13.3): the answer waits until the owner has the new list, so
+        // that what the answer says is what the NAT does when it arrives.
+        NatRequest q;
+        q.kind = NatRequest::Kind::map;
+        q.key = key;
+        q.suggested = mapping.external;
+        q.filters = filters;
+        q.port_set_size = mapping.port_set.size;  // every port of a set takes the new list
+        return ask(c, q, kRefreshMap, std::move(filters));
+    }
+    return renew_map(c, key, mapping, std::move(filters));
+}
+
+Outcome Server::finish_refresh(Waiting& w, Context& c, const Grant& g) {
+    if (g.result != ResultCode::success) return answer(c, g.result);
+    const auto it = mappings_.find(w.asked.key);
+    // Expired meanwhile (and released after this request, in the owner's order): gone.
+    // NO_RESOURCES is a short error; the client's next request creates it again.
+    if (it == mappings_.end()) return answer(c, ResultCode::no_resources);
+    return renew_map(c, w.asked.key, it->second, std::move(w.filters));
+}
+
+Outcome Server::renew_map(Context& c, const MappingKey& key, PcpMapping& mapping,
+                          std::vector<Filter> filters) {
+    const MapData& m = *c.request.map;
     const uint32_t lifetime = granted_lifetime(c.request.lifetime);
     mapping.filters = std::move(filters);
     if (c.request.options.description) mapping.description = *c.request.options.description;
     mapping.expires_ms = clock_.now_ms() + uint64_t{lifetime} * 1000;
     expiry_.emplace(mapping.expires_ms, key);
     c.changes.push_back({Change::Kind::refreshed, key, mapping.external});
+    // RFC 7753: the other ports of a set share its lifetime, filters and description (the
+    // set's expiry is its first mapping's).
+    for (uint32_t i = 1; i < mapping.port_set.size; ++i) {
+        const auto it = mappings_.find(port_set_member(key, i));
+        if (it == mappings_.end()) continue;
+        it->second.filters = mapping.filters;
+        it->second.description = mapping.description;
+        it->second.expires_ms = mapping.expires_ms;
+        c.changes.push_back({Change::Kind::refreshed, it->first, it->second.external});
+    }
     return map_reply(c.request, m, mapping.external, lifetime, epoch(), mapping.filters,
-                     std::move(c.changes));
+                     std::move(c.changes), answered_port_set(c.request, key, mapping));
 }
 
 Outcome Server::create_map(Context& c, const MappingKey& key) {
@@ -458,6 +576,7 @@ Outcome Server::create_map(Context& c, const MappingKey& key) {
     const Options& o = c.request.options;
     auto filters = apply_filters({}, o.filters);
     if (filters.size() > kMaxFilters) return answer(c, ResultCode::excessive_remote_peers);
+    if (!ipv4_filters(filters)) return answer(c, ResultCode::malformed_option);
     if (mappings_of(key.internal) >= settings_.max_mappings_per_subscriber)
         return answer(c, ResultCode::user_ex_quota);
     // §11.3: the internal endpoint's existing mapping is the answer (the NAT knows it);
@@ -475,7 +594,81 @@ Outcome Server::create_map(Context& c, const MappingKey& key) {
                                    m.external_port};
     }
     q.exact = o.prefer_failure && q.suggested.has_value();
+    if (o.port_set) return create_port_set(c, key, std::move(q), std::move(filters));
+    q.filters = filters;
     return ask(c, q, kCreateMap, std::move(filters));
+}
+
+Outcome Server::create_port_set(Context& c, const MappingKey& key, NatRequest q,
+                                std::vector<Filter> filters) {
+    const PortSet& asked = *c.request.options.port_set;
+    // The set starts at the MAP's internal port (RFC 7753 §4 has the client put the same port
+    // in both, as this server reads it) and cannot run past port 65535.
+    if (asked.first_internal_port != key.internal_port ||
+        uint32_t{key.internal_port} + asked.size - 1 > 0xffff)
+        return answer(c, ResultCode::malformed_option);
+    // Each port of a set is one of the subscriber's mappings (max_mappings_per_subscriber):
+    // with less room left than the set asks, a smaller set is granted (RFC 7753 lets the
+    // server map fewer ports than asked); with none, create_map said USER_EX_QUOTA.
+    uint32_t size = std::min<uint32_t>(
+        asked.size, settings_.max_mappings_per_subscriber - mappings_of(key.internal));
+    // Ports already mapped are not the set's to take: PCP's next mapping of the subscriber
+    // and protocol, or an operator's (§15), ends the set before it.
+    if (const auto next = mappings_.upper_bound(key); next != mappings_.end() &&
+                                                      next->first.internal == key.internal &&
+                                                      next->first.protocol == key.protocol)
+        size = std::min<uint32_t>(size, next->first.internal_port - key.internal_port);
+    for (uint32_t i = 1; i < size; ++i)
+        if (nat_.static_mapping(port_set_member(key, i))) size = i;
+    q.port_set_size = static_cast<uint16_t>(size);
+    q.port_set_parity = asked.parity;
+    q.filters = filters;
+    return ask(c, q, kCreateMap, std::move(filters));
+}
+
+Outcome Server::finish_port_set(Waiting& w, Context& c, const Grant& g) {
+    const MapData& m = *c.request.map;
+    const Options& o = c.request.options;
+    const MappingKey& first = w.asked.key;
+    // A NAT that knows no port sets grants the one endpoint (its Grant says 1).
+    const auto size =
+        static_cast<uint16_t>(std::clamp<uint32_t>(g.port_set_size, 1, w.asked.port_set_size));
+    // The operator mapped one of the ports while the NAT was being asked (§15): the set goes
+    // back whole.
+    for (uint32_t i = 0; i < size; ++i)
+        if (nat_.static_mapping(port_set_member(first, i))) {
+            nat_.release_port_set(first, g.external, size);
+            return answer(c, ResultCode::not_authorized);
+        }
+    if (w.asked.exact) {
+        // §13.2: the set starts at the suggested external port or is not made.
+        const Endpoint& s = *w.asked.suggested;
+        if (g.external.port != s.port ||
+            (s.address.value != 0 && !(g.external.address == s.address))) {
+            nat_.release_port_set(first, g.external, size);
+            return answer(c, ResultCode::cannot_provide_external);
+        }
+    }
+    const uint32_t lifetime = granted_lifetime(c.request.lifetime);
+    PcpMapping made;
+    made.external = g.external;
+    made.nonce = m.nonce;
+    made.client = c.request.client_address;
+    made.expires_ms = clock_.now_ms() + uint64_t{lifetime} * 1000;
+    made.filters = std::move(w.filters);
+    made.description = o.description.value_or("");
+    made.port_set = MappedPortSet{first.internal_port, size};
+    for (uint32_t i = 0; i < size; ++i) {
+        const MappingKey k = port_set_member(first, i);
+        PcpMapping& mapping = mappings_[k];
+        mapping = made;
+        mapping.external.port = static_cast<uint16_t>(g.external.port + i);
+        c.changes.push_back({Change::Kind::created, k, mapping.external});
+    }
+    expiry_.emplace(made.expires_ms, first);  // the set expires as one, with its first
+    per_subscriber_[first.internal.value] += size;
+    return map_reply(c.request, m, g.external, lifetime, epoch(), made.filters,
+                     std::move(c.changes), answered_port_set(c.request, first, made));
 }
 
 Outcome Server::finish_map(Waiting& w, Context& c, const Grant& g) {
@@ -483,6 +676,13 @@ Outcome Server::finish_map(Waiting& w, Context& c, const Grant& g) {
     const Options& o = c.request.options;
     const MappingKey& key = w.asked.key;
     if (g.result != ResultCode::success) return answer(c, g.result);
+    if (w.asked.port_set_size != 0) return finish_port_set(w, c, g);
+    // The operator mapped the endpoint while the NAT was being asked (§15: PCP may not take an
+    // operator's mapping): the grant goes back.
+    if (nat_.static_mapping(key)) {
+        nat_.release(key, g.external);
+        return answer(c, ResultCode::not_authorized);
+    }
     if (w.asked.exact) {
         // §13.2: the suggestion or nothing (an existing mapping elsewhere is not it).
         const Endpoint& s = *w.asked.suggested;
@@ -634,6 +834,26 @@ Outcome Server::finish_natpmp(const NatPmpAsk& q, Outcome served) {
 void Server::remove(const MappingKey& key, std::vector<Change>& changes) {
     const auto it = mappings_.find(key);
     if (it == mappings_.end()) return;
+    if (const MappedPortSet set = it->second.port_set; set.size != 0) {
+        // A port set goes as a whole, given back to the NAT at once.
+        const MappingKey first = port_set_first(key, it->second);
+        const Endpoint first_external{
+            it->second.external.address,
+            static_cast<uint16_t>(it->second.external.port -
+                                  (key.internal_port - set.first_internal_port))};
+        nat_.release_port_set(first, first_external, set.size);
+        uint32_t removed = 0;
+        for (uint32_t i = 0; i < set.size; ++i) {
+            const auto member = mappings_.find(port_set_member(first, i));
+            if (member == mappings_.end()) continue;
+            changes.push_back({Change::Kind::removed, member->first, member->second.external});
+            mappings_.erase(member);
+            ++removed;
+        }
+        if ((per_subscriber_[key.internal.value] -= removed) == 0)
+            per_subscriber_.erase(key.internal.value);
+        return;
+    }
     nat_.release(key, it->second.external);
     changes.push_back({Change::Kind::removed, key, it->second.external});
     if (--per_subscriber_[key.internal.value] == 0) per_subscriber_.erase(key.internal.value);
@@ -651,6 +871,61 @@ std::vector<Change> Server::expire() {
         if (it != mappings_.end() && it->second.expires_ms == when) remove(key, changes);
     }
     return changes;
+}
+
+// ---- The operator's actions on PCP's mappings ----
+
+bool Server::OperatorSelection::matches(const MappingKey& key, const PcpMapping& mapping) const {
+    return (!internal || key.internal == *internal) && (!protocol || key.protocol == *protocol) &&
+           (!internal_port || key.internal_port == *internal_port) &&
+           (!external || mapping.external.address == *external) &&
+           (!external_port || mapping.external.port == *external_port);
+}
+
+std::vector<std::pair<MappingKey, PcpMapping>> Server::selected(
+    const OperatorSelection& which) const {
+    std::vector<std::pair<MappingKey, PcpMapping>> out;
+    // A subscriber's mappings are together in key order: start there when it is named.
+    auto it = which.internal ? mappings_.lower_bound(MappingKey{*which.internal, 0, 0})
+                             : mappings_.begin();
+    for (; it != mappings_.end(); ++it) {
+        if (which.internal && !(it->first.internal == *which.internal)) break;
+        if (which.matches(it->first, it->second)) out.emplace_back(it->first, it->second);
+    }
+    return out;
+}
+
+std::vector<std::pair<MappingKey, PcpMapping>> Server::remove_by_operator(
+    const OperatorSelection& which) {
+    std::vector<std::pair<MappingKey, PcpMapping>> removed;
+    // A port set goes as a whole: a set one port of which is selected goes with all its
+    // ports.
+    std::set<MappingKey> taken;
+    for (auto& [key, mapping] : selected(which)) {
+        if (mapping.port_set.size == 0) {
+            removed.emplace_back(key, std::move(mapping));
+            continue;
+        }
+        const MappingKey first = port_set_first(key, mapping);
+        for (uint32_t i = 0; i < mapping.port_set.size; ++i) {
+            const auto member = mappings_.find(port_set_member(first, i));
+            if (member != mappings_.end() && taken.insert(member->first).second)
+                removed.emplace_back(*member);
+        }
+    }
+    // remove() gives each back to the NAT; its expiry entry is left to go stale (expire()
+    // skips those). The caller makes its own removal changes from what is returned.
+    std::vector<Change> unused;
+    for (const auto& [key, mapping] : removed) remove(key, unused);
+    return removed;
+}
+
+std::vector<std::pair<MappingKey, PcpMapping>> Server::reset() {
+    auto removed = remove_by_operator({});
+    expiry_.clear();
+    epoch_base_ = 0;
+    start_ms_ = clock_.now_ms();
+    return removed;
 }
 
 }  // namespace cgn::ctl::pcp

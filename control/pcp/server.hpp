@@ -27,6 +27,9 @@
 
 namespace cgn::ctl::pcp {
 
+// §13.3: a mapping keeps at most this many filters; more is EXCESSIVE_REMOTE_PEERS.
+constexpr size_t kMaxFilters = 16;
+
 struct Endpoint {
     common::Ipv4Address address;
     uint16_t port = 0;
@@ -47,6 +50,10 @@ struct Grant {
     ResultCode result = ResultCode::success;  // or NO_RESOURCES, CANNOT_PROVIDE_EXTERNAL, ...
     Endpoint external;
     uint32_t lifetime = 0;  // PEER: the flow's idle timeout in the NAT (seconds); 0: not known
+    // MAP with a port set (NatRequest::port_set_size): how many of the ports asked were
+    // mapped, internal key.internal_port + i to external.port + i. A NAT that knows no port
+    // sets leaves it at 1: the set is then the one endpoint.
+    uint16_t port_set_size = 1;
 };
 
 // A question to the NAT. The NAT's state lives in the workers (a subscriber's pairing, its
@@ -71,6 +78,20 @@ struct NatRequest {
     bool exact = false;
     Endpoint remote;       // peer
     uint32_t lifetime = 0;  // peer: what the client asked (clamped)
+    // map: the mapping's FILTERs (§13.3), all of them (they replace the NAT's): only the
+    // remote peers they admit may open sessions to it from outside; none, anyone (§11.3).
+    // IPv4-mapped addresses only (the server refuses others).
+    std::vector<Filter> filters;
+    // map, RFC 7753: 0, the one endpoint above; n > 0, a port set: up to n consecutive
+    // internal ports from key.internal_port mapped to as many consecutive external ports (all
+    // in one of the subscriber's port blocks), the first external port `suggested` when it
+    // can be (exactly it, when `exact`), fewer when n cannot be had (Grant::port_set_size).
+    // An internal port already mapped ends the set before it, unless it is the first (§11.3:
+    // its mapping starts the set) or is already mapped to its place in the set (a refresh).
+    uint16_t port_set_size = 0;
+    // RFC 7753 §4's P bit: the first external port should have the first internal port's
+    // parity (a preference: a set of the other parity is better than none).
+    bool port_set_parity = false;
 };
 
 struct NatAnswer {
@@ -92,6 +113,17 @@ public:
     // (released with its last session). No answer. Requests about one subscriber are carried
     // out in the order they were made.
     virtual void release(const MappingKey& key, const Endpoint& external) = 0;
+    // release() for the `size` mappings of a port set granted by `map` (RFC 7753), first
+    // internal port `first.internal_port`, first external port `first_external`. A NAT that
+    // can give a set back at once overrides it (cgnd: one worker command, not `size`).
+    virtual void release_port_set(const MappingKey& first, const Endpoint& first_external,
+                                  uint16_t size) {
+        for (uint32_t i = 0; i < size; ++i)
+            release(
+                MappingKey{first.internal, first.protocol,
+                           static_cast<uint16_t>(first.internal_port + i)},
+                Endpoint{first_external.address, static_cast<uint16_t>(first_external.port + i)});
+    }
     // The answers that have come in since the last call.
     virtual std::vector<NatAnswer> take_answers() = 0;
 };
@@ -105,7 +137,10 @@ struct ServerSettings {
     // default maximum 24 hours.
     uint32_t min_lifetime = 120;
     uint32_t max_lifetime = 86400;
-    // Per-subscriber limits (RFC 6888 REQ-9 for PCP's share of the subscriber's ports).
+    // Per-subscriber limits (RFC 6888 REQ-9 for PCP's share of the subscriber's ports). Each
+    // port of a port set (RFC 7753) is one mapping here, as it is one of the subscriber's
+    // ports in the worker: a set larger than the room left is granted smaller, none left is
+    // USER_EX_QUOTA (RFC 6887 §7.4).
     uint32_t max_mappings_per_subscriber = 64;
     uint32_t requests_per_second = 10;  // per subscriber; excess dropped before any work
     uint32_t request_burst = 20;
@@ -121,6 +156,21 @@ struct Change {
     Endpoint external;
 };
 
+// RFC 7753: the port set a PCP mapping is one port of. A MAP with PORT_SET makes `size`
+// mappings, internal ports first_internal_port + i to consecutive external ports, each
+// carrying this: they share nonce, client, lifetime, filters and description, and are
+// refreshed, deleted, expired, stored and restored as one, named by the first internal port
+// (the key of the set's first mapping).
+struct MappedPortSet {
+    uint16_t first_internal_port = 0;
+    uint16_t size = 0;  // 0: not made with PORT_SET (a mapping of its own)
+    bool contains(uint16_t internal_port) const {
+        return size != 0 && internal_port >= first_internal_port &&
+               internal_port - first_internal_port < size;
+    }
+    friend bool operator==(const MappedPortSet&, const MappedPortSet&) = default;
+};
+
 // An explicit mapping made by PCP.
 struct PcpMapping {
     Endpoint external;
@@ -130,6 +180,7 @@ struct PcpMapping {
     std::vector<Filter> filters;  // §13.3: none means endpoint-independent filtering
     std::string description;      // RFC 7220
     bool natpmp = false;          // made by NAT-PMP (RFC 6886): its nonce is all zeros
+    MappedPortSet port_set;       // RFC 7753
 };
 
 struct Received {
@@ -192,6 +243,32 @@ public:
     const std::map<MappingKey, PcpMapping>& mappings() const { return mappings_; }
     uint32_t mappings_of(common::Ipv4Address subscriber) const;
 
+    // ---- The operator's actions on PCP's mappings ----
+    // Apart from the request path above: here the mappings change without their client
+    // asking, and RFC 6887 §14.2 has the server tell the client (the caller, Service, does).
+    // Which mappings an operator's action concerns: every field given must match (none
+    // given: every mapping).
+    struct OperatorSelection {
+        std::optional<common::Ipv4Address> internal;  // the subscriber
+        std::optional<uint8_t> protocol;
+        std::optional<uint16_t> internal_port;
+        std::optional<common::Ipv4Address> external;
+        std::optional<uint16_t> external_port;
+        bool matches(const MappingKey& key, const PcpMapping& mapping) const;
+    };
+    // The mappings `which` selects, in key order (for a refusal that names them).
+    std::vector<std::pair<MappingKey, PcpMapping>> selected(const OperatorSelection& which) const;
+    // Removes the mappings `which` selects because the operator said so: each is given back
+    // to the NAT (NatControl::release) and forgotten here. Returns them as they were, for the
+    // caller to store their removal and tell their clients (§14.2).
+    std::vector<std::pair<MappingKey, PcpMapping>> remove_by_operator(
+        const OperatorSelection& which);
+    // The operator discards the server's state: every mapping given back to the NAT and
+    // forgotten, and the epoch starts again at 0 (§8.5: a server that loses its state resets
+    // its epoch). Returns the mappings as they were, for the caller to store their removal
+    // and tell their clients (§14.1.3).
+    std::vector<std::pair<MappingKey, PcpMapping>> reset();
+
 private:
     struct Bucket {
         uint64_t tokens_milli = 0;
@@ -223,6 +300,9 @@ private:
     Outcome serve_map(Context& c);
     Outcome delete_map(Context& c, const MappingKey& key);
     Outcome refresh_map(Context& c, const MappingKey& key, PcpMapping& m);
+    Outcome renew_map(Context& c, const MappingKey& key, PcpMapping& m,
+                      std::vector<Filter> filters);
+    Outcome finish_refresh(Waiting& w, Context& c, const Grant& g);
     Outcome create_map(Context& c, const MappingKey& key);
     Outcome serve_peer(Context& c);
     Outcome serve_announce();
@@ -232,7 +312,14 @@ private:
         const auto it = queues_.find(subscriber.value);
         return it != queues_.end() && it->second.in_flight != 0;
     }
+    // Removes the mapping of `key`, or the whole port set it is one port of.
     void remove(const MappingKey& key, std::vector<Change>& changes);
+    // RFC 7753: a PORT_SET request for `key`, whose internal port has no PCP mapping: the
+    // set asked of the NAT, as long as the quota and the ports already mapped allow.
+    Outcome create_port_set(Context& c, const MappingKey& key, NatRequest q,
+                            std::vector<Filter> filters);
+    // The port set the NAT granted: its mappings made.
+    Outcome finish_port_set(Waiting& w, Context& c, const Grant& g);
 
     ServerSettings settings_;
     NatControl& nat_;

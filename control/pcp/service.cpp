@@ -15,8 +15,8 @@ Service::Service(Server& server, MappingStore* store, const common::Clock& wall)
         for (auto& s : store_->load()) stored.emplace_back(s.key, std::move(s.mapping));
         // Those whose lifetime ended while cgnd was down are forgotten now; the others are
         // asked of the NAT again, and those it cannot give back are told (serve()).
-        for (const Change& c : server_.restore(static_cast<uint32_t>((now - *start) / 1000),
-                                               stored, now))
+        for (const Change& c :
+             server_.restore(static_cast<uint32_t>((now - *start) / 1000), stored, now))
             store_->erase(c.key);
     } else {
         store_->set_epoch_start(now);
@@ -28,7 +28,12 @@ Service::Service(Server& server, MappingStore* store, const common::Clock& wall)
 
 void Service::tell_gone(const MappingKey& key, const PcpMapping& m) {
     const auto client = m.client.ipv4();
-    if (!client) return;
+    // RFC 6886 has no message for a mapping taken away (its only unsolicited message is the
+    // external address announcement, §3.2.1): a NAT-PMP client learns it at its renewal.
+    if (!client || m.natpmp) return;
+    // A port set (RFC 7753) is one mapping to its client: told once, through its first port,
+    // with the set's PORT_SET, as its answers were.
+    if (m.port_set.size != 0 && key.internal_port != m.port_set.first_internal_port) return;
     Response r;
     r.opcode = Opcode::map;
     r.lifetime = 0;
@@ -40,6 +45,11 @@ void Service::tell_gone(const MappingKey& key, const PcpMapping& m) {
     d.external_port = m.external.port;
     d.external_address = IpAddress::from_ipv4(m.external.address);
     r.map = d;
+    // A mapping an operator system asked for another host names that host, as the answers to
+    // its requests did (§13.1).
+    if (!(*client == key.internal)) r.options.third_party = IpAddress::from_ipv4(key.internal);
+    if (m.port_set.size != 0)
+        r.options.port_set = PortSet{m.port_set.size, m.port_set.first_internal_port, false};
     Answer a{*client, kClientPort, std::vector<uint8_t>(kMaxMessage), 0};
     a.bytes.resize(encode_response(r, a.bytes));
     unsolicited_.push_back(std::move(a));
@@ -111,6 +121,54 @@ std::vector<Answer> Service::conclude(std::vector<Outcome> done) {
     }
     tally_.answered += answers.size();
     return answers;
+}
+
+OperatorRemoval Service::remove_by_operator(const Server::OperatorSelection& which) {
+    OperatorRemoval out;
+    out.removed = server_.remove_by_operator(which);
+    std::vector<Change> changes;
+    for (const auto& [key, mapping] : out.removed) {
+        changes.push_back({Change::Kind::removed, key, mapping.external});
+        // RFC 6887 §14.2: the mapping changed without the client asking (here the operator
+        // took it away); the server tells the client with an unsolicited MAP response, and
+        // its lifetime 0 says the mapping is gone (as a deletion's answer does, §15).
+        tell_gone(key, mapping);
+    }
+    tally_.removed_by_operator += out.removed.size();
+    record(changes);
+    out.stored = commit();
+    return out;
+}
+
+Service::Reset Service::reset() {
+    Reset out;
+    out.removal.removed = server_.reset();
+    std::vector<Change> changes;
+    // One message per client and kind, whatever number of mappings it had.
+    std::set<std::pair<uint32_t, bool>> told;
+    for (const auto& [key, mapping] : out.removal.removed) {
+        changes.push_back({Change::Kind::removed, key, mapping.external});
+        const auto client = mapping.client.ipv4();
+        if (!client || !told.emplace(client->value, mapping.natpmp).second) continue;
+        Answer a{*client, kClientPort, std::vector<uint8_t>(kMaxMessage), 0};
+        if (mapping.natpmp) {
+            a.bytes.resize(natpmp::encode_address_response(natpmp::ResultCode::success, 0,
+                                                           mapping.external.address.value,
+                                                           a.bytes));
+        } else {
+            Response r;
+            r.opcode = Opcode::announce;
+            r.epoch = 0;
+            a.bytes.resize(encode_response(r, a.bytes));
+        }
+        unsolicited_.push_back(std::move(a));
+    }
+    out.clients = told.size();
+    tally_.removed_by_operator += out.removal.removed.size();
+    record(changes);
+    if (store_ != nullptr) store_->set_epoch_start(wall_.now_ms());
+    out.removal.stored = commit();
+    return out;
 }
 
 void Service::expire() {

@@ -28,10 +28,17 @@ struct Answer {
 struct ServiceTally {
     uint64_t requests = 0;
     uint64_t answered = 0;
-    uint64_t dropped = 0;           // no answer (a non-subscriber, over the rate, malformed)
-    uint64_t store_failures = 0;    // batches the store could not commit
-    uint64_t restored = 0;          // mappings back at start
+    uint64_t dropped = 0;         // no answer (a non-subscriber, over the rate, malformed)
+    uint64_t store_failures = 0;  // batches the store could not commit
+    uint64_t restored = 0;        // mappings back at start
     uint64_t expired = 0;
+    uint64_t removed_by_operator = 0;  // mappings the operator removed (their clients told)
+};
+
+// What an operator's removal did (Service::remove_by_operator).
+struct OperatorRemoval {
+    std::vector<std::pair<MappingKey, PcpMapping>> removed;  // as they were
+    bool stored = true;  // false: the store could not commit (Service::last_store_error())
 };
 
 class Service {
@@ -59,6 +66,22 @@ public:
     // told with an unsolicited MAP response of lifetime 0, to its address and port 5350. The
     // caller sends these once, and they are gone from here.
     std::vector<Answer> take_unsolicited() { return std::exchange(unsolicited_, {}); }
+
+    // The operator removes PCP mappings (the control socket's "pcp del", or an operator's
+    // mapping that takes an endpoint's place): each is given back to the NAT, its removal is
+    // committed to the store now (so that the operator's "ok" means it stays gone after a
+    // restart), and its client is told as after a restart (RFC 6887 §14.2, take_unsolicited).
+    OperatorRemoval remove_by_operator(const Server::OperatorSelection& which);
+    // The operator discards the PCP state (Server::reset): the removals and the new epoch's
+    // start committed, and every client that held a mapping told once, unsolicited, that the
+    // server lost its state: a PCP client with an ANNOUNCE response of epoch 0 (RFC 6887
+    // §14.1.3), a NAT-PMP client with an external address response of epoch 0 (RFC 6886
+    // §3.6: a client that sees the epoch go back renews its mappings). `clients` says how many.
+    struct Reset {
+        OperatorRemoval removal;
+        size_t clients = 0;
+    };
+    Reset reset();
 
     const ServiceTally& tally() const { return tally_; }
     const std::string& last_store_error() const { return store_error_; }

@@ -61,6 +61,7 @@
 #include <rte_rcu_qsbr.h>
 #include <rte_ring.h>
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -70,6 +71,7 @@
 #include <vector>
 
 #include "common/config.hpp"
+#include "dataplane/nat/peer_filter.hpp"
 #include "dataplane/nat/port_allocator.hpp"
 #include "dataplane/nat/steering.hpp"
 #include "dataplane/table/explicit_mappings.hpp"
@@ -106,10 +108,16 @@ struct WorkerCommand {
     // The pcp_* kinds serve the PCP server (control/pcp_nat.hpp) on the worker owning the
     // subscriber `addr` (NatEngine, "PCP"): their `result` is a NatEngine::HoldStatus value.
     //   pcp_hold            MAP: (protocol, addr, port) held; addr2/port2 the suggested
-    //                       external endpoint (0: none), flags kExact; result_addr/port the
-    //                       external endpoint.
+    //                       external endpoint (0: none), flags kExact; `filters` (RFC 6887
+    //                       §13.3) replace the mapping's; result_addr/port the external
+    //                       endpoint. With port_count n > 0, a port set (RFC 7753): up to
+    //                       n consecutive internal ports from `port` held on as many
+    //                       consecutive external ports of one block, flags kParity for the
+    //                       P bit; result_addr/port the first external endpoint,
+    //                       result_value how many were held.
     //   pcp_release         the held mapping of (protocol, addr, port) given back; result
-    //                       held (released) or not_authorized (it was not held).
+    //                       held (released) or not_authorized (it was not held). With
+    //                       port_count n > 0: the n held mappings from `port` (a port set).
     //   pcp_paired_address  NAT-PMP: addr's paired pool address in result_addr.
     //   pcp_peer            PEER: the flow (protocol, addr, port) -> addr2:port2; its
     //                       external endpoint, and its idle timeout (s) in result_value.
@@ -124,7 +132,8 @@ struct WorkerCommand {
         pcp_paired_address,
         pcp_peer,
     };
-    static constexpr uint8_t kExact = 1;  // flags of pcp_hold
+    static constexpr uint8_t kExact = 1;   // flags of pcp_hold
+    static constexpr uint8_t kParity = 2;  // flags of pcp_hold with a port set
     static constexpr int kPending = -1;
 
     // Arguments (control thread).
@@ -135,6 +144,9 @@ struct WorkerCommand {
     uint32_t addr2 = 0;  // a second endpoint, by kind
     uint16_t port2 = 0;
     uint8_t flags = 0;  // options, by kind
+    uint8_t filter_count = 0;  // pcp_hold: filters[0, filter_count)
+    uint16_t port_count = 0;   // pcp_hold, pcp_release: 0 one endpoint; n a port set
+    std::array<PeerFilter, kMaxPeerFilters> filters{};
     // Results (the worker, before it hands the command back). `result`: 1 done, 0 refused
     // (reserve_port: a dynamic mapping has the port), 2 reserve_port where the worker does not
     // hold the port's block (any more); the pcp_* kinds above; kPending until executed. The

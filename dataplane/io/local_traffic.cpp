@@ -157,6 +157,12 @@ bool Worker::take_pcp_request(SideIndex side, rte_mbuf* m, const Ipv4Packet& p) 
         return true;
     }
     if (pcp_requests_ == nullptr || !is_pcp_server(p.dst)) return false;
+    // §18: each subscriber at its own rate, before the ring all of this worker's subscribers
+    // share.
+    if (!pcp_limiter_->admit(p.src, now_ms_)) {
+        drop(m, Counter::drop_pcp_rate_limited);
+        return true;
+    }
     if (rte_ring_sp_enqueue(pcp_requests_, m) != 0) {
         drop(m, Counter::drop_pcp_punt_full);
         return true;

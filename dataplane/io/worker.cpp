@@ -46,6 +46,10 @@ Worker::Worker(const WorkerSettings& settings, rte_mempool* pool, common::Worker
       control_(settings.control),
       pcp_requests_(settings.pcp_requests),
       pcp_answers_(settings.pcp_answers),
+      pcp_limiter_(settings.pcp_requests != nullptr
+                       ? std::make_unique<PcpRequestLimiter>(settings.pcp_request_rate,
+                                                             settings.pcp_request_burst)
+                       : nullptr),
       handoff_out_(settings.workers),
       pool_(pool),
       counters_(counters),
@@ -189,15 +193,30 @@ int Worker::pcp_command(WorkerCommand& c) {
     using Status = NatEngine::HoldStatus;
     NatEngine::HoldResult r{Status::no_resources, 0, 0, 0};
     switch (c.kind) {
-        case WorkerCommand::Kind::pcp_hold:
-            r = nat_.hold_mapping(c.protocol, c.addr, c.port, c.addr2, c.port2,
-                                  (c.flags & WorkerCommand::kExact) != 0, now_ms_);
+        case WorkerCommand::Kind::pcp_hold: {
+            const std::span<const PeerFilter> filters(
+                c.filters.data(), std::min<size_t>(c.filter_count, c.filters.size()));
+            const bool exact = (c.flags & WorkerCommand::kExact) != 0;
+            if (c.port_count == 0) {
+                r = nat_.hold_mapping(c.protocol, c.addr, c.port, c.addr2, c.port2, exact, now_ms_,
+                                      filters);
+                break;
+            }
+            // RFC 7753: a port set; how many ports were held goes back in result_value.
+            r = nat_.hold_port_set(c.protocol, c.addr, c.port, c.port_count,
+                                   (c.flags & WorkerCommand::kParity) != 0, c.addr2, c.port2, exact,
+                                   now_ms_, filters);
+            r.lifetime_s = r.held_ports;
             break;
-        case WorkerCommand::Kind::pcp_release:
-            r.status = nat_.release_held_mapping(c.protocol, c.addr, c.port, now_ms_)
-                           ? Status::held
-                           : Status::not_authorized;
+        }
+        case WorkerCommand::Kind::pcp_release: {
+            const bool released =
+                c.port_count == 0 ? nat_.release_held_mapping(c.protocol, c.addr, c.port, now_ms_)
+                                  : nat_.release_held_port_set(c.protocol, c.addr, c.port,
+                                                               c.port_count, now_ms_) != 0;
+            r.status = released ? Status::held : Status::not_authorized;
             break;
+        }
         case WorkerCommand::Kind::pcp_paired_address:
             if (const auto a = nat_.paired_address(c.addr, now_ms_)) r = {Status::held, *a, 0, 0};
             break;

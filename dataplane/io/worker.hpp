@@ -15,6 +15,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -26,6 +27,7 @@
 #include "dataplane/io/fragments.hpp"
 #include "dataplane/io/handoff.hpp"
 #include "dataplane/io/neighbor_table.hpp"
+#include "dataplane/io/pcp_request_limiter.hpp"
 #include "dataplane/nat/ipv4_packet.hpp"
 #include "dataplane/nat/nat_engine.hpp"
 #include "dataplane/nat/steering.hpp"
@@ -87,6 +89,10 @@ struct WorkerSettings {
     // The addresses the PCP server answers at on the inside (RFC 7488 §3); empty: the inside
     // address. Those other than the inside address are answered for ARP too.
     std::vector<common::Ipv4Address> pcp_servers;
+    // Each subscriber's PCP requests a second, and its burst (--pcp-request-rate, -burst):
+    // the excess is dropped here (drop_pcp_rate_limited), before the ring (pcp_request_limiter.hpp).
+    uint32_t pcp_request_rate = 10;
+    uint32_t pcp_request_burst = 20;
 };
 
 class Worker {
@@ -281,6 +287,7 @@ private:
     ControlChannel* control_;
     rte_ring* pcp_requests_;
     rte_ring* pcp_answers_;
+    std::unique_ptr<PcpRequestLimiter> pcp_limiter_;  // with pcp_requests_
     // The PCP server's addresses (at most common::kMaxPcpServers); pcp_other_: one of them is
     // not the inside address (only then does the packet path compare against the list).
     std::array<uint32_t, common::kMaxPcpServers> pcp_servers_{};

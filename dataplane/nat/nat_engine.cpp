@@ -23,6 +23,14 @@ uint32_t subscriber_capacity(const NatSettings& s) {
     return std::max<uint32_t>(16, s.max_sessions / 4);
 }
 
+// Mapping::filter_set is 16 bits, 0 meaning none.
+uint32_t filter_set_capacity(const NatSettings& s) {
+    const uint32_t wanted =
+        s.max_filtered_mappings != 0 ? s.max_filtered_mappings
+                                     : std::max<uint32_t>(64, s.max_sessions / 16);
+    return std::min<uint32_t>(wanted, 65535);
+}
+
 }  // namespace
 
 NatEngine::SlotPool::SlotPool(uint32_t capacity) {
@@ -65,6 +73,8 @@ NatEngine::NatEngine(const NatSettings& settings, unsigned worker_id, int socket
       free_sessions_(settings.max_sessions),
       free_mappings_(settings.max_sessions),
       free_subscribers_(subscriber_capacity(settings)),
+      filter_sets_(filter_set_capacity(settings)),
+      free_filter_sets_(filter_set_capacity(settings)),
       session_table_(table_name("sessions", worker_id), 2 * settings.max_sessions,
                      sizeof(SessionKey), socket_id),
       mapping_table_(table_name("mappings", worker_id), 2 * settings.max_sessions,

@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <utility>
 #include <vector>
 
@@ -33,6 +34,7 @@
 #include "dataplane/nat/expiry_lists.hpp"
 #include "dataplane/nat/flow_key.hpp"
 #include "dataplane/nat/ipv4_packet.hpp"
+#include "dataplane/nat/peer_filter.hpp"
 #include "dataplane/nat/port_allocator.hpp"
 #include "dataplane/table/explicit_mappings.hpp"
 #include "dataplane/table/hash_table.hpp"
@@ -69,6 +71,9 @@ struct NatSettings {
     bool deterministic_overflow = false;
     // Where block and quota events go (read by the control thread); null: not recorded.
     common::EventRing* events = nullptr;
+    // PCP mappings with FILTERs (RFC 6887 §13.3) this worker can hold at once (a filter set
+    // each, reserved at start, 196 bytes); 0: max_sessions / 16, at least 64. At most 65535.
+    uint32_t max_filtered_mappings = 0;
 };
 
 class NatEngine {
@@ -157,7 +162,8 @@ public:
         HoldStatus status;
         uint32_t ext_addr;
         uint16_t ext_port;
-        uint32_t lifetime_s;  // PEER only: the session's idle timeout
+        uint32_t lifetime_s;      // PEER only: the session's idle timeout
+        uint16_t held_ports = 0;  // hold_port_set only: the ports of the set held
     };
     // RFC 6887 §11.3 MAP: the internal endpoint's mapping held as an explicit (PCP) mapping.
     // "If the PCP-controlled device already has a mapping for that internal address/port, it
@@ -169,14 +175,46 @@ public:
     // `exact`, cannot_provide_external, and otherwise a port as for its packets.
     // suggested_addr 0: none (any suggested_port then names a port of the paired address);
     // suggested_port 0: none.
+    // `filters` (RFC 6887 §13.3) replace the held mapping's: only the remote peers they admit
+    // may open sessions to it from outside (none given: anyone, §11.3), and sessions opened
+    // from outside by peers they no longer admit are removed. No filter set free:
+    // no_resources, and nothing changed.
     HoldResult hold_mapping(uint8_t protocol, uint32_t int_addr, uint16_t int_port,
                             uint32_t suggested_addr, uint16_t suggested_port, bool exact,
-                            uint64_t now_ms);
+                            uint64_t now_ms, std::span<const PeerFilter> filters = {});
+    // RFC 7753 PORT_SET: hold_mapping for up to `count` consecutive internal ports from
+    // `first_int_port`, on as many consecutive external ports of ONE block (or of the
+    // subscriber's deterministic range), so that one worker owns the whole set's outside
+    // traffic. Returns the first external endpoint and held_ports, the set's size: fewer than
+    // `count` when the ports cannot all be had (RFC 7753 lets the server map a smaller set),
+    // never 0 on success. How the run is chosen:
+    //   - the first internal port already mapped (§11.3): its external port starts the set,
+    //     the next ports follow it where they are free or already mapped exactly there (a
+    //     refresh of the set), all held;
+    //   - otherwise the set stops before the first internal port already mapped (or an
+    //     operator's), before the subscriber's port quota and the free filter sets run out;
+    //     the suggested first external port is taken when the whole set fits there (whatever
+    //     fits when `exact`; none: cannot_provide_external); else the longest run among the
+    //     subscriber's blocks, its range, and a block it may still claim (a new block only
+    //     when its run is longer); a tie goes to the suggestion;
+    //   - `parity` (RFC 7753 §4's P bit; or the port_parity setting): the first external
+    //     port has the first internal port's parity, when any such run exists.
+    // Every port is one of the subscriber's ports (quota, blocks) and a held mapping with
+    // `filters`. Refused (no port at all): nothing made; a port quota with no room left is
+    // user_ex_quota, as is the block quota when no block has room.
+    HoldResult hold_port_set(uint8_t protocol, uint32_t int_addr, uint16_t first_int_port,
+                             uint16_t count, bool parity, uint32_t suggested_addr,
+                             uint16_t suggested_port, bool exact, uint64_t now_ms,
+                             std::span<const PeerFilter> filters = {});
     // The PCP mapping withdrawn (deleted or expired): it becomes an ordinary dynamic mapping
     // again, released when its last session goes (immediately when it has none). False when
     // it was not held.
     bool release_held_mapping(uint8_t protocol, uint32_t int_addr, uint16_t int_port,
                               uint64_t now_ms);
+    // release_held_mapping for the `count` internal ports from `first_int_port` (a port set);
+    // how many of them were held.
+    uint32_t release_held_port_set(uint8_t protocol, uint32_t int_addr, uint16_t first_int_port,
+                                   uint16_t count, uint64_t now_ms);
     // RFC 6886 §3.2 (NAT-PMP external address): the subscriber's paired pool address, pairing
     // it now if needed; nothing when it cannot be paired. A subscriber paired by this call
     // alone is given one block, whose hold-down then ends the pairing when nothing used it:
@@ -190,6 +228,7 @@ public:
     HoldResult peer_flow(uint8_t protocol, uint32_t int_addr, uint16_t int_port,
                          uint32_t remote_addr, uint16_t remote_port, uint64_t now_ms);
     uint32_t held_mapping_count() const { return held_count_; }
+    uint32_t filtered_mapping_count() const { return filtered_count_; }
 
 private:
     // Both endpoints are copied from the mapping so that translating a packet reads only the
@@ -228,6 +267,9 @@ private:
         // A PCP mapping (hold_mapping): kept when its last session goes, and reached from any
         // remote endpoint whatever the filtering mode (RFC 6887 §11.3). In the padding.
         uint8_t held;
+        // A held mapping's FILTERs (RFC 6887 §13.3): filter_sets_[filter_set - 1]; 0: none,
+        // anyone may open a session. In the padding too.
+        uint16_t filter_set;
         uint32_t first_session;
     };
     static_assert(sizeof(Mapping) == 32, "a mapping stays half a cache line");
@@ -256,6 +298,7 @@ private:
         explicit SlotPool(uint32_t capacity);
         std::optional<uint32_t> take();
         void give_back(uint32_t slot) { free_.push_back(slot); }
+        bool empty() const { return free_.empty(); }
 
     private:
         std::vector<uint32_t> free_;
@@ -286,6 +329,28 @@ private:
     // hold_mapping's suggested port, taken for the subscriber when it may have it.
     std::optional<uint16_t> take_suggested_port(uint32_t subscriber, ProtocolIndex proto,
                                                 uint16_t port, uint64_t now_ms);
+    // hold_port_set's run of external ports (pcp_mappings.cpp): where it starts, how long it
+    // is, and the block it lies in (AddressPool id; kNoSlot: the deterministic range), or the
+    // block of this worker's share still to claim for it (kNoSlot: none; kAnyBlock: any).
+    struct PortRun {
+        uint16_t start = 0;
+        uint32_t length = 0;
+        uint32_t block = kNoSlot;
+        uint32_t claim = kNoSlot;
+    };
+    static constexpr uint32_t kAnyBlock = kNoSlot - 1;
+    // The longest run of at most `limit` free ports for the subscriber's new set, as
+    // hold_port_set chooses it (no port taken, no block claimed). length 0: none; then
+    // `quota_blocks` says whether the block quota is why.
+    PortRun choose_port_run(uint32_t subscriber, ProtocolIndex proto, uint32_t limit, int parity,
+                            uint16_t suggested_port, bool exact, bool& quota_blocks);
+    // The set's mappings held with `filters`: internal port first_int_port + i on external
+    // port run.start + i, taken and made where the internal port has no mapping yet (its
+    // existing one is held as it is); stops at the first that cannot be made. How many are
+    // held.
+    uint32_t make_port_set(uint8_t protocol, uint32_t int_addr, uint16_t first_int_port,
+                           uint32_t subscriber, const PortRun& run, uint64_t now_ms,
+                           std::span<const PeerFilter> filters);
     // A free port for the subscriber: in its blocks, or a new block. The drop reason when none.
     std::optional<uint16_t> allocate_port(uint32_t subscriber, ProtocolIndex proto, int parity,
                                           uint64_t now_ms, common::Counter& reason);
@@ -334,7 +399,10 @@ private:
     void release_subscriber(uint32_t subscriber);
     // Releases the subscriber when nothing holds it any more (no mapping, no block).
     void release_subscriber_if_unused(uint32_t subscriber);
-    bool inbound_allowed(const Mapping& m, uint32_t remote_addr) const;
+    bool inbound_allowed(const Mapping& m, uint32_t remote_addr, uint16_t remote_port) const;
+    // The held mapping's filters replaced (pcp_mappings.cpp); false when no set is free.
+    bool set_peer_filters(uint32_t mapping, std::span<const PeerFilter> filters);
+    void clear_peer_filters(Mapping& m);
     bool explicit_lookups() const { return explicit_present_ && explicit_ != nullptr; }
     void drop(common::Counter c) { counters_.add(c); }
 
@@ -365,6 +433,9 @@ private:
     uint32_t mapping_count_ = 0;
     uint32_t subscriber_count_ = 0;
     uint32_t held_count_ = 0;  // mappings with `held` set
+    uint32_t filtered_count_ = 0;  // of those, with a filter set
+    std::vector<PeerFilterSet> filter_sets_;
+    SlotPool free_filter_sets_;
     // Sessions created since the current burst's bulk lookup: when zero, a miss is still a miss
     // and the slow path need not look the session up again.
     uint32_t created_in_burst_ = 0;

@@ -23,7 +23,7 @@ bool NatEngine::translate_out2in(Ipv4Packet& p, uint32_t session, uint64_t now_m
     const Session& s = sessions_[session];
     // RFC 4787 REQ-8 with a mode that may have changed since the session was let in.
     if (s.inbound_only && filtering_ != FilteringMode::endpoint_independent &&
-        !inbound_allowed(mappings_[s.mapping], p.src)) {
+        !inbound_allowed(mappings_[s.mapping], p.src, p.src_port)) {
         drop(Counter::drop_out2in_filtered);
         return false;
     }
@@ -66,7 +66,7 @@ bool NatEngine::slow_out2in(Ipv4Packet& p, uint64_t now_ms) {
         }
         mapping = *created;
     }
-    if (!inbound_allowed(mappings_[mapping], p.src)) {
+    if (!inbound_allowed(mappings_[mapping], p.src, p.src_port)) {
         drop(Counter::drop_out2in_filtered);
         return false;
     }
@@ -88,12 +88,16 @@ bool NatEngine::slow_out2in(Ipv4Packet& p, uint64_t now_ms) {
     return translate_out2in(p, *session, now_ms);
 }
 
-bool NatEngine::inbound_allowed(const Mapping& m, uint32_t remote_addr) const {
-    // An explicit mapping is there to be reached from outside: no filtering. RFC 6887 §11.3:
-    // "The MAP opcode ... Endpoint-Independent Filtering" for a PCP (held) mapping; a static
-    // mapping is the same. This also keeps the inbound-only sessions of a held mapping through
-    // translate_out2in's re-check under a stricter mode.
-    if (m.subscriber == kNoSlot || m.held) return true;
+bool NatEngine::inbound_allowed(const Mapping& m, uint32_t remote_addr,
+                                uint16_t remote_port) const {
+    // An explicit mapping is there to be reached from outside: no filtering by the mode.
+    // RFC 6887 §11.3: a MAP mapping filters endpoint-independently, unless its FILTERs
+    // (§13.3) name the remote peers it admits; a static mapping admits anyone. This also keeps
+    // the inbound-only sessions of a held mapping through translate_out2in's re-check under
+    // a stricter mode (a change of filters removes those they no longer admit at once).
+    if (m.held)
+        return m.filter_set == 0 || filter_sets_[m.filter_set - 1u].admits(remote_addr, remote_port);
+    if (m.subscriber == kNoSlot) return true;
     switch (filtering_) {
         case FilteringMode::endpoint_independent:
             return true;

@@ -101,7 +101,7 @@ std::optional<uint32_t> NatEngine::insert_mapping(uint8_t protocol, Endpoint int
     }
     mappings_[*slot] = Mapping{
         internal.addr, external.addr, internal.port, external.port, 0, 0, subscriber, protocol, 0,
-        kNoSlot};
+        0, kNoSlot};
     ++mapping_count_;
     counters_.add(Counter::mappings_created);
     return *slot;
@@ -232,7 +232,8 @@ void NatEngine::release_session(uint32_t session) {
 }
 
 void NatEngine::release_mapping(uint32_t mapping) {
-    const Mapping& m = mappings_[mapping];
+    Mapping& m = mappings_[mapping];
+    clear_peer_filters(m);
     const EndpointKey in_key = endpoint_key(m.protocol, m.int_addr, m.int_port, Side::inside);
     const EndpointKey out_key = endpoint_key(m.protocol, m.ext_addr, m.ext_port, Side::outside);
     mapping_table_.erase(&in_key);

@@ -26,6 +26,7 @@ uint32_t NatEngine::remove_mapping(uint32_t mapping) {
     if (m.held) {
         m.held = 0;
         --held_count_;
+        clear_peer_filters(m);
         // Only a held mapping lives without sessions.
         if (m.sessions == 0) {
             release_mapping(mapping);

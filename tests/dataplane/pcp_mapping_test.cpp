@@ -10,7 +10,13 @@
 //     held;
 //   - the subscriber's quotas apply (USER_EX_QUOTA), an operator's mapping is not PCP's
 //     (NOT_AUTHORIZED);
-//   - PEER creates the flow as the subscriber's first packet would (§12).
+//   - PEER creates the flow as the subscriber's first packet would (§12);
+//   - FILTER (§13.3): a held mapping with filters admits only the remote peers they list,
+//     whatever the filtering mode; new filters end the sessions from outside they no longer
+//     admit; filter sets are bounded;
+//   - PORT_SET (RFC 7753): a set of consecutive internal ports held on consecutive external
+//     ports of one block, each reached from outside; a smaller set where the ports run out,
+//     never split across blocks; parity; a refusal makes nothing.
 // A request is not a frame: no drop counter moves for a refused request, and the frame balance
 // holds throughout.
 //
@@ -73,6 +79,21 @@ protected:
                                    common::Ipv4Address subscriber = Topology::ip("100.64.0.11")) {
         return nat().hold_mapping(protocol, subscriber.value, int_port, suggested_addr,
                                   suggested_port, exact, now());
+    }
+
+    dp::NatEngine::HoldResult hold_set(uint8_t protocol, uint16_t first_int_port, uint16_t count,
+                                       bool parity = false, uint16_t suggested_port = 0,
+                                       bool exact = false,
+                                       common::Ipv4Address subscriber = Topology::ip("100.64.0.11"),
+                                       std::vector<dp::PeerFilter> filters = {}) {
+        return nat().hold_port_set(protocol, subscriber.value, first_int_port, count, parity, 0,
+                                   suggested_port, exact, now(), filters);
+    }
+
+    dp::NatEngine::HoldResult hold_filtered(uint8_t protocol, uint16_t int_port,
+                                            std::vector<dp::PeerFilter> filters) {
+        return nat().hold_mapping(protocol, t().subscriber1.value, int_port, 0, 0, false, now(),
+                                  filters);
     }
 
     Frame udp_out(common::Ipv4Address src, common::MacAddress mac, uint16_t sport,
@@ -619,6 +640,361 @@ TEST_F(PcpMappings, MixedBurstKeepsEachPacketsOwnVerdict) {
     expect_balanced();
     // The held mappings are still held, the unheld one still filters.
     EXPECT_EQ(nat().held_mapping_count(), 2u);
+}
+
+// RFC 6887 §11.3 with RFC 5508: ICMP errors about the traffic of a MAP mapping are translated
+// like any other: the remote host's port unreachable about the subscriber's answer reaches
+// the subscriber with its quote rewritten, and the subscriber's port unreachable about an
+// inbound datagram leaves with the external endpoint in its quote. Without the held
+// mapping's session the errors would be drop_icmp_error_no_session.
+TEST_F(PcpMappings, IcmpErrorsAboutAMapMappingsTrafficAreTranslated) {
+    start();
+    const auto held = hold(ipv4::kProtoUdp, 5000);
+    ASSERT_EQ(held.status, Status::held);
+    const common::Ipv4Address ext{held.ext_addr};
+    auto quoted = [](common::Ipv4Address src, uint16_t sport, common::Ipv4Address dst,
+                     uint16_t dport, uint8_t ttl) {
+        return PacketBuilder().ipv4(src, dst, ttl, 9).udp(sport, dport).payload("q").build();
+    };
+    // server1 opens a session to the mapping.
+    h.outside().inject(udp_in(t().server1, 7777, {held.ext_addr, held.ext_port}));
+    h.poll(2);
+    ASSERT_EQ(h.inside().drain().size(), 1u);
+    // server1 says the subscriber's answer (ext:port -> 7777) found no socket.
+    h.outside().inject(PacketBuilder()
+                           .ethernet(t().gateway_mac, h.outside().mac())
+                           .ipv4(t().server1, ext, 64, 77)
+                           .icmp(common::icmp::kDestUnreachable, 3, 0)
+                           .payload(quoted(ext, held.ext_port, t().server1, 7777, 63))
+                           .build());
+    h.poll(2);
+    auto in = h.inside().drain();
+    ASSERT_EQ(in.size(), 1u);
+    EXPECT_EQ(in[0], PacketBuilder()
+                         .ethernet(h.inside().mac(), t().subscriber1_mac)
+                         .ipv4(t().server1, t().subscriber1, 63, 77)
+                         .icmp(common::icmp::kDestUnreachable, 3, 0)
+                         .payload(quoted(t().subscriber1, 5000, t().server1, 7777, 63))
+                         .build());
+    // The subscriber says server1's datagram found no socket.
+    h.inside().inject(PacketBuilder()
+                          .ethernet(t().subscriber1_mac, h.inside().mac())
+                          .ipv4(t().subscriber1, t().server1, 64, 8)
+                          .icmp(common::icmp::kDestUnreachable, 3, 0)
+                          .payload(quoted(t().server1, 7777, t().subscriber1, 5000, 62))
+                          .build());
+    h.poll(2);
+    auto out = h.outside().drain();
+    ASSERT_EQ(out.size(), 1u);
+    EXPECT_EQ(out[0], PacketBuilder()
+                          .ethernet(h.outside().mac(), t().gateway_mac)
+                          .ipv4(ext, t().server1, 63, 8)
+                          .icmp(common::icmp::kDestUnreachable, 3, 0)
+                          .payload(quoted(t().server1, 7777, ext, held.ext_port, 62))
+                          .build());
+    EXPECT_EQ(h.counter(Counter::icmp_errors_translated), 2u);
+    EXPECT_EQ(h.counter(Counter::drop_icmp_error_no_session), 0u);
+    expect_balanced();
+}
+
+// RFC 6887 §13.3 FILTER. Without the filter check in inbound_allowed, the peers not listed
+// reach the subscriber (in.size() is 4, drop_out2in_filtered 0); without the port check, the
+// SYN from port 9999 does.
+TEST_F(PcpMappings, FiltersAdmitOnlyTheListedPeersWhateverTheMode) {
+    start();  // endpoint-independent filtering: without FILTER anyone could open a session
+    const auto u = hold_filtered(ipv4::kProtoUdp, 5000, {dp::PeerFilter::prefix(t().server1.value, 32, 0)});
+    ASSERT_EQ(u.status, Status::held);
+    // 203.0.113.16/28 holds server2 (203.0.113.20), from port 8888 only.
+    const auto tc = hold_filtered(
+        ipv4::kProtoTcp, 6000, {dp::PeerFilter::prefix(ip("203.0.113.16").value, 28, 8888)});
+    ASSERT_EQ(tc.status, Status::held);
+    EXPECT_EQ(nat().filtered_mapping_count(), 2u);
+    const Endpoint ue{u.ext_addr, u.ext_port};
+    const Endpoint te{tc.ext_addr, tc.ext_port};
+    // One mixed burst: each packet its own verdict.
+    h.outside().inject(udp_in(t().server1, 7777, ue));               // listed
+    h.outside().inject(udp_in(t().server2, 7777, ue));               // not listed
+    h.outside().inject(tcp_in(t().server2, 8888, te, tcp::kSyn));    // listed prefix and port
+    h.outside().inject(tcp_in(t().server2, 9999, te, tcp::kSyn));    // listed prefix, other port
+    h.outside().inject(tcp_in(t().server1, 8888, te, tcp::kSyn));    // other prefix
+    h.poll(2);
+    auto in = h.inside().drain();
+    ASSERT_EQ(in.size(), 2u);
+    EXPECT_EQ(in[0], udp_delivered(t().server1, 7777, 5000));
+    EXPECT_EQ(in[1], tcp_delivered(t().server2, 8888, 6000, tcp::kSyn));
+    EXPECT_EQ(h.counter(Counter::drop_out2in_filtered), 3u);
+    EXPECT_EQ(h.counter(Counter::sessions_created_inbound), 2u);
+
+    // The subscriber's own flow to a peer not listed is its own: the answers come back.
+    EXPECT_EQ(sent(udp_out(5000, t().server2, 53)), ue);
+    h.outside().inject(udp_in(t().server2, 53, ue));
+    h.poll(2);
+    EXPECT_EQ(h.inside().drain().size(), 1u);
+    EXPECT_EQ(h.counter(Counter::drop_out2in_filtered), 3u);
+    expect_balanced();
+}
+
+// Without the walk of the mapping's sessions in set_peer_filters, server2's inbound session
+// survives the new list (its next packet is delivered, sessions_filtered_out 0); without the
+// clear, an empty list leaves the old filter in force and release leaks the set.
+TEST_F(PcpMappings, NewFiltersEndTheSessionsTheyNoLongerAdmitAndNoneAdmitsAnyone) {
+    start();
+    const auto u = hold(ipv4::kProtoUdp, 5000);
+    ASSERT_EQ(u.status, Status::held);
+    const Endpoint ue{u.ext_addr, u.ext_port};
+    EXPECT_EQ(sent(udp_out(5000, t().server2, 53)), ue);  // the subscriber's own, to server2
+    h.outside().inject(udp_in(t().server1, 7001, ue));    // from outside, server1
+    h.outside().inject(udp_in(t().server2, 7002, ue));    // from outside, server2
+    h.poll(2);
+    ASSERT_EQ(h.inside().drain().size(), 2u);
+    ASSERT_EQ(nat().session_count(), 3u);
+
+    // A refresh with FILTER server1: server2's session from outside ends, the others stay.
+    ASSERT_EQ(hold_filtered(ipv4::kProtoUdp, 5000, {dp::PeerFilter::prefix(t().server1.value, 32, 0)})
+                  .status,
+              Status::held);
+    EXPECT_EQ(h.counter(Counter::sessions_filtered_out), 1u);
+    EXPECT_EQ(nat().session_count(), 2u);
+    h.outside().inject(udp_in(t().server2, 7002, ue));  // its session is gone: filtered now
+    h.outside().inject(udp_in(t().server1, 7001, ue));
+    h.outside().inject(udp_in(t().server2, 53, ue));    // the subscriber's own flow
+    h.poll(2);
+    auto in = h.inside().drain();
+    ASSERT_EQ(in.size(), 2u);
+    EXPECT_EQ(in[0], udp_delivered(t().server1, 7001, 5000));
+    EXPECT_EQ(in[1], udp_delivered(t().server2, 53, 5000));
+    EXPECT_EQ(h.counter(Counter::drop_out2in_filtered), 1u);
+
+    // No filters (§13.3's prefix length 0 removed them all at the server): anyone again.
+    ASSERT_EQ(hold(ipv4::kProtoUdp, 5000).status, Status::held);
+    EXPECT_EQ(nat().filtered_mapping_count(), 0u);
+    h.outside().inject(udp_in(t().server2, 7002, ue));
+    h.poll(2);
+    EXPECT_EQ(h.inside().drain().size(), 1u);
+
+    // Released, the mapping gives its set back.
+    ASSERT_EQ(hold_filtered(ipv4::kProtoUdp, 5000, {dp::PeerFilter::prefix(t().server1.value, 32, 0)})
+                  .status,
+              Status::held);
+    EXPECT_EQ(nat().filtered_mapping_count(), 1u);
+    EXPECT_TRUE(nat().release_held_mapping(ipv4::kProtoUdp, t().subscriber1.value, 5000, now()));
+    EXPECT_EQ(nat().filtered_mapping_count(), 0u);
+    expect_balanced();
+}
+
+// Without the free-set check before the mapping is made, the third filtered hold would make
+// a mapping it then cannot filter (mapping_count 3 after a refusal).
+TEST_F(PcpMappings, FilterSetsAreBoundedAndARefusalChangesNothing) {
+    h.settings().nat.max_filtered_mappings = 2;
+    start();
+    const std::vector<dp::PeerFilter> f{dp::PeerFilter::prefix(t().server1.value, 32, 0)};
+    ASSERT_EQ(hold_filtered(ipv4::kProtoUdp, 5000, f).status, Status::held);
+    ASSERT_EQ(hold_filtered(ipv4::kProtoUdp, 5001, f).status, Status::held);
+    EXPECT_EQ(hold_filtered(ipv4::kProtoUdp, 5002, f).status, Status::no_resources);
+    EXPECT_EQ(nat().mapping_count(), 2u);
+    EXPECT_FALSE(h.find_mapping(ipv4::kProtoUdp, t().subscriber1.value, 5002));
+    // Without filters it needs no set.
+    ASSERT_EQ(hold(ipv4::kProtoUdp, 5002).status, Status::held);
+    // ... and cannot be given one while none is free: it stays held, unfiltered.
+    EXPECT_EQ(hold_filtered(ipv4::kProtoUdp, 5002, f).status, Status::no_resources);
+    EXPECT_EQ(nat().filtered_mapping_count(), 2u);
+    EXPECT_EQ(nat().held_mapping_count(), 3u);
+    // One given back: the next filtered hold gets it.
+    EXPECT_TRUE(nat().release_held_mapping(ipv4::kProtoUdp, t().subscriber1.value, 5000, now()));
+    EXPECT_EQ(hold_filtered(ipv4::kProtoUdp, 5002, f).status, Status::held);
+    EXPECT_EQ(nat().filtered_mapping_count(), 2u);
+    expect_balanced();
+}
+
+// ---- PORT_SET (RFC 7753) -----------------------------------------------------------------
+
+// Without hold_port_set the set is one port (held_ports, find_mapping of 5001.. empty) and
+// the datagrams to the other external ports are dropped (no mapping).
+TEST_F(PcpMappings, APortSetIsHeldOnConsecutivePortsOfOneBlockAndReachesEachInternalPort) {
+    h.settings().nat.filtering = FilteringMode::address_and_port_dependent;
+    start();
+    const auto r = hold_set(ipv4::kProtoUdp, 5000, 4);
+    ASSERT_EQ(r.status, Status::held);
+    ASSERT_EQ(r.held_ports, 4u);
+    EXPECT_TRUE(t().pool.contains(addr(r.ext_addr)));
+    EXPECT_EQ(nat().held_mapping_count(), 4u);
+    EXPECT_EQ(nat().mapping_count(), 4u);
+    EXPECT_EQ(nat().subscriber_blocks(t().subscriber1.value).size(), 1u);
+    for (uint16_t i = 0; i < 4; ++i) {
+        const auto ext = static_cast<uint16_t>(r.ext_port + i);
+        EXPECT_EQ(h.find_mapping(ipv4::kProtoUdp, t().subscriber1.value, 5000 + i),
+                  Endpoint(r.ext_addr, ext));
+        EXPECT_EQ(block_of(ext), block_of(r.ext_port)) << "one block: one worker's traffic";
+    }
+    // Unsolicited datagrams from outside to each external port of the set, in one burst:
+    // each reaches its own internal port (endpoint-independent filtering for MAP, §11.3).
+    std::vector<Frame> expected;
+    for (uint16_t i = 0; i < 4; ++i) {
+        const auto sport = static_cast<uint16_t>(7000 + i);
+        h.outside().inject(
+            udp_in(t().server2, sport, {r.ext_addr, static_cast<uint16_t>(r.ext_port + i)}));
+        expected.push_back(udp_delivered(t().server2, sport, static_cast<uint16_t>(5000 + i)));
+    }
+    h.poll(2);
+    EXPECT_EQ(h.inside().drain(), expected);
+    EXPECT_EQ(h.counter(Counter::sessions_created_inbound), 4u);
+    EXPECT_EQ(h.counter(Counter::drop_out2in_filtered), 0u);
+    // The subscriber's own traffic from a port of the set leaves from its place in the set.
+    EXPECT_EQ(sent(udp_out(5002, t().server1, 53)),
+              Endpoint(r.ext_addr, static_cast<uint16_t>(r.ext_port + 2)));
+    // Asked again (a refresh): the same set, nothing more made.
+    const auto again = hold_set(ipv4::kProtoUdp, 5000, 4);
+    EXPECT_EQ(again.status, Status::held);
+    EXPECT_EQ(again.ext_port, r.ext_port);
+    EXPECT_EQ(again.held_ports, 4u);
+    EXPECT_EQ(nat().mapping_count(), 4u);
+    // Given back as one: all four unheld.
+    EXPECT_EQ(nat().release_held_port_set(ipv4::kProtoUdp, t().subscriber1.value, 5000, 4, now()),
+              4u);
+    EXPECT_EQ(nat().held_mapping_count(), 0u);
+    expect_balanced();
+}
+
+// Blocks of 16 ports; the subscriber holds two adjacent ones, b and b + 1, with only the last
+// 3 ports of b and the first 3 of b + 1 free: 6 consecutive free ports across the boundary.
+// Without the run kept inside one block, the set of 8 gets those 6 (held_ports 6, its ports in
+// two blocks, so two workers' traffic); without the choice of a new block when its run is
+// longer, the last set gets 0 ports or fewer than 8.
+TEST_F(PcpMappings, APortSetIsNeverSplitAcrossBlocksAndIsSmallerWhereTheBlockEnds) {
+    one_address_pool();
+    h.settings().nat.port_block_size = 16;
+    h.settings().nat.limits.max_blocks = 2;
+    start();
+    const uint32_t b = 6;
+    const uint16_t first = h.blocks().first_port(b);
+    const uint16_t last = h.blocks().last_port(b + 1);
+    ASSERT_EQ(h.blocks().first_port(b + 1), h.blocks().last_port(b) + 1);
+    uint16_t internal = 100;
+    for (uint32_t p = first; p <= last; ++p) {
+        if (p + 3 > h.blocks().last_port(b) && p < h.blocks().first_port(b + 1) + 3u) continue;
+        ASSERT_EQ(hold(ipv4::kProtoUdp, internal++, 0, static_cast<uint16_t>(p), true).status,
+                  Status::held);
+    }
+    ASSERT_EQ(nat().subscriber_blocks(t().subscriber1.value).size(), 2u);
+    const uint32_t mappings = nat().mapping_count();
+    auto r = hold_set(ipv4::kProtoUdp, 5000, 8);
+    ASSERT_EQ(r.status, Status::held);
+    EXPECT_EQ(r.held_ports, 3u) << "RFC 7753: a smaller set, within one block";
+    EXPECT_EQ(block_of(r.ext_port), block_of(static_cast<uint16_t>(r.ext_port + 2)));
+    EXPECT_EQ(nat().mapping_count(), mappings + 3);
+    // The other 3: a second set of 3.
+    r = hold_set(ipv4::kProtoUdp, 5100, 8);
+    ASSERT_EQ(r.status, Status::held);
+    EXPECT_EQ(r.held_ports, 3u);
+    EXPECT_EQ(block_of(r.ext_port), block_of(static_cast<uint16_t>(r.ext_port + 2)));
+    // Both blocks full, the block quota reached: no port at all is USER_EX_QUOTA, nothing made.
+    EXPECT_EQ(hold_set(ipv4::kProtoUdp, 6000, 8).status, Status::user_ex_quota);
+    EXPECT_EQ(nat().mapping_count(), mappings + 6);
+    EXPECT_EQ(h.blocks().holder(0, b + 2), BlockMap::kFree);
+    // One more block allowed: the set goes whole into a new block.
+    auto limits = h.settings().nat.limits;
+    limits.max_blocks = 3;
+    nat().set_limits(limits);
+    r = hold_set(ipv4::kProtoUdp, 6000, 8);
+    ASSERT_EQ(r.status, Status::held);
+    EXPECT_EQ(r.held_ports, 8u);
+    EXPECT_NE(block_of(r.ext_port), b);
+    EXPECT_NE(block_of(r.ext_port), b + 1);
+    EXPECT_EQ(block_of(static_cast<uint16_t>(r.ext_port + 7)), block_of(r.ext_port));
+    EXPECT_EQ(nat().subscriber_blocks(t().subscriber1.value).size(), 3u);
+    // Each port of it reaches its internal port.
+    h.outside().inject(
+        udp_in(t().server1, 9000, {r.ext_addr, static_cast<uint16_t>(r.ext_port + 7)}));
+    h.poll(2);
+    auto in = h.inside().drain();
+    ASSERT_EQ(in.size(), 1u);
+    EXPECT_EQ(in[0], udp_delivered(t().server1, 9000, 6007));
+    expect_balanced();
+}
+
+// Without the first port's mapping starting the set, the set gets other ports; without the
+// stop before a mapped internal port, 5002's dynamic mapping would be taken over or the hold
+// fail; without the parity, the odd internal port gets an even external one.
+TEST_F(PcpMappings, APortSetStartsAtAnExistingMappingStopsBeforeAnotherAndKeepsParity) {
+    start();
+    const Endpoint dynamic = sent(udp_out(5000, t().server1, 53));
+    const Endpoint other = sent(udp_out(5003, t().server1, 53));
+    auto r = hold_set(ipv4::kProtoUdp, 5000, 8);
+    ASSERT_EQ(r.status, Status::held);
+    EXPECT_EQ(Endpoint(r.ext_addr, r.ext_port), dynamic) << "§11.3: its mapping is the answer";
+    // It follows the mapping's port while the ports are free, in its block, and up to 5003.
+    const uint32_t block_last = h.blocks().last_port(block_of(dynamic.second));
+    uint32_t expected = 1;
+    while (expected < 3 && dynamic.second + expected <= block_last &&
+           dynamic.second + expected != other.second)
+        ++expected;
+    EXPECT_EQ(r.held_ports, expected);
+    EXPECT_EQ(h.find_mapping(ipv4::kProtoUdp, t().subscriber1.value, 5003), other)
+        << "a mapped internal port ends the set before it";
+    EXPECT_EQ(nat().held_mapping_count(), r.held_ports);
+
+    // RFC 7753 §4's P bit: an odd first internal port, an odd first external port.
+    r = hold_set(ipv4::kProtoTcp, 7001, 4, true);
+    ASSERT_EQ(r.status, Status::held);
+    EXPECT_EQ(r.ext_port & 1, 1);
+    EXPECT_EQ(r.held_ports, 4u);
+    // A suggestion where the set fits whole is taken, in a free block claimed for it.
+    const uint32_t free_block = (block_of(r.ext_port) + 3) % h.blocks().blocks_per_address();
+    ASSERT_EQ(h.blocks().holder(0, free_block), BlockMap::kFree);
+    const auto wanted = static_cast<uint16_t>(h.blocks().first_port(free_block) + 10);
+    r = hold_set(ipv4::kProtoUdp, 8000, 3, false, wanted, true);
+    ASSERT_EQ(r.status, Status::held);
+    EXPECT_EQ(r.ext_port, wanted);
+    EXPECT_EQ(r.held_ports, 3u);
+    EXPECT_EQ(h.blocks().holder(0, free_block), BlockMap::worker_holder(0));
+    expect_balanced();
+}
+
+// A refused set makes nothing: no mapping, no subscriber, no block, no frame counted. Without
+// the quota check, the first refusal grants ports past max_ports; without the filter-set room
+// check, the filtered set makes a mapping it cannot filter; without the exact check, the
+// suggestion taken by sub2 gives sub1 another port.
+TEST_F(PcpMappings, APortSetRefusalChangesNothing) {
+    one_address_pool();
+    h.settings().nat.limits.max_ports_per_protocol[0] = 2;  // UDP
+    h.settings().nat.max_filtered_mappings = 1;
+    start(true);
+    ASSERT_EQ(hold_set(ipv4::kProtoUdp, 5000, 2).status, Status::held);
+    h.take_events();
+    const uint32_t mappings = nat().mapping_count();
+    const uint32_t blocks = nat().held_blocks();
+    EXPECT_EQ(hold_set(ipv4::kProtoUdp, 6000, 4).status, Status::user_ex_quota);
+    auto ev = h.take_events();
+    ASSERT_EQ(ev.size(), 1u);
+    EXPECT_EQ(ev[0].kind, NatEvent::Kind::quota_exceeded);
+    EXPECT_EQ(ev[0].limit, NatEvent::Limit::ports);
+    // Filter sets: one free, two asked with filters: a set of one.
+    const std::vector<dp::PeerFilter> f{dp::PeerFilter::prefix(t().server1.value, 32, 0)};
+    auto r = hold_set(ipv4::kProtoTcp, 6000, 2, false, 0, false, t().subscriber1, f);
+    ASSERT_EQ(r.status, Status::held);
+    EXPECT_EQ(r.held_ports, 1u);
+    EXPECT_EQ(nat().filtered_mapping_count(), 1u);
+    EXPECT_EQ(hold_set(ipv4::kProtoTcp, 7000, 2, false, 0, false, t().subscriber1, f).status,
+              Status::no_resources);
+    EXPECT_FALSE(h.find_mapping(ipv4::kProtoTcp, t().subscriber1.value, 7000));
+    // An exact suggestion another subscriber has: cannot_provide_external, and sub2 is not
+    // left paired.
+    const Endpoint sub1_port(r.ext_addr, r.ext_port);
+    const uint32_t subscribers = nat().subscriber_count();
+    EXPECT_EQ(
+        hold_set(ipv4::kProtoUdp, 5000, 2, false, sub1_port.second, true, t().subscriber2).status,
+        Status::cannot_provide_external);
+    EXPECT_EQ(nat().subscriber_count(), subscribers);
+    EXPECT_FALSE(h.find_mapping(ipv4::kProtoUdp, t().subscriber2.value, 5000));
+    // An operator's mapping of the first port: not PCP's.
+    h.controller().add_static(
+        *common::StaticMapping::parse("udp 100.64.0.12:40000 198.51.100.1:80"));
+    EXPECT_EQ(hold_set(ipv4::kProtoUdp, 40000, 2, false, 0, false, t().subscriber2).status,
+              Status::not_authorized);
+    EXPECT_EQ(nat().mapping_count(), mappings + 1);
+    EXPECT_EQ(nat().held_blocks(), blocks);
+    EXPECT_EQ(h.counter(Counter::drop_quota_ports), 0u) << "a request is not a frame";
+    expect_balanced();
 }
 
 }  // namespace

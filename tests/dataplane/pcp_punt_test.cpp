@@ -90,6 +90,51 @@ TEST(PcpPunt, AFullQueueDropsAndCounts) {
     EXPECT_TRUE(b.balanced()) << b.describe();
 }
 
+// RFC 6887 §18 in the worker: each subscriber's requests at its own rate, before the ring all
+// of the worker's subscribers share. Without the limiter all 10 of sub1's requests take the
+// ring (punted 12, rate_limited 0) and, with a smaller ring, sub2's would be the ones lost.
+TEST(PcpPunt, OneSubscribersFloodIsCutAtItsRateBeforeTheRing) {
+    PcpRings rings(32);
+    DataplaneHarness h;
+    h.settings().pcp_request_rate = 10;
+    h.settings().pcp_request_burst = 3;
+    start_with(h, rings);
+    const Topology& t = h.topo();
+    auto from = [&](common::Ipv4Address src, common::MacAddress mac) {
+        return PacketBuilder()
+            .ethernet(mac, h.inside().mac())
+            .ipv4(src, t.inside.address, 64, 7)
+            .udp(5350, 5351)
+            .payload(std::string("\x02\x00\x00\x00", 4) + std::string(20, '\0'))
+            .build();
+    };
+    // One burst, mixed: sub1 floods, sub2 asks twice in between.
+    for (int i = 0; i < 10; ++i) {
+        h.inside().inject(from(t.subscriber1, t.subscriber1_mac));
+        if (i == 4 || i == 8) h.inside().inject(from(t.subscriber2, t.subscriber2_mac));
+    }
+    h.poll();
+    EXPECT_EQ(h.counter(Counter::pcp_requests_punted), 5u) << "sub1's burst of 3, sub2's 2";
+    EXPECT_EQ(h.counter(Counter::drop_pcp_rate_limited), 7u);
+    uint32_t from_sub2 = 0;
+    void* m = nullptr;
+    while (rte_ring_dequeue(rings.requests, &m) == 0) {
+        const Frame f = mbuf_bytes(static_cast<rte_mbuf*>(m));
+        from_sub2 += f == from(t.subscriber2, t.subscriber2_mac);
+        rte_pktmbuf_free(static_cast<rte_mbuf*>(m));
+    }
+    EXPECT_EQ(from_sub2, 2u);
+    // 10 a second: one more for sub1 after 100 ms, not two.
+    h.clock().advance_ms(100);
+    h.inside().inject(from(t.subscriber1, t.subscriber1_mac));
+    h.inside().inject(from(t.subscriber1, t.subscriber1_mac));
+    h.poll();
+    EXPECT_EQ(h.counter(Counter::pcp_requests_punted), 6u);
+    EXPECT_EQ(h.counter(Counter::drop_pcp_rate_limited), 8u);
+    const auto b = h.frame_balance();
+    EXPECT_TRUE(b.balanced()) << b.describe();
+}
+
 TEST(PcpPunt, RequestsFromTheOutsideAreDroppedAndCounted) {
     PcpRings rings;
     DataplaneHarness h;

@@ -526,7 +526,8 @@ def test_sighup_reload(net, tmp_path):
     edited = [a for a in base]
     edited[edited.index("--max-sessions") + 1] = str(int(max_sessions) // 2)
     write_config(conf, edited + ["--timeout-udp", "77", "--timeout-icmp", "20",
-                                 "--filtering", "address-dependent", "--static-mapping", tcp_map])
+                                 "--filtering", "address-dependent", "--static-mapping", tcp_map,
+                                 "--pcp-request-rate", "3"])
     start = len(c.lines)
     c.proc.send_signal(signal.SIGHUP)
     new = wait_lines(c, start, [
@@ -535,7 +536,8 @@ def test_sighup_reload(net, tmp_path):
         "applied: filtering address-dependent",
         f"applied: static-mapping {udp_map} removed",
         f"applied: static-mapping {tcp_map} added",
-        "not applied (needs a restart): --max-sessions"])
+        "not applied (needs a restart): --max-sessions",
+        "not applied (needs a restart): --pcp-request-rate"])
     assert not any(l.startswith("error") or "timeout-icmp" in l for l in new), "\n".join(new)
     cfg = show_config(c)
     for want in ("timeout-udp 77", "filtering address-dependent", f"static-mapping {tcp_map}",

@@ -1,8 +1,10 @@
 #pragma once
 // A NAT for the PCP service's tests (NatControl): one paired address for every subscriber,
 // ports handed out from 20000 up, a suggestion honoured when free; dynamic and static
-// mappings set by the test.
+// mappings set by the test. Port sets (RFC 7753) as consecutive free ports, at most
+// port_set_limit of them.
 
+#include <algorithm>
 #include <map>
 #include <optional>
 #include <utility>
@@ -32,6 +34,8 @@ public:
     uint16_t next = 20000;
     std::vector<std::pair<MappingKey, uint32_t>> peers;  // PEER requests: key, lifetime
     uint32_t peer_lifetime = 0;                          // what PEER answers as the NAT's
+    uint16_t port_set_limit = 0xffff;  // the largest port set granted (fewer ports free)
+    std::vector<std::pair<MappingKey, uint16_t>> released_sets;  // release_port_set calls
     // While true, answers are kept back until answer_later() (the workers are slow).
     bool defer = false;
     std::vector<NatRequest> asked;  // every request, in order
@@ -47,6 +51,10 @@ public:
         taken.erase(e.port);
         reserved.erase(k);
     }
+    void release_port_set(const MappingKey& first, const Endpoint& e, uint16_t size) override {
+        released_sets.emplace_back(first, size);
+        NatControl::release_port_set(first, e, size);
+    }
     std::vector<NatAnswer> take_answers() override { return std::exchange(ready_, {}); }
     // The answers kept back become ready.
     void answer_later() {
@@ -58,6 +66,7 @@ private:
     Grant grant(const NatRequest& q) {
         switch (q.kind) {
             case NatRequest::Kind::map:
+                if (q.port_set_size != 0) return map_set(q);
                 return map(q.key, q.suggested, q.exact);
             case NatRequest::Kind::peer:
                 peers.emplace_back(q.key, q.lifetime);
@@ -91,6 +100,55 @@ private:
         taken.insert(e.port);
         reserved[k] = e;
         return {ResultCode::success, e};
+    }
+    // RFC 7753 as the dataplane does it, simplified: the suggestion when the whole set is
+    // free there (exactly it, when exact), else the first run of free ports from `next`
+    // (starting on the first internal port's parity when asked); no more than port_set_limit.
+    Grant map_set(const NatRequest& q) {
+        if (fail_with != ResultCode::success) return {fail_with, {}};
+        const uint32_t n = std::min<uint32_t>(q.port_set_size, port_set_limit);
+        auto free_run = [&](uint32_t start) {
+            uint32_t k = 0;
+            while (k < n && start + k <= 0xffff && taken.count(start + k) == 0) ++k;
+            return k;
+        };
+        // The first port is mapped already: its set is the answer (a refresh), as far as the
+        // next ports are mapped after it.
+        if (const auto it = reserved.find(q.key); it != reserved.end()) {
+            uint32_t k = 1;
+            while (k < n) {
+                const auto member =
+                    reserved.find(MappingKey{q.key.internal, q.key.protocol,
+                                             static_cast<uint16_t>(q.key.internal_port + k)});
+                if (member == reserved.end() || member->second.port != it->second.port + k) break;
+                ++k;
+            }
+            Grant g{ResultCode::success, it->second};
+            g.port_set_size = static_cast<uint16_t>(k);
+            return g;
+        }
+        auto parity_ok = [&](uint32_t port) {
+            return !q.port_set_parity || ((port ^ q.key.internal_port) & 1) == 0;
+        };
+        uint32_t start = 0;
+        if (q.suggested && (q.suggested->address.value == 0 || q.suggested->address == kPaired) &&
+            free_run(q.suggested->port) == n && parity_ok(q.suggested->port)) {
+            start = q.suggested->port;
+        } else if (q.exact && q.suggested) {
+            return {ResultCode::cannot_provide_external, {}};
+        } else {
+            start = next;
+            while (free_run(start) < n || !parity_ok(start)) ++start;
+        }
+        for (uint32_t i = 0; i < n; ++i) {
+            taken.insert(static_cast<uint16_t>(start + i));
+            reserved[MappingKey{q.key.internal, q.key.protocol,
+                                static_cast<uint16_t>(q.key.internal_port + i)}] =
+                Endpoint{kPaired, static_cast<uint16_t>(start + i)};
+        }
+        Grant g{ResultCode::success, Endpoint{kPaired, static_cast<uint16_t>(start)}};
+        g.port_set_size = static_cast<uint16_t>(n);
+        return g;
     }
     std::vector<NatAnswer> ready_;
 };

@@ -275,6 +275,63 @@ TEST_F(PcpServer, FiltersAreKeptEchoedAndBounded) {
         << "an error changes nothing (§7.3)";
 }
 
+// §13.3 is enforced by the workers: the NAT is given the mapping's whole list with the create,
+// and again (before the answer) whenever a refresh changes it. Without the filters in the
+// NatRequest the first EXPECT fails; without the refresh's question, the second answer is
+// not pending and the NAT never hears of the second filter.
+TEST_F(PcpServer, FiltersReachTheNatBeforeTheAnswer) {
+    Request r = map_request(kSub1, 17, 5000, 600);
+    r.options.filters = {Filter{120, 0, v4("203.0.113.0")}};
+    ASSERT_EQ(send(r).result, ResultCode::success);
+    ASSERT_EQ(nat_.asked.size(), 1u);
+    EXPECT_EQ(nat_.asked.back().filters, r.options.filters);
+
+    // The same list again: a plain refresh, nothing to ask.
+    ASSERT_EQ(send(r).result, ResultCode::success);
+    EXPECT_EQ(nat_.asked.size(), 1u);
+
+    // Another filter: asked of the NAT, and answered only once the NAT has it.
+    nat_.defer = true;
+    r.options.filters = {Filter{128, 7777, v4("192.0.2.20")}};
+    const Outcome pending =
+        server_.handle(Received{kSub1, kClientPort, encoded_request(r), 7});
+    EXPECT_TRUE(pending.pending);
+    ASSERT_EQ(nat_.asked.size(), 2u);
+    const std::vector<Filter> both{Filter{120, 0, v4("203.0.113.0")},
+                                   Filter{128, 7777, v4("192.0.2.20")}};
+    EXPECT_EQ(nat_.asked.back().filters, both);
+    EXPECT_EQ(nat_.asked.back().kind, NatRequest::Kind::map);
+    EXPECT_TRUE(server_.poll_nat().empty());
+    nat_.answer_later();
+    const auto done = server_.poll_nat();
+    ASSERT_EQ(done.size(), 1u);
+    EXPECT_EQ(done[0].tag, 7u);
+    const auto answer = decode_response(done[0].reply);
+    ASSERT_TRUE(answer);
+    EXPECT_EQ(answer->result, ResultCode::success);
+    EXPECT_EQ(answer->options.filters, both);
+    EXPECT_EQ(server_.mappings().at(MappingKey{kSub1, 17, 5000}).filters, both);
+    ASSERT_EQ(done[0].changes.size(), 1u);
+    EXPECT_EQ(done[0].changes[0].kind, Change::Kind::refreshed);
+    nat_.defer = false;
+
+    // Prefix length 0 removes them all: the NAT is told (an empty list: anyone, §11.3).
+    r.options.filters = {Filter{0, 0, IpAddress::ipv4_any()}};
+    EXPECT_TRUE(send(r).options.filters.empty());
+    ASSERT_EQ(nat_.asked.size(), 3u);
+    EXPECT_TRUE(nat_.asked.back().filters.empty());
+
+    // A NAT44's peers are IPv4: an IPv6 prefix would admit nobody, and is refused.
+    IpAddress v6{};
+    v6.bytes = {0x20, 0x01, 0x0d, 0xb8};
+    r.options.filters = {Filter{64, 0, v6}};
+    EXPECT_EQ(send(r).result, ResultCode::malformed_option);
+    Request fresh = map_request(kSub1, 17, 5001, 600);
+    fresh.options.filters = {Filter{64, 0, v6}};
+    EXPECT_EQ(send(fresh).result, ResultCode::malformed_option);
+    EXPECT_EQ(nat_.asked.size(), 3u);
+}
+
 TEST_F(PcpServer, DescriptionIsStoredAndEchoed) {
     Request r = map_request(kSub1, 6, 8080, 600);
     r.options.description = "home web server";
@@ -286,6 +343,24 @@ TEST_F(PcpServer, StaticMappingsCanBeNeitherTakenNorDeleted) {
     nat_.statics.insert(MappingKey{kSub1, 17, 5060});
     EXPECT_EQ(send(map_request(kSub1, 17, 5060, 600)).result, ResultCode::not_authorized);
     EXPECT_EQ(send(map_request(kSub1, 17, 5060, 0)).result, ResultCode::not_authorized);
+}
+
+// Without the second look at the operator's mappings in finish_map, the create that was in
+// flight when the operator mapped the endpoint ends as a PCP mapping beside the static one.
+TEST_F(PcpServer, AStaticMappingMadeWhileTheNatIsAskedWins) {
+    nat_.defer = true;
+    const MappingKey key{kSub1, 17, 5061};
+    ASSERT_TRUE(server_.handle(Received{kSub1, kClientPort,
+                                        encoded_request(map_request(kSub1, 17, 5061, 600)), 1})
+                    .pending);
+    nat_.statics.insert(key);  // the operator's `static add`, meanwhile
+    nat_.answer_later();
+    const auto done = server_.poll_nat();
+    ASSERT_EQ(done.size(), 1u);
+    EXPECT_EQ(decode_response(done[0].reply)->result, ResultCode::not_authorized);
+    EXPECT_TRUE(done[0].changes.empty());
+    EXPECT_EQ(server_.mappings().count(key), 0u);
+    EXPECT_EQ(nat_.reserved.count(key), 0u) << "the grant was given back";
 }
 
 // A PEER from kSub1's UDP port 40000 to 203.0.113.10:53.
@@ -440,6 +515,7 @@ TEST_F(PcpServer, RestoredStateContinuesTheEpochAndTheMappings) {
     alive.client = IpAddress::from_ipv4(kSub1);
     alive.expires_ms = unix_now + 300'000;
     alive.description = "kept";
+    alive.filters = {Filter{120, 0, v4("203.0.113.0")}};
     PcpMapping dead = alive;
     dead.external.port = 15001;
     dead.expires_ms = unix_now - 1;
@@ -454,6 +530,8 @@ TEST_F(PcpServer, RestoredStateContinuesTheEpochAndTheMappings) {
     clock_.advance_ms(10'000);
     EXPECT_EQ(server_.epoch(), 4010u) << "and counts on";
     EXPECT_EQ(nat_.reserved.at(k1), alive.external) << "reserved again, exactly";
+    ASSERT_EQ(nat_.asked.size(), 1u);
+    EXPECT_EQ(nat_.asked[0].filters, alive.filters) << "its FILTERs in force again (§13.3)";
     EXPECT_EQ(server_.wall_expiry(server_.mappings().at(k1), unix_now + 10'000), unix_now + 300'000);
     // The client refreshes with its nonce and keeps its endpoint.
     const Response r = send(map_request(kSub1, 6, 80, 600));
@@ -462,6 +540,217 @@ TEST_F(PcpServer, RestoredStateContinuesTheEpochAndTheMappings) {
     EXPECT_EQ(r.epoch, 4010u);
     clock_.advance_ms(600'000);
     EXPECT_EQ(server_.expire().size(), 1u);
+}
+
+// ---- PORT_SET (RFC 7753) -----------------------------------------------------------------------
+// The fixture's quota is 3 mappings per subscriber: the sets here are of 3 at most, or ask
+// for more to meet it.
+
+Request port_set_request(Ipv4Address from, uint8_t protocol, uint16_t first, uint16_t size,
+                         uint32_t lifetime, bool parity = false) {
+    Request r = map_request(from, protocol, first, lifetime);
+    r.options.port_set = PortSet{size, first, parity};
+    return r;
+}
+
+MappingKey key_of(Ipv4Address subscriber, uint8_t protocol, uint16_t port) {
+    return MappingKey{subscriber, protocol, port};
+}
+
+// Without PORT_SET served, the answer has no PORT_SET (port_set is nullopt), one change and
+// one mapping.
+TEST_F(PcpServer, APortSetIsGrantedWholeAndEchoedInTheAnswer) {
+    const Response r = send(port_set_request(kSub1, 17, 5000, 3, 600));
+    EXPECT_EQ(r.result, ResultCode::success);
+    ASSERT_TRUE(r.map);
+    EXPECT_EQ(r.map->internal_port, 5000);
+    EXPECT_EQ(r.map->external_port, 20000) << "the MAP's external port is the set's first";
+    EXPECT_EQ(r.options.port_set, std::optional<PortSet>(PortSet{3, 5000, false}));
+    ASSERT_EQ(nat_.asked.size(), 1u);
+    EXPECT_EQ(nat_.asked[0].port_set_size, 3u) << "asked of the NAT as one";
+    ASSERT_EQ(last_.changes.size(), 3u);
+    for (uint16_t i = 0; i < 3; ++i) {
+        EXPECT_EQ(last_.changes[i].kind, Change::Kind::created);
+        EXPECT_EQ(last_.changes[i].key, key_of(kSub1, 17, 5000 + i));
+        EXPECT_EQ(last_.changes[i].external, (Endpoint{kPaired, uint16_t(20000 + i)}));
+        const PcpMapping& m = server_.mappings().at(key_of(kSub1, 17, 5000 + i));
+        EXPECT_EQ(m.port_set, (MappedPortSet{5000, 3}));
+        EXPECT_EQ(m.nonce, nonce_1_to_12());
+    }
+    EXPECT_EQ(server_.mappings_of(kSub1), 3u) << "each port counts against the quota";
+    // The answer's bytes carry the option, as a client reads it.
+    const auto decoded = decode_response(last_.reply);
+    ASSERT_TRUE(decoded);
+    EXPECT_EQ(decoded->options.port_set->size, 3u);
+}
+
+// Without the smaller grant, the second answer says 3 (or the NAT is asked for 3 and the
+// mappings exceed the quota); without the quota per port, the third set is granted.
+TEST_F(PcpServer, ASmallerSetIsGrantedAndEachPortCountsAgainstTheQuota) {
+    nat_.port_set_limit = 2;  // the NAT has 2 consecutive ports to give
+    Response r = send(port_set_request(kSub1, 6, 5000, 3, 600));
+    EXPECT_EQ(r.result, ResultCode::success);
+    EXPECT_EQ(r.options.port_set, std::optional<PortSet>(PortSet{2, 5000, false}));
+    EXPECT_EQ(last_.changes.size(), 2u);
+    EXPECT_EQ(server_.mappings_of(kSub1), 2u);
+    // One mapping left of the quota: a set of 3 is asked of the NAT as 1.
+    nat_.port_set_limit = 0xffff;
+    r = send(port_set_request(kSub1, 6, 6000, 3, 600));
+    EXPECT_EQ(r.result, ResultCode::success);
+    EXPECT_EQ(nat_.asked.back().port_set_size, 1u);
+    EXPECT_EQ(r.options.port_set->size, 1u);
+    EXPECT_EQ(server_.mappings_of(kSub1), 3u);
+    // None left: RFC 6887 §7.4 USER_EX_QUOTA, and nothing asked of the NAT.
+    const size_t asked = nat_.asked.size();
+    r = send(port_set_request(kSub1, 6, 7000, 2, 600));
+    EXPECT_EQ(r.result, ResultCode::user_ex_quota);
+    EXPECT_EQ(nat_.asked.size(), asked);
+}
+
+// Without the stop at ports already mapped, the NAT is asked for 2 (then 3) and the set
+// takes the single mapping's port (then the operator's).
+TEST_F(PcpServer, ASetEndsBeforeAnInternalPortAlreadyMapped) {
+    ASSERT_EQ(send(map_request(kSub1, 17, 5001, 600)).result, ResultCode::success);
+    Response r = send(port_set_request(kSub1, 17, 5000, 2, 600));
+    EXPECT_EQ(r.result, ResultCode::success);
+    EXPECT_EQ(nat_.asked.back().port_set_size, 1u);
+    EXPECT_EQ(r.options.port_set->size, 1u);
+    EXPECT_EQ(server_.mappings().at(key_of(kSub1, 17, 5001)).port_set.size, 0u)
+        << "the single mapping stays its own";
+    // An operator's mapping ends it too (§15).
+    nat_.statics.insert(key_of(kSub2, 6, 6001));
+    r = send(port_set_request(kSub2, 6, 6000, 3, 600));
+    EXPECT_EQ(r.result, ResultCode::success);
+    EXPECT_EQ(nat_.asked.back().port_set_size, 1u);
+    EXPECT_EQ(r.options.port_set->size, 1u);
+}
+
+// Without the P bit passed on, the set starts at 20000 (even) for an odd first internal port
+// and the answer's P bit is 0.
+TEST_F(PcpServer, ParityAskedIsKeptAndSaidInTheAnswer) {
+    const Response r = send(port_set_request(kSub1, 17, 5001, 2, 600, true));
+    EXPECT_EQ(r.result, ResultCode::success);
+    EXPECT_TRUE(nat_.asked.back().port_set_parity);
+    EXPECT_EQ(r.map->external_port, 20001);
+    EXPECT_EQ(r.options.port_set, std::optional<PortSet>(PortSet{2, 5001, true}));
+    // Without it asked, any parity; the answer's P bit stays 0.
+    const Response any = send(port_set_request(kSub2, 17, 5001, 1, 600, false), kSub2);
+    EXPECT_EQ(any.map->external_port, 20000);
+    EXPECT_FALSE(any.options.port_set->parity);
+}
+
+// Without the set treated as one: the refresh changes 1 mapping, the delete of 5001 succeeds
+// and removes one port, the delete of the set leaves 2 mappings, expiry removes 1.
+TEST_F(PcpServer, ASetIsRefreshedDeletedAndExpiredAsOne) {
+    ASSERT_EQ(send(port_set_request(kSub1, 17, 5000, 3, 600)).result, ResultCode::success);
+    clock_.advance_ms(100'000);
+    Response r = send(port_set_request(kSub1, 17, 5000, 3, 900));
+    EXPECT_EQ(r.result, ResultCode::success);
+    EXPECT_EQ(r.map->external_port, 20000);
+    EXPECT_EQ(r.options.port_set->size, 3u);
+    ASSERT_EQ(last_.changes.size(), 3u);
+    for (const Change& c : last_.changes) EXPECT_EQ(c.kind, Change::Kind::refreshed);
+    for (uint16_t i = 0; i < 3; ++i)
+        EXPECT_EQ(server_.mappings().at(key_of(kSub1, 17, 5000 + i)).expires_ms,
+                  clock_.now_ms() + 900'000);
+    // A refresh without the option still names the set by its first port.
+    r = send(map_request(kSub1, 17, 5000, 900));
+    EXPECT_EQ(r.result, ResultCode::success);
+    EXPECT_EQ(r.options.port_set->size, 3u);
+    // Another port of the set is not a mapping of its own: neither refreshed nor deleted.
+    EXPECT_EQ(send(map_request(kSub1, 17, 5001, 900)).result, ResultCode::not_authorized);
+    EXPECT_EQ(send(map_request(kSub1, 17, 5002, 0)).result, ResultCode::not_authorized);
+    EXPECT_EQ(server_.mappings_of(kSub1), 3u);
+    // New FILTERs reach the NAT for every port of the set.
+    Request filtered = port_set_request(kSub1, 17, 5000, 3, 900);
+    filtered.options.filters = {Filter{128, 0, v4("203.0.113.1")}};
+    EXPECT_EQ(send(filtered).result, ResultCode::success);
+    EXPECT_EQ(nat_.asked.back().port_set_size, 3u);
+    EXPECT_EQ(server_.mappings().at(key_of(kSub1, 17, 5002)).filters, filtered.options.filters);
+
+    // Deleted through its first port: all of it, given back to the NAT at once.
+    r = send(port_set_request(kSub1, 17, 5000, 3, 0));
+    EXPECT_EQ(r.result, ResultCode::success);
+    EXPECT_EQ(r.lifetime, 0u);
+    EXPECT_EQ(r.options.port_set->size, 3u);
+    ASSERT_EQ(last_.changes.size(), 3u);
+    for (const Change& c : last_.changes) EXPECT_EQ(c.kind, Change::Kind::removed);
+    EXPECT_EQ(server_.mappings_of(kSub1), 0u);
+    ASSERT_EQ(nat_.released_sets.size(), 1u);
+    EXPECT_EQ(nat_.released_sets[0], std::make_pair(key_of(kSub1, 17, 5000), uint16_t{3}));
+    EXPECT_TRUE(nat_.taken.empty());
+
+    // Expired: all of it, at the set's end of life.
+    ASSERT_EQ(send(port_set_request(kSub1, 17, 5000, 2, 600)).result, ResultCode::success);
+    clock_.advance_ms(599'000);
+    EXPECT_TRUE(server_.expire().empty());
+    clock_.advance_ms(1'000);
+    EXPECT_EQ(server_.expire().size(), 2u);
+    EXPECT_EQ(server_.mappings_of(kSub1), 0u);
+}
+
+// Without the set restored as one, the NAT is asked twice (once per port, no port_set_size)
+// and a member whose first port is not stored comes back alone.
+TEST_F(PcpServer, AStoredSetIsRestoredWhole) {
+    const uint64_t unix_now = 1'800'000'000'000ull;
+    PcpMapping kept;
+    kept.external = Endpoint{kPaired, 15000};
+    kept.nonce = nonce_1_to_12();
+    kept.client = IpAddress::from_ipv4(kSub1);
+    kept.expires_ms = unix_now + 300'000;
+    kept.port_set = MappedPortSet{80, 2};
+    PcpMapping second = kept;
+    second.external.port = 15001;
+    PcpMapping orphan = kept;  // its set's first port is not stored
+    orphan.port_set = MappedPortSet{90, 2};
+    orphan.external.port = 15011;
+    const auto dropped = server_.restore(10,
+                                         {{key_of(kSub1, 6, 80), kept},
+                                          {key_of(kSub1, 6, 81), second},
+                                          {key_of(kSub1, 6, 91), orphan}},
+                                         unix_now);
+    ASSERT_EQ(dropped.size(), 1u);
+    EXPECT_EQ(dropped[0].key, key_of(kSub1, 6, 91));
+    ASSERT_EQ(nat_.asked.size(), 1u);
+    EXPECT_EQ(nat_.asked[0].port_set_size, 2u);
+    EXPECT_TRUE(nat_.asked[0].exact);
+    const auto done = server_.poll_nat();
+    ASSERT_EQ(done.size(), 1u);
+    EXPECT_TRUE(done[0].restored);
+    EXPECT_EQ(server_.mappings_of(kSub1), 2u);
+    EXPECT_EQ(server_.mappings().at(key_of(kSub1, 6, 81)).external, second.external);
+    // The NAT cannot give it back whole: gone, every port, its client told once.
+    server_.remove_by_operator({});
+    nat_.port_set_limit = 1;
+    server_.restore(10, {{key_of(kSub1, 6, 80), kept}, {key_of(kSub1, 6, 81), second}}, unix_now);
+    const auto gone = server_.poll_nat();
+    ASSERT_EQ(gone.size(), 1u);
+    EXPECT_FALSE(gone[0].restored);
+    EXPECT_EQ(gone[0].changes.size(), 2u);
+    EXPECT_EQ(gone[0].gone.size(), 1u);
+    EXPECT_EQ(server_.mappings_of(kSub1), 0u);
+    EXPECT_TRUE(nat_.taken.empty()) << "what was granted went back";
+}
+
+// Without the set taken whole, the operator's selection of port 5001 leaves 5000 and 5002.
+TEST_F(PcpServer, TheOperatorRemovesASetWhole) {
+    ASSERT_EQ(send(port_set_request(kSub1, 17, 5000, 3, 600)).result, ResultCode::success);
+    Server::OperatorSelection which;
+    which.internal_port = 5001;
+    EXPECT_EQ(server_.remove_by_operator(which).size(), 3u);
+    EXPECT_EQ(server_.mappings_of(kSub1), 0u);
+}
+
+// RFC 7753 §4: the set starts at the MAP's internal port and cannot run past port 65535.
+// Without the checks, both are granted.
+TEST_F(PcpServer, AMalformedPortSetIsMalformedOption) {
+    Request r = port_set_request(kSub1, 17, 5000, 2, 600);
+    r.options.port_set->first_internal_port = 5001;
+    EXPECT_EQ(send(r).result, ResultCode::malformed_option);
+    EXPECT_EQ(send(port_set_request(kSub1, 17, 65535, 2, 600)).result,
+              ResultCode::malformed_option);
+    EXPECT_EQ(send(port_set_request(kSub1, 17, 65535, 1, 600)).result, ResultCode::success);
+    EXPECT_TRUE(nat_.asked.size() == 1u);
 }
 
 // ---- NAT-PMP (RFC 6886) on the same port ----------------------------------------------------

@@ -15,6 +15,8 @@
 #include "common/packet_builder.hpp"
 #include "control/pcp/codec.hpp"
 #include "control/pcp/natpmp.hpp"
+#include "control/pcp/server.hpp"
+#include "tests/control/pcp/fake_nat.hpp"
 #include "tests/control/pcp/pcp_test_util.hpp"
 
 namespace cgn::ctl::pcp::test {
@@ -45,6 +47,10 @@ const std::vector<std::string> kFields = {
     "portcontrol.option.description",
     "portcontrol.option.portset.size",
     "portcontrol.option.portset.parity",
+    // Wireshark 4.0 calls PORT_SET's second field "Assigned First Port" (first external port
+    // in its field name); RFC 7753 §4 has the first internal port there, the MAP's external
+    // port being the set's first.
+    "portcontrol.option.portset.rsp_assigned_first_external_port",
 };
 
 using Fields = std::map<std::string, std::string>;
@@ -233,6 +239,35 @@ TEST(PcpTshark, EveryResponseDecodesInWiresharksDissectorWithItsFields) {
         payloads.push_back(p);
     }
     expect_fields(all, through_tshark(payloads, kFields));
+}
+
+// The answer the PCP server (control/pcp/server.cpp) gives a MAP with PORT_SET (RFC 7753),
+// as Wireshark reads it: the set's size, its first internal port, the P bit, and the MAP's
+// external port the set's first. Without PORT_SET served, the answer has no PORT_SET (the
+// portset fields are absent and option.code is empty).
+TEST(PcpTshark, APortSetAnswerOfTheServerDecodesWithItsFields) {
+    common::ManualClock clock;
+    FakeNat nat;
+    ServerSettings settings;
+    settings.subscribers = {*common::Ipv4Prefix::parse("100.64.0.0/10")};
+    Server server(settings, nat, clock);
+    Request request = map_request(kSub1, 17, 5000, 600);
+    request.options.port_set = PortSet{4, 5000, true};
+    const Outcome out = serve_now(server, Received{kSub1, kClientPort, encoded_request(request)});
+    ASSERT_FALSE(out.reply.empty()) << out.dropped;
+    const std::vector<Case> all = {
+        {"MAP answer with PORT_SET",
+         {},
+         {{"portcontrol.opcode", "1"},
+          {"portcontrol.result_code", "0"},
+          {"portcontrol.map.internal_port", "5000"},
+          {"portcontrol.map.rsp_assigned_external_port", "20000"},
+          {"portcontrol.map.rsp_assigned_ext_ip", "::ffff:198.51.100.1"},
+          {"portcontrol.option.code", "130"},
+          {"portcontrol.option.portset.size", "4"},
+          {"portcontrol.option.portset.rsp_assigned_first_external_port", "5000"},
+          {"portcontrol.option.portset.parity", "1"}}}};
+    expect_fields(all, through_tshark({out.reply}, kFields));
 }
 
 // The NAT-PMP answers (RFC 6886) in Wireshark's NAT-PMP dissector.

@@ -35,6 +35,15 @@ class SeedWriter {
 public:
     SeedWriter(const PacketPathWorld& world, std::string dir) : w_(world), dir_(std::move(dir)) {}
 
+    // Runs `input` in a fresh world and returns what its PCP items did (the external
+    // endpoints the holds got: the seeds that follow send frames to them).
+    std::vector<PacketPathWorld::PcpResult> probe(const InputWriter& input) {
+        PacketPathWorld fresh;
+        fresh.keep_output(true);
+        fresh.run(input.bytes().data(), input.bytes().size());
+        return fresh.pcp_results();
+    }
+
     void write(const std::string& name, const InputWriter& input) {
         const std::string path = dir_ + "/" + name;
         std::ofstream out(path, std::ios::binary | std::ios::trunc);
@@ -55,8 +64,30 @@ public:
         }
         fresh.keep_output(true);
         fresh.run(input.bytes().data(), input.bytes().size());
-        std::printf("%-42s %5zu bytes, %3zu frames sent\n", name.c_str(), input.bytes().size(),
+        std::printf("%-42s %5zu bytes, %3zu frames sent", name.c_str(), input.bytes().size(),
                     fresh.output().size());
+        // Each PCP item: its tag, and the NatEngine's status and endpoint ("-": not made).
+        for (const auto& r : fresh.pcp_results()) {
+            if (!r.made)
+                std::printf(" %02x:-", r.tag);
+            else if (r.ext_port != 0)
+                std::printf(" %02x:%u@%s:%u", r.tag, r.status, r.ext_addr.to_string().c_str(),
+                            r.ext_port);
+            else
+                std::printf(" %02x:%u", r.tag, r.status);
+        }
+        // The PCP and filtering counters that moved, to see that the seed does what it says.
+        using common::Counter;
+        for (const Counter c : {Counter::pcp_requests_punted, Counter::pcp_answers_sent,
+                                Counter::drop_pcp_rate_limited, Counter::drop_pcp_punt_full,
+                                Counter::drop_pcp_from_outside, Counter::sessions_created_inbound,
+                                Counter::drop_out2in_filtered, Counter::sessions_filtered_out}) {
+            if (fresh.counter(c) != 0)
+                std::printf(" %s=%llu",
+                            std::string(common::kCounterNames[static_cast<size_t>(c)]).c_str(),
+                            static_cast<unsigned long long>(fresh.counter(c)));
+        }
+        std::printf("\n");
         ++written_;
     }
     unsigned written() const { return written_; }
@@ -95,6 +126,297 @@ std::vector<uint8_t> bytes_of(const char* text, size_t n) {
     std::vector<uint8_t> out(n);
     for (size_t i = 0; i < n; ++i) out[i] = static_cast<uint8_t>(text[i % 26]);
     return out;
+}
+
+// A PCP MAP request (RFC 6887 §7.1, §11.1) from `client` for its UDP port `internal_port`.
+std::vector<uint8_t> pcp_map_request(Ipv4Address client, uint16_t internal_port) {
+    std::vector<uint8_t> m(60, 0);
+    m[0] = 2;                         // version
+    m[1] = 1;                         // MAP
+    common::store_be32(&m[4], 7200);  // lifetime
+    m[18] = m[19] = 0xff;             // the client's address, IPv4-mapped
+    common::store_be32(&m[20], client.value);
+    for (size_t i = 0; i < 12; ++i) m[24 + i] = static_cast<uint8_t>(0xa0 + i);  // nonce
+    m[36] = ipv4::kProtoUdp;
+    common::store_be16(&m[40], internal_port);
+    return m;
+}
+
+// Seeds of the PCP items and of the worker's PCP punt path (issue 10).
+void write_pcp_seeds(const PacketPathWorld& w, SeedWriter& seeds) {
+    using Filter = InputWriter::Filter;
+    const test::Topology& t = w.topo();
+    const auto& flows = w.flows();
+    const auto& udp0 = flows[0];
+    const auto& udp1 = flows[3];
+    const Ipv4Address sub0 = w.subscriber(0), sub1 = w.subscriber(1);
+    const common::MacAddress mac0 = w.subscriber_mac(0), mac1 = w.subscriber_mac(1);
+    const common::MacAddress in_mac = w.inside_mac(), out_mac = w.outside_mac();
+    const uint8_t udp_sub0 = InputWriter::who(InputWriter::kSubscriber0, ipv4::kProtoUdp);
+    const uint8_t udp_sub1 = InputWriter::who(InputWriter::kSubscriber1, ipv4::kProtoUdp);
+    const uint8_t tcp_sub0 = InputWriter::who(InputWriter::kSubscriber0, ipv4::kProtoTcp);
+    const uint8_t tcp_sub1 = InputWriter::who(InputWriter::kSubscriber1, ipv4::kProtoTcp);
+    const uint8_t udp_silent = InputWriter::who(InputWriter::kSilentHost, ipv4::kProtoUdp);
+    const uint8_t udp_new = InputWriter::who(InputWriter::kNewHost, ipv4::kProtoUdp);
+    const uint8_t icmp_sub0 = InputWriter::who(InputWriter::kSubscriber0, ipv4::kProtoIcmp);
+
+    const auto request = [&](Ipv4Address src, common::MacAddress mac, uint16_t internal_port,
+                             Ipv4Address dst, uint16_t dst_port = PacketPathWorld::kPcpPort) {
+        return PacketBuilder()
+            .ethernet(mac, in_mac)
+            .ipv4(src, dst, 64, 0x500)
+            .udp(5350, dst_port)
+            .payload(pcp_map_request(src, internal_port))
+            .build();
+    };
+    const auto to_sub = [&](Ipv4Address src) {
+        return request(src, src == sub0 ? mac0 : mac1, 5000, t.inside.address);
+    };
+    const auto udp_in = [&](Ipv4Address src, uint16_t sport, Ipv4Address dst, uint16_t dport) {
+        return PacketBuilder()
+            .ethernet(t.gateway_mac, out_mac)
+            .ipv4(src, dst, 60, 0x510)
+            .udp(sport, dport)
+            .payload("inbound")
+            .build();
+    };
+    const auto tcp_in = [&](Ipv4Address src, uint16_t sport, Ipv4Address dst, uint16_t dport,
+                            uint8_t flags) {
+        return PacketBuilder()
+            .ethernet(t.gateway_mac, out_mac)
+            .ipv4(src, dst, 60, 0x511)
+            .tcp(sport, dport, flags, 9000, (flags & tcp::kAck_) != 0 ? 101 : 0)
+            .build();
+    };
+    // The external endpoint of a hold (the last item of `prefix`), from a fresh world.
+    const auto held_at = [&](const InputWriter& prefix) {
+        const auto results = seeds.probe(prefix);
+        const auto& r = results.back();
+        if (!r.made || r.status != 0) {
+            std::fprintf(stderr, "a seed's hold was refused\n");
+            std::exit(1);
+        }
+        return std::pair<Ipv4Address, uint16_t>(r.ext_addr, r.ext_port);
+    };
+
+    // --- The punt path: requests to the ring, answers from it.
+    seeds.write(
+        "pcp-request-punted-and-answered",
+        InputWriter().frame(kInside, 0, to_sub(sub0)).tick().answer(0).answer(0, 0, 3, 0x40));
+    seeds.write("pcp-requests-both-workers-answered",
+                InputWriter()
+                    .frame(kInside, 0, to_sub(sub0))
+                    .frame(kInside, 0, to_sub(sub1))  // handed over to its owner
+                    .frame(kInside, 1, to_sub(sub1))
+                    .tick()
+                    .answer(0)
+                    .answer(1)
+                    .answer(2, 0, 1, 0x01));
+    {
+        InputWriter in;
+        for (int i = 0; i < 6; ++i) in.frame(kInside, 0, to_sub(sub0));
+        in.tick(40).frame(kInside, 0, to_sub(sub0));  // 12.8 s later: refilled
+        seeds.write("pcp-request-rate-limited", in);
+    }
+    {
+        InputWriter in;
+        for (int i = 0; i < 4; ++i)
+            in.frame(kInside, 0, to_sub(sub0)).frame(kInside, 1, to_sub(sub1));
+        seeds.write("pcp-request-ring-full", in);
+    }
+    seeds.write("pcp-request-from-outside",
+                InputWriter()
+                    .frame(kOutside, 0, udp_in(t.server1, 5350, t.outside.address, 5351))
+                    .frame(kOutside, 1, udp_in(t.server1, 5350, t.inside.address, 5351)));
+    {
+        // From a source off the inside prefix (punted, not answered: §18), to another port,
+        // and in fragments (not a request the worker reads).
+        const Ipv4Address off_prefix = test::Topology::ip("203.0.113.99");
+        Frame fragmented = to_sub(sub0);
+        common::store_be16(&fragmented[eth::kHeaderLength + ipv4::kFragment],
+                           ipv4::kFlagMoreFragments);
+        common::store_be16(&fragmented[eth::kHeaderLength + ipv4::kChecksum], 0);
+        common::store_be16(&fragmented[eth::kHeaderLength + ipv4::kChecksum],
+                           common::checksum_finish(common::checksum_partial(
+                               &fragmented[eth::kHeaderLength], ipv4::kMinHeaderLength)));
+        seeds.write("pcp-request-odd-sources",
+                    InputWriter()
+                        .frame(kInside, 0, request(off_prefix, mac0, 5000, t.inside.address))
+                        .frame(kInside, 1, request(sub1, mac1, 5000, t.inside.address, 5352))
+                        .frame(kInside, 0, fragmented)
+                        .tick()
+                        .answer(0));
+    }
+    seeds.write("pcp-unsolicited-answers",
+                InputWriter()
+                    .answer(InputWriter::kSubscriber0, InputWriter::kUnsolicited)
+                    .answer(InputWriter::kSilentHost, InputWriter::kUnsolicited)  // ARP first
+                    .answer(InputWriter::kNewHost, InputWriter::kUnsolicited, 7, 0x11)
+                    .tick(12)
+                    .tick(12));
+
+    // --- RFC 6887 §13.3: a hold with a FILTER, inbound from a listed and a non-listed peer,
+    // a refresh with other filters (the session it no longer admits removed), a release.
+    {
+        InputWriter hold;
+        hold.hold(udp_sub0, 5000, {Filter{t.server1, 32}});
+        const auto [addr, port] = held_at(hold);
+        InputWriter in = hold;
+        in.frame(kOutside, 0, udp_in(t.server1, 7000, addr, port))    // listed: delivered
+            .frame(kOutside, 1, udp_in(t.server2, 7000, addr, port))  // not listed: filtered
+            .hold(udp_sub0, 5000, {Filter{t.server2, 32, 7000}})      // server1's session ends
+            .frame(kOutside, 0, udp_in(t.server1, 7000, addr, port))  // filtered now
+            .frame(kOutside, 0, udp_in(t.server2, 7000, addr, port))  // listed now
+            .frame(kOutside, 1, udp_in(t.server2, 7001, addr, port))  // not this port
+            .release(udp_sub0, 5000)
+            .frame(kOutside, 1, udp_in(t.server1, 7002, addr, port))  // ordinary mapping again
+            .tick(100);
+        seeds.write("pcp-hold-filter-listed-not-listed-refresh-release", in);
+    }
+    {
+        InputWriter hold;
+        hold.hold(tcp_sub1, 6000, {Filter{t.server2, 32, 443}});
+        const auto [addr, port] = held_at(hold);
+        InputWriter in = hold;
+        in.frame(kOutside, 0, tcp_in(t.server2, 443, addr, port, tcp::kSyn))    // admitted
+            .frame(kOutside, 1, tcp_in(t.server2, 444, addr, port, tcp::kSyn))  // filtered
+            .frame(kOutside, 0, tcp_in(t.server1, 443, addr, port, tcp::kSyn))  // filtered
+            .tick()  // the SYN first, then the subscriber's answer
+            .frame(kInside, 1,
+                   PacketBuilder()
+                       .ethernet(mac1, in_mac)
+                       .ipv4(sub1, t.server2, 64, 0x520)
+                       .tcp(6000, 443, tcp::kSyn | tcp::kAck_, 100, 9001)
+                       .build())
+            .hold(tcp_sub1, 6000, {Filter{t.server1, 32, 443}})  // the server2 session ends
+            .frame(kInside, 1,
+                   PacketBuilder()
+                       .ethernet(mac1, in_mac)
+                       .ipv4(sub1, t.server2, 64, 0x521)
+                       .tcp(6000, 443, tcp::kAck_, 101, 9001)
+                       .build());
+        seeds.write("pcp-hold-tcp-filtered-syn", in);
+    }
+    {
+        // 16 filters on the prelude's UDP flow of subscriber 1 (its own flow stays).
+        std::vector<Filter> sixteen;
+        for (uint8_t i = 0; i < 16; ++i)
+            sixteen.push_back(Filter{Ipv4Address{t.server2.value + i * 256u},
+                                     static_cast<uint8_t>(17 + i), static_cast<uint16_t>(i * 7)});
+        seeds.write(
+            "pcp-hold-existing-flow-16-filters",
+            InputWriter()
+                .hold(udp_sub1, udp1.internal_port, sixteen)
+                .frame(kOutside, 0,
+                       udp_in(udp1.remote_addr, udp1.remote_port, udp1.external_addr,
+                              udp1.external_port))
+                .frame(kOutside, 1,
+                       udp_in(t.gateway, 9, udp1.external_addr,
+                              udp1.external_port))   // filtered
+                .hold(udp_sub1, udp1.internal_port)  // no filters: anyone
+                .frame(kOutside, 1, udp_in(t.gateway, 9, udp1.external_addr, udp1.external_port))
+                .release(udp_sub1, udp1.internal_port));
+    }
+    {
+        // A suggested port in a free block of worker 0's share (block 10), exact; one in worker
+        // 1's (block 11): refused when exact, another port otherwise; an address not the pool's;
+        // ICMP, which PCP does not map.
+        const uint16_t ours = 1024 + 10 * 64 + 5, theirs = 1024 + 11 * 64 + 5;
+        InputWriter hold;
+        hold.hold(udp_sub0, 5100, {}, ours, InputWriter::kExact);
+        const auto [addr, port] = held_at(hold);
+        InputWriter in = hold;
+        in.hold(udp_sub0, 5101, {}, theirs, InputWriter::kExact)
+            .hold(udp_sub0, 5101, {}, theirs)
+            .hold(udp_sub0, 5102, {}, ours, static_cast<uint8_t>(InputWriter::kExact | (5 << 1)))
+            .hold(udp_sub0, 5103, {}, static_cast<uint16_t>(ours + 1),
+                  static_cast<uint8_t>(InputWriter::kExact | InputWriter::suggest_pool_address(2)))
+            .hold(icmp_sub0, 5104)
+            .frame(kOutside, 0, udp_in(t.server1, 4000, addr, port));
+        seeds.write("pcp-hold-suggested-exact-and-refused", in);
+    }
+    seeds.write("pcp-filter-sets-run-out",
+                InputWriter()
+                    .hold(udp_sub0, 5000, {Filter{t.server1, 32}})
+                    .hold(udp_sub0, 5001, {Filter{t.server1, 32}})
+                    .hold(udp_sub0, 5002, {Filter{t.server1, 32}})
+                    .hold(udp_sub0, 5003, {Filter{t.server1, 32}})
+                    .hold(udp_sub0, 5004, {Filter{t.server1, 32}})  // no set left: refused
+                    .hold(udp_sub0, 5004)                           // needs none
+                    .hold(udp_sub0, 5004, {Filter{t.server2, 32}})  // still none
+                    .release(udp_sub0, 5000)
+                    .hold(udp_sub0, 5004, {Filter{t.server2, 32}})
+                    .hold(udp_sub1, 5000, {Filter{t.server1, 8}}));  // the other worker's sets
+    seeds.write("pcp-peer-flows",
+                InputWriter()
+                    .peer(tcp_sub0, 6000, t.server1, 443)
+                    .peer(udp_sub0, udp0.internal_port, udp0.remote_addr, udp0.remote_port)
+                    .peer(icmp_sub0, 7, t.server1, 7)
+                    .peer(udp_new, 5353, t.server2, 5353)
+                    .frame(kOutside, 0,
+                           udp_in(udp0.remote_addr, udp0.remote_port, udp0.external_addr,
+                                  udp0.external_port))
+                    .tick(200)
+                    .peer(udp_sub0, udp0.internal_port, udp0.remote_addr, udp0.remote_port));
+    seeds.write("pcp-paired-address",
+                InputWriter()
+                    .paired_address(udp_new)
+                    .paired_address(udp_sub0)
+                    .paired_address(udp_silent)
+                    .hold(udp_new, 4000)
+                    .release(udp_new, 4000)
+                    .tick(70)  // 39 s: past the hold-down, the block and the pairing go
+                    .paired_address(udp_new));
+    seeds.write(
+        "pcp-hold-outlives-its-sessions",
+        InputWriter()
+            .hold(udp_sub0, udp0.internal_port)
+            .tick(255)
+            .tick(255)
+            .frame(kOutside, 1, udp_in(t.server2, 9999, udp0.external_addr, udp0.external_port))
+            .release(udp_sub0, udp0.internal_port)
+            .tick(255)
+            .frame(kOutside, 0, udp_in(t.server2, 9999, udp0.external_addr, udp0.external_port)));
+    {
+        InputWriter hold;
+        hold.hold(udp_silent, 5000, {Filter{t.server1, 24}});
+        const auto [addr, port] = held_at(hold);
+        InputWriter in = hold;
+        in.frame(kOutside, 0, udp_in(t.server1, 53, addr, port))  // waits for ARP
+            .tick(1)
+            .release(udp_silent, 5000)
+            .release(udp_silent, 5000)              // not held any more
+            .release(udp_sub0, udp0.internal_port)  // never held
+            .hold(udp_sub0, 0)                      // not asked by the server: skipped
+            .peer(udp_sub0, 5000, t.server1, 0);
+        seeds.write("pcp-release-and-skipped-items", in);
+    }
+    {
+        // Everything at once: requests, holds, answers and frames to the held endpoints.
+        InputWriter hold;
+        hold.hold(udp_sub1, 5000, {Filter{t.server1, 32}, Filter{t.server2, 32, 53}});
+        const auto [addr, port] = held_at(hold);
+        InputWriter in = hold;
+        in.frame(kInside, 0, to_sub(sub0))
+            .frame(kOutside, 0, udp_in(t.server1, 1, addr, port))
+            .frame(kInside, 1, to_sub(sub1))
+            .frame(kOutside, 1, udp_in(t.server2, 53, addr, port))
+            .frame(kOutside, 1, udp_in(t.server2, 54, addr, port))
+            .hold(udp_sub0, 5000, {Filter{t.server1, 32}})
+            .answer(0)
+            .frame(kInside, 1,
+                   PacketBuilder()
+                       .ethernet(mac1, in_mac)
+                       .ipv4(sub1, t.server1, 64, 0x530)
+                       .udp(5000, 1)
+                       .payload("reply")
+                       .build())
+            .answer(1, 0, 30, 0x77)
+            .tick(3)
+            .peer(udp_sub1, 5001, t.server2, 53)
+            .release(udp_sub1, 5000);
+        seeds.write("pcp-mixed", in);
+    }
 }
 
 void write_seeds(const PacketPathWorld& w, const std::string& dir) {
@@ -543,6 +865,7 @@ void write_seeds(const PacketPathWorld& w, const std::string& dir) {
             .frame(kOutside, 1, in_frags[1]);
         seeds.write("mixed-burst", in);
     }
+    write_pcp_seeds(w, seeds);
     std::printf("%u seeds written to %s\n", seeds.written(), dir.c_str());
 }
 
@@ -613,6 +936,16 @@ void write_dictionary(const PacketPathWorld& w, const std::string& path) {
     d.add("icmp_frag_needed", {icmp::kDestUnreachable, icmp::kCodeFragmentationNeeded});
     d.add("icmp_time_exceeded", {icmp::kTimeExceeded, 0});
     d.add("tick", {PacketPathWorld::kTickTag});
+    d.add("pcp_hold", {PacketPathWorld::kHoldTag});
+    d.add("pcp_release", {PacketPathWorld::kReleaseTag});
+    d.add("pcp_peer", {PacketPathWorld::kPeerTag});
+    d.add("pcp_paired", {PacketPathWorld::kPairedTag});
+    d.add("pcp_answer", {PacketPathWorld::kAnswerTag});
+    d.add16("port_pcp", PacketPathWorld::kPcpPort);
+    d.add16("port_pcp_client", 5350);
+    d.add("pcp_map_request", {2, 1, 0, 0});
+    d.add("pcp_filter_host", {31});  // a filter's length byte: /32
+    d.add("pcp_ipv4_mapped", {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff});
     std::ofstream out(path, std::ios::trunc);
     out << d.text();
     if (!out) {
