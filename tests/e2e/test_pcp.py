@@ -60,10 +60,14 @@ def listen(net, port):
     return p
 
 
-def connect_from_outside(net, addr, port, timeout=5.0) -> str:
-    r = net.run("ext1", [ct.PYTHON, "-c", CONNECT, addr, str(port), str(timeout)], check=False,
+def connect_from(net, host, addr, port, timeout=5.0) -> str:
+    r = net.run(host, [ct.PYTHON, "-c", CONNECT, addr, str(port), str(timeout)], check=False,
                 timeout=timeout + 10)
     return r.stdout.strip()
+
+
+def connect_from_outside(net, addr, port, timeout=5.0) -> str:
+    return connect_from(net, "ext1", addr, port, timeout)
 
 
 def pcp_list(c) -> list[str]:
@@ -202,12 +206,6 @@ def test_mappings_survive_kill_9(net, tmp_path):
     listener.communicate(timeout=5)
     rc, announced, r = cgn_pcp(net, "announce")
     assert rc == 0 and announced["epoch"] >= 1, r.stdout
-
-
-def connect_from(net, host, addr, port, timeout=5.0) -> str:
-    r = net.run(host, [ct.PYTHON, "-c", CONNECT, addr, str(port), str(timeout)], check=False,
-                timeout=timeout + 10)
-    return r.stdout.strip()
 
 
 @pytest.mark.parametrize("mode", ["endpoint-independent", "address-and-port-dependent"])

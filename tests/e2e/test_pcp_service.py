@@ -16,6 +16,7 @@ import pytest
 import cgn_topology as ct
 from conftest import assert_pool
 from test_live import control
+from test_pcp import connect_from_outside
 
 SUB1 = ct.HOSTS["sub1"].ip
 SUB2 = ct.HOSTS["sub2"].ip
@@ -39,15 +40,6 @@ c, a = s.accept()
 c.sendall(sys.argv[2].encode())
 print("accepted", a[0], a[1], flush=True)
 c.close()
-"""
-
-CONNECT = """
-import socket, sys
-try:
-    s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=float(sys.argv[3]))
-    print(s.recv(100).decode())
-except OSError as e:
-    print("failed", type(e).__name__)
 """
 
 # A subscriber flooding the server with well-formed PCP MAP requests (RFC 6887 §7.1 header,
@@ -134,10 +126,6 @@ def listen(net, host, port, greeting):
     return p
 
 
-def connect_from_outside(net, addr, port, timeout=5.0) -> str:
-    r = net.run("ext1", [ct.PYTHON, "-c", CONNECT, addr, str(port), str(timeout)], check=False,
-                timeout=timeout + 10)
-    return r.stdout.strip()
 
 
 def pcp_list(c) -> list[str]:
