@@ -67,7 +67,14 @@ private:
                 break;
         }
         const pcp::MappingKey& k = q.key;
-        if (held.count(k)) broken("a second reservation for one internal endpoint");
+        if (held.count(k)) {
+            // A refresh that changes the mapping's FILTERs asks again, at the endpoint it holds
+            // (the dataplane answers a held mapping with itself, §11.3); anything else would be
+            // a second reservation of one internal endpoint.
+            if (!q.suggested || !(*q.suggested == held[k]))
+                broken("a second reservation for one internal endpoint");
+            return {pcp::ResultCode::success, held[k]};
+        }
         if (k.internal_port % 7 == 0) {
             held[k] = pcp::Endpoint{paired, uint16_t(k.internal_port | 1)};
             return {pcp::ResultCode::success, held[k]};
