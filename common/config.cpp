@@ -493,7 +493,7 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
         // Offline answers (RFC 7422: the mapping is known from the configuration alone).
         if (vm.count("lookup")) {
             out.action = ParseOutcome::Action::answer;
-            out.help_text = deterministic_lookup(out.config, vm["lookup"].as<std::string>());
+            out.help_text = deterministic_lookup(out.config, vm["lookup"].as<std::string>()) + "\n";
         } else if (vm["deterministic-table"].as<bool>()) {
             out.action = ParseOutcome::Action::answer;
             out.help_text = deterministic_table(out.config);

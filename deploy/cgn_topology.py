@@ -366,7 +366,7 @@ class Cgnd:
                                     f"command: {shlex.join(self.argv)}\n" + self.output())
                 self._cond.wait(min(left, 0.2))
 
-    def counters(self, timeout: float = 5.0) -> dict[str, int]:
+    def counters(self, timeout: float = 15.0) -> dict[str, int]:
         """Send SIGUSR1 and return the counter block it prints."""
         with self._cond:
             n = len(self.blocks)
@@ -434,6 +434,15 @@ def default_workers() -> int:
     return int(os.environ.get("CGN_WORKERS", "1"))
 
 
+def lcore_layout(workers: int, cpus: int) -> str:
+    """EAL --lcores for the main lcore 0 on CPU 0 and worker lcores 1..workers on the other
+    CPUs in turn (all on CPU 0 when it is the only one)."""
+    others = cpus - 1
+    places = ["0@0"] + [f"{l}@{1 + (l - 1) % others if others else 0}"
+                        for l in range(1, workers + 1)]
+    return ",".join(places)
+
+
 def cgnd_argv(binary=None, *, pool=(str(POOL),), filtering=None, max_sessions=65536,
               eal=None, extra=(), pmd="net_af_packet", workers=None,
               outside_gateway=None) -> list[str]:
@@ -445,9 +454,11 @@ def cgnd_argv(binary=None, *, pool=(str(POOL),), filtering=None, max_sessions=65
     eal = eal or eal_args(f"cgn{os.getpid()}")
     queues = ""
     if workers > 1:
-        # One queue per worker on each port; the workers' lcores share this machine's CPUs.
-        cpus = os.cpu_count() or 1
-        eal += " --lcores " + ",".join(f"{l}@{l % cpus}" for l in range(workers + 1))
+        # One queue per worker on each port. The workers poll without pause, so they get CPUs
+        # 1.. between them and CPU 0 stays with the control thread (main lcore), the tests and
+        # the kernel's veth work: on a 2-CPU machine both workers share CPU 1. (With a worker
+        # polling on each CPU, CI's two-worker runs saw stalls of tens of seconds.)
+        eal += " --lcores " + lcore_layout(workers, os.cpu_count() or 1)
         queues = f",qpairs={workers}" if pmd == "net_af_packet" else f",queue_count={workers}"
     argv = [str(binary or cgnd_path()),
             "--eal-args", eal,

@@ -8,7 +8,8 @@
 #   and PCP service 30 s each,
 #   the benchmark smoke run, and
 #   end-to-end tests (network namespaces, real Linux TCP/UDP/ICMP through cgnd; needs root),
-#   with one worker and with two.
+#   with one worker and with two (a failed end-to-end test, at most 3 of a run, is run once more
+#   and named "flaky:" when it passes then).
 # Ends with one line "N passed, M failed, K skipped" over all test cases (GoogleTest and pytest
 # skips counted); exit status 0 only if none failed. The end-to-end suite skipped as a whole (not
 # root, or no cgnd) counts as a failure: a run that did not test end to end does not pass.
@@ -133,6 +134,25 @@ for workers in 1 2; do
   s=$(echo "$summary" | grep -Eo '[0-9]+ skipped' | cut -d' ' -f1)
   p=${p:-0}; f=${f:-0}; s=${s:-0}
   if [ "$e2e_rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+  # A few failed tests are run once more, each in a new pytest (new namespaces, new cgnd): a
+  # test that passes then is reported as flaky by name and counted as passed; one that fails
+  # again stays failed. More than 3 failures is not a hiccup of the machine: no second try.
+  # (CI's machine has stalled for tens of seconds under load from elsewhere: a 50 ms command
+  # timed out at 20 s, while the same commit passed whole here.)
+  mapfile -t failed_ids < <(grep -E '^(FAILED|ERROR) tests/' "$log" | awk '{print $2}' | sort -u)
+  if [ "$f" -gt 0 ] && [ "$f" -le 3 ] && [ "${#failed_ids[@]}" -eq "$f" ]; then
+    for id in "${failed_ids[@]}"; do
+      rerun_log="$logdir/e2e-$workers-rerun-$(echo "$id" | tr -c 'A-Za-z0-9_.-' '_').log"
+      if CGN_WORKERS=$workers CGND=$e2e_cgnd /usr/bin/python3 -m pytest -q -rfEs --timeout 300 \
+          -p no:cacheprovider "$id" > "$rerun_log" 2>&1; then
+        echo "flaky: $id failed, then passed when run again ($rerun_log)"
+        p=$((p + 1)); f=$((f - 1))
+      else
+        echo "failed again: $id ($rerun_log)"
+        tail -n 40 "$rerun_log"
+      fi
+    done
+  fi
   # Tests that build namespaces skip as a whole without root or cgnd (conftest.py says why).
   netns_skips=$(grep -cE '^SKIPPED .*(need root|cgnd not built)' "$log")
   if [ -n "$e2e_missing" ] || [ "$netns_skips" -gt 0 ]; then

@@ -62,6 +62,8 @@ def test_deterministic_lookup_offline():
     assert r.returncode == 0, r.stderr
     first = 1024 + 11 * 2016
     assert f"198.51.100.0 ports {first}-{first + 2015}" in r.stdout, r.stdout
+    # One line, ended: the operator's shell prompt does not follow on the same line.
+    assert r.stdout.endswith("\n") and r.stdout.count("\n") == 1, repr(r.stdout)
     r = run_cgnd(argv + ["--lookup", f"198.51.100.0:{first + 7}"])
     assert r.returncode == 0, r.stderr
     assert "100.64.0.11" in r.stdout, r.stdout
