@@ -292,6 +292,10 @@ std::string PcpDaemon::counter_lines() const {
         const pcp::ServiceTally& s = service_->tally();
         add("pcp_answered", s.answered);
         add("pcp_dropped", s.dropped);
+        add("pcp_dropped_not_subscriber", s.dropped_not_subscriber);
+        add("pcp_dropped_over_rate", s.dropped_over_rate);
+        add("pcp_dropped_too_many_waiting", s.dropped_too_many_waiting);
+        add("pcp_dropped_not_a_request", s.dropped_not_a_request);
         add("pcp_store_failures", s.store_failures);
         add("pcp_restored", s.restored);
         add("pcp_expired", s.expired);

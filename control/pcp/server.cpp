@@ -251,10 +251,12 @@ Outcome Server::handle(const Received& received) {
     // most their rate: both before any work.
     if (!is_subscriber(received.source)) {
         out.dropped = "source is not a subscriber address";
+        out.drop_reason = DropReason::not_subscriber;
         return out;
     }
     if (!within_rate(received.source)) {
         out.dropped = "subscriber over its request rate";
+        out.drop_reason = DropReason::over_rate;
         return out;
     }
     return serve_admitted(received);
@@ -292,6 +294,7 @@ Outcome Server::wait_behind(const Received& received, common::Ipv4Address subscr
     Queue& q = queues_[subscriber.value];
     if (q.behind.size() >= kMaxBehind) {
         out.dropped = "too many requests of the subscriber waiting for the NAT";
+        out.drop_reason = DropReason::too_many_waiting;
         return out;
     }
     std::vector<uint8_t> bytes(received.payload.begin(), received.payload.end());
@@ -395,6 +398,7 @@ Outcome Server::serve_request(const Received& received) {
     Context c{received, d.request, received.source, {}};
     if (d.kind == Decoded::Kind::drop) {
         out.dropped = d.reason;
+        out.drop_reason = DropReason::not_a_request;
         return out;
     }
     if (d.kind == Decoded::Kind::error) return answer(c, d.error);
@@ -774,6 +778,7 @@ Outcome Server::serve_natpmp(const Received& received) {
     const natpmp::Decoded d = natpmp::decode_request(received.payload);
     if (d.kind == natpmp::Decoded::Kind::drop) {
         out.dropped = d.reason;
+        out.drop_reason = DropReason::not_a_request;
         return out;
     }
     out.reply.resize(kMaxMessage);

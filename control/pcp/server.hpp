@@ -190,13 +190,23 @@ struct Received {
     uint64_t tag = 0;  // the transport's, given back with the outcome
 };
 
+// Why a request got no answer (Outcome::drop_reason), each counted apart.
+enum class DropReason : uint8_t {
+    none,
+    not_subscriber,    // the source is outside the subscribers served (§18)
+    over_rate,         // the subscriber is over its request rate (§18)
+    too_many_waiting,  // kMaxBehind of the subscriber's requests already wait for the NAT
+    not_a_request,     // too short, a response, or not PCP/NAT-PMP (§8.3: no answer)
+};
+
 struct Outcome {
     uint64_t tag = 0;             // the request's (Received::tag)
     common::Ipv4Address to;       // the request's source address and port: where to answer
     uint16_t to_port = 0;
     bool pending = false;         // the answer comes later, from Server::answered()
     std::vector<uint8_t> reply;   // empty (and not pending): nothing to send (dropped)
-    std::string_view dropped;     // why nothing is sent (counted by the caller)
+    std::string_view dropped;     // why nothing is sent, in words (for logs)
+    DropReason drop_reason = DropReason::none;  // the same, counted by the caller
     ResultCode result = ResultCode::success;  // of the reply
     std::vector<Change> changes;  // to store before the reply is sent
     std::vector<uint8_t> unstored;  // the reply instead when the changes cannot be stored

@@ -95,6 +95,16 @@ std::vector<Answer> Service::serve(std::span<const Received> batch) {
     return conclude(std::move(done));
 }
 
+void Service::count_drop(DropReason why) {
+    switch (why) {
+    case DropReason::not_subscriber: ++tally_.dropped_not_subscriber; break;
+    case DropReason::over_rate: ++tally_.dropped_over_rate; break;
+    case DropReason::too_many_waiting: ++tally_.dropped_too_many_waiting; break;
+    case DropReason::not_a_request: ++tally_.dropped_not_a_request; break;
+    case DropReason::none: break;  // every drop names its reason (PcpService tests)
+    }
+}
+
 std::vector<Answer> Service::conclude(std::vector<Outcome> done) {
     std::vector<Answer> answers;
     std::vector<std::pair<size_t, size_t>> changed;  // (answer, outcome) waiting for the commit
@@ -109,6 +119,7 @@ std::vector<Answer> Service::conclude(std::vector<Outcome> done) {
         }
         if (out.reply.empty()) {
             ++tally_.dropped;
+            count_drop(out.drop_reason);
             dropped_tags_.push_back(out.tag);
             continue;
         }

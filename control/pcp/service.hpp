@@ -28,7 +28,11 @@ struct Answer {
 struct ServiceTally {
     uint64_t requests = 0;
     uint64_t answered = 0;
-    uint64_t dropped = 0;         // no answer (a non-subscriber, over the rate, malformed)
+    uint64_t dropped = 0;         // no answer, whatever the reason; by reason:
+    uint64_t dropped_not_subscriber = 0;    // source outside the subscribers served
+    uint64_t dropped_over_rate = 0;         // the server's own rate check (the worker's first)
+    uint64_t dropped_too_many_waiting = 0;  // behind a request to the NAT, queue full
+    uint64_t dropped_not_a_request = 0;     // too short, a response, not PCP or NAT-PMP
     uint64_t store_failures = 0;  // batches the store could not commit
     uint64_t restored = 0;        // mappings back at start
     uint64_t expired = 0;
@@ -90,6 +94,7 @@ private:
     bool record(const std::vector<Change>& changes);
     // Stores and releases what `done` holds; the answers to send.
     std::vector<Answer> conclude(std::vector<Outcome> done);
+    void count_drop(DropReason why);
     void tell_gone(const MappingKey& key, const PcpMapping& m);
     bool commit();
 

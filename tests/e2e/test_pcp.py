@@ -159,6 +159,29 @@ def test_requests_from_the_outside_are_dropped(net):
     assert ct.counter_delta(before, after, "pcp_requests_punted") == 0
 
 
+def test_unanswered_requests_are_counted_by_reason(net):
+    """§18 and §8.3: a source outside --pcp-subscribers and a datagram that is no request get
+    no answer; each is counted under its reason, and the reasons add up to pcp_dropped."""
+    sub2 = ct.HOSTS["sub2"].ip
+    c = net.start_cgnd(extra=["--pcp-subscribers", f"{sub2}/32"])
+    before = c.counters()
+    # sub1 is not served: cgn-pcp's ANNOUNCE goes unanswered (it retransmits within 2 s).
+    r = net.run("sub1", [CGN_PCP, "--server", ct.CGN_INSIDE, "--timeout", "2", "announce"],
+                check=False, timeout=15)
+    assert r.returncode != 0, r.stdout
+    # sub2 is served, but one octet is no request (§8.3: silently dropped).
+    agent = net.agent("sub2")
+    agent.send(ct.CGN_INSIDE, 5351, "\x02")
+    time.sleep(0.5)
+    assert agent.recv(timeout=1.0) == []
+    after = c.counters()
+    outsider = ct.counter_delta(before, after, "pcp_dropped_not_subscriber")
+    assert outsider >= 1, after
+    assert ct.counter_delta(before, after, "pcp_dropped_not_a_request") == 1, after
+    assert ct.counter_delta(before, after, "pcp_dropped") == outsider + 1, after
+    assert ct.counter_delta(before, after, "pcp_answered") == 0, after
+
+
 def test_natpmpc_maps_a_port(net):
     """RFC 6886 with Debian's natpmpc: the public address (§3.2), then a TCP mapping (§3.3)
     that an outside host connects through; it shares the PCP server's mappings."""

@@ -639,6 +639,28 @@ TEST_F(PcpServer, ParityAskedIsKeptAndSaidInTheAnswer) {
     EXPECT_FALSE(any.options.port_set->parity);
 }
 
+// The same for a set: the operator maps its middle port while the NAT is asked. Without the
+// second look in finish_port_set, the set is made around the static mapping's port.
+TEST_F(PcpServer, AStaticMappingMadeWhileASetIsAskedSendsTheSetBackWhole) {
+    nat_.defer = true;
+    ASSERT_TRUE(server_.handle(Received{kSub1, kClientPort,
+                                        encoded_request(port_set_request(kSub1, 17, 5100, 3, 600)),
+                                        1})
+                    .pending);
+    ASSERT_EQ(nat_.asked.back().port_set_size, 3u);
+    nat_.statics.insert(MappingKey{kSub1, 17, 5101});  // the operator's `static add`, meanwhile
+    nat_.answer_later();
+    const auto done = server_.poll_nat();
+    ASSERT_EQ(done.size(), 1u);
+    EXPECT_EQ(decode_response(done[0].reply)->result, ResultCode::not_authorized);
+    EXPECT_TRUE(done[0].changes.empty());
+    EXPECT_EQ(server_.mappings_of(kSub1), 0u);
+    for (uint16_t port = 5100; port < 5103; ++port)
+        EXPECT_EQ(nat_.reserved.count(MappingKey{kSub1, 17, port}), 0u) << port;
+    ASSERT_EQ(nat_.released_sets.size(), 1u) << "given back as one set";
+    EXPECT_EQ(nat_.released_sets[0].second, 3u);
+}
+
 // Without the set treated as one: the refresh changes 1 mapping, the delete of 5001 succeeds
 // and removes one port, the delete of the set leaves 2 mappings, expiry removes 1.
 TEST_F(PcpServer, ASetIsRefreshedDeletedAndExpiredAsOne) {

@@ -37,6 +37,54 @@ struct Node {
     Service service;
 };
 
+// Each request dropped unanswered is counted under its reason (cgnd's pcp_dropped_* lines),
+// and the reasons add up to pcp_dropped. Without them an operator cannot tell a source outside
+// --pcp-subscribers from a flooding subscriber or a broken client.
+TEST(PcpService, EachDropIsCountedUnderItsReason) {
+    ServerSettings s = settings();
+    s.requests_per_second = 1;
+    s.request_burst = 40;
+    common::ManualClock clock{5'000};
+    common::ManualClock wall{1'800'000'000'000ull};
+    FakeNat nat;
+    Server server(s, nat, clock);
+    Service service(server, nullptr, wall);
+    const Bytes q = map_bytes(kSub1, 80, 600);
+    Bytes response = q;
+    response[1] |= 0x80;  // the R bit: a response, which a server drops (§8.3)
+    const Bytes one_octet = {2};
+    const Bytes outsider = map_bytes(ip("192.0.2.10"), 80, 600);
+    std::vector<Received> batch = {
+        Received{ip("192.0.2.10"), 5350, outsider},
+        Received{kSub2, 5350, response},
+        Received{kSub2, 5350, one_octet},
+    };
+    service.serve(batch);
+    // One at a time (in one batch, they would wait behind the first's NAT request): 40 of the
+    // burst, then one over the rate.
+    for (int i = 0; i < 41; ++i) {
+        const std::vector<Received> one = {Received{kSub1, 5350, q}};
+        service.serve(one);
+        service.serve({});  // the NAT's answer to a create
+    }
+    // A third subscriber's requests wait behind its first, which the NAT has not answered:
+    // 32 wait, the 33rd behind it has no room.
+    const Ipv4Address sub3 = ip("100.64.0.30");
+    nat.defer = true;
+    batch.clear();
+    std::vector<Bytes> requests;  // the batch's spans point into these
+    for (uint16_t i = 0; i < 34; ++i) requests.push_back(map_bytes(sub3, 9000 + i, 600));
+    for (const Bytes& b : requests) batch.push_back(Received{sub3, 5350, b});
+    service.serve(batch);
+    const ServiceTally& t = service.tally();
+    EXPECT_EQ(t.dropped_not_subscriber, 1u);
+    EXPECT_EQ(t.dropped_not_a_request, 2u);
+    EXPECT_EQ(t.dropped_over_rate, 1u);
+    EXPECT_EQ(t.dropped_too_many_waiting, 1u);
+    EXPECT_EQ(t.dropped, 5u);
+    EXPECT_EQ(t.answered, 40u);
+}
+
 TEST(PcpService, AMappingSurvivesARestartAndTheEpochContinues) {
     TempDir dir("cgn-service");
     common::ManualClock wall(1'800'000'000'000ull);
