@@ -6,7 +6,7 @@
 #   test (workers on threads, live reconfiguration) with ThreadSanitizer,
 #   bounded runs of the fuzzers (libFuzzer, clang, ASan + UBSan): packet path 60 s, PCP codec
 #   and PCP service 30 s each,
-#   the benchmark smoke run, and
+#   the benchmarks' smoke runs (packet pipeline, PCP MAP through the dataplane), and
 #   end-to-end tests (network namespaces, real Linux TCP/UDP/ICMP through cgnd; needs root),
 #   with one worker and with two (a failed end-to-end test, at most 3 of a run, is run once more
 #   and named "flaky:" when it passes then).
@@ -98,14 +98,20 @@ run_fuzzer fuzz-pcp-codec 30 ./build-fuzz/tests/fuzz/cgn-fuzz-pcp-codec \
 run_fuzzer fuzz-pcp-server 30 ./build-fuzz/tests/fuzz/cgn-fuzz-pcp-server \
   tests/fuzz/corpus/pcp_server -max_len=4096
 
-if [ -x ./build/bench/cgn-pipeline-bench ]; then
-  echo "=== bench-smoke"
-  if ./build/bench/cgn-pipeline-bench --quick > "$logdir/bench.log" 2>&1; then
-    passed=$((passed + 1)); echo "bench-smoke: 1 passed, 0 failed"
+# The benchmarks' quick runs (figures meaningless, the code paths run): the packet pipeline,
+# and PCP MAP requests through the real dataplane with and without the store.
+run_bench_smoke() {
+  local name=$1 binary=$2
+  [ -x "$binary" ] || return 0
+  echo "=== $name"
+  if "$binary" --quick > "$logdir/$name.log" 2>&1; then
+    passed=$((passed + 1)); echo "$name: 1 passed, 0 failed"
   else
-    failed=$((failed + 1)); tail -n 30 "$logdir/bench.log"; echo "bench-smoke: 0 passed, 1 failed"
+    failed=$((failed + 1)); tail -n 30 "$logdir/$name.log"; echo "$name: 0 passed, 1 failed"
   fi
-fi
+}
+run_bench_smoke bench-smoke ./build/bench/cgn-pipeline-bench
+run_bench_smoke pcp-bench-smoke ./build/bench/cgn-pcp-bench
 
 # The end-to-end suite runs twice: cgnd with one worker, then with two (one queue per worker
 # on each port, packets handed between the workers). It needs root (network namespaces) and a
