@@ -1,6 +1,5 @@
 #include "bench/pcp_dataplane_rig.hpp"
 
-#include <malloc.h>
 #include <rte_cycles.h>
 #include <rte_eal.h>
 #include <rte_launch.h>
@@ -9,7 +8,6 @@
 #include <rte_mbuf.h>
 
 #include <cstdio>
-#include <fstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -56,28 +54,6 @@ bool init_eal(unsigned workers, unsigned memory_mb) {
                 memory.c_str(), lcores.c_str(), workers,
                 workers + 1 > cpus ? "; more lcores than CPUs: they share" : "");
     return true;
-}
-
-MemoryUsage memory_usage() {
-    MemoryUsage u;
-    rte_malloc_socket_stats stats{};
-    for (unsigned s = 0; s < RTE_MAX_NUMA_NODES; ++s)
-        if (rte_malloc_get_socket_stats(static_cast<int>(s), &stats) == 0)
-            u.eal += static_cast<double>(stats.heap_allocsz_bytes);
-    const struct mallinfo2 m = mallinfo2();
-    u.heap = static_cast<double>(m.uordblks + m.hblkhd);
-    std::ifstream status("/proc/self/status");
-    std::string key;
-    while (status >> key) {
-        if (key == "VmRSS:") {
-            double kb = 0;
-            status >> kb;
-            u.rss = kb * 1024;
-            break;
-        }
-        status.ignore(4096, '\n');
-    }
-    return u;
 }
 
 double mapping_table_bytes_per_entry(uint32_t entries) {

@@ -16,6 +16,7 @@
 #include <memory>
 #include <vector>
 
+#include "bench/memory_usage.hpp"
 #include "common/address.hpp"
 #include "common/clock.hpp"
 #include "common/counters.hpp"
@@ -32,15 +33,6 @@ namespace cgn::bench {
 // EAL once for the process: main lcore 0 (the control core) on CPU 0, worker lcore w + 1 on
 // CPU (w + 1) modulo the CPUs there are. `memory_mb`: EAL -m. False (printed) on failure.
 bool init_eal(unsigned workers, unsigned memory_mb);
-
-// What the process holds now: EAL heap (rte_malloc), C++ heap (mallinfo2, small and mmapped
-// blocks) and resident set, in bytes.
-struct MemoryUsage {
-    double eal = 0;
-    double heap = 0;
-    double rss = 0;
-};
-MemoryUsage memory_usage();
 
 // The EAL memory one mapping-table entry takes: an rte_hash built as NatEngine builds its
 // mapping table (EndpointKey, `entries` keys), measured, divided by `entries`.

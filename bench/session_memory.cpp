@@ -11,61 +11,33 @@
 //
 //   cgn-session-memory [SMALL LARGE]      (default 65536 1048576)
 
-#include <malloc.h>
 #include <rte_eal.h>
 #include <rte_lcore.h>
-#include <rte_malloc.h>
+#include <rte_memory.h>
 
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <memory>
 #include <string>
 
+#include "bench/memory_usage.hpp"
 #include "common/counters.hpp"
 #include "dataplane/nat/nat_engine.hpp"
 
 namespace {
 
-struct Usage {
-    double eal_heap = 0;  // bytes allocated from the EAL heap
-    double c_heap = 0;    // bytes allocated with malloc / new
-    double rss = 0;       // resident bytes
-};
+using cgn::bench::MemoryUsage;
 
-Usage usage() {
-    Usage u;
-    rte_malloc_socket_stats stats{};
-    for (unsigned s = 0; s < RTE_MAX_NUMA_NODES; ++s)
-        if (rte_malloc_get_socket_stats(static_cast<int>(s), &stats) == 0)
-            u.eal_heap += static_cast<double>(stats.heap_allocsz_bytes);
-    const struct mallinfo2 m = mallinfo2();
-    u.c_heap = static_cast<double>(m.uordblks + m.hblkhd);  // small blocks and mmapped ones
-    std::ifstream status("/proc/self/status");
-    std::string key;
-    while (status >> key) {
-        if (key == "VmRSS:") {
-            double kb = 0;
-            status >> kb;
-            u.rss = kb * 1024;
-            break;
-        }
-        status.ignore(4096, '\n');
-    }
-    return u;
-}
-
-Usage engine_cost(uint32_t max_sessions, unsigned id) {
+MemoryUsage engine_cost(uint32_t max_sessions, unsigned id) {
     cgn::common::WorkerCounters counters;
     cgn::dp::NatSettings s;
     s.pool = {*cgn::common::Ipv4Prefix::parse("198.51.100.0/24")};
     s.port_range = {1024, 65535};
     s.max_sessions = max_sessions;
-    const Usage before = usage();
+    const MemoryUsage before = cgn::bench::memory_usage();
     auto engine = std::make_unique<cgn::dp::NatEngine>(s, id, SOCKET_ID_ANY, counters, 1);
-    const Usage after = usage();
-    return Usage{after.eal_heap - before.eal_heap, after.c_heap - before.c_heap,
-                 after.rss - before.rss};
+    const MemoryUsage after = cgn::bench::memory_usage();
+    return MemoryUsage{after.eal - before.eal, after.heap - before.heap, after.rss - before.rss};
 }
 
 }  // namespace
@@ -94,15 +66,15 @@ int main(int argc, char** argv) {
     }
     std::printf("%12s %14s %14s %14s\n", "max-sessions", "EAL heap MiB", "C++ heap MiB",
                 "RSS MiB");
-    const Usage a = engine_cost(small, 0);
-    const Usage b = engine_cost(large, 1);
+    const MemoryUsage a = engine_cost(small, 0);
+    const MemoryUsage b = engine_cost(large, 1);
     for (const auto& [n, u] : {std::pair{small, a}, std::pair{large, b}})
-        std::printf("%12u %14.1f %14.1f %14.1f\n", n, u.eal_heap / (1 << 20), u.c_heap / (1 << 20),
+        std::printf("%12u %14.1f %14.1f %14.1f\n", n, u.eal / (1 << 20), u.heap / (1 << 20),
                     u.rss / (1 << 20));
     const double slots = static_cast<double>(large - small);
     std::printf("per session slot: EAL heap %.0f B, C++ heap %.0f B, together %.0f B; RSS %.0f B\n",
-                (b.eal_heap - a.eal_heap) / slots, (b.c_heap - a.c_heap) / slots,
-                (b.eal_heap - a.eal_heap + b.c_heap - a.c_heap) / slots, (b.rss - a.rss) / slots);
+                (b.eal - a.eal) / slots, (b.heap - a.heap) / slots,
+                (b.eal - a.eal + b.heap - a.heap) / slots, (b.rss - a.rss) / slots);
     rte_eal_cleanup();
     return 0;
 }
