@@ -110,23 +110,31 @@ bool ControlChannel::submit(unsigned worker, std::unique_ptr<WorkerCommand> comm
     return true;
 }
 
+// Every completion the worker has put in its done ring, in bursts (at most the ring's
+// capacity a call): a step of the control loop concludes all the answers that came, so a
+// batch of requests larger than one burst costs one store commit, not one per burst.
 size_t ControlChannel::collect_completions(Lane& lane, unsigned worker) {
     void* completed[kCompletionBurst];
-    const unsigned n =
-        rte_ring_sc_dequeue_burst(done_rings_[worker], completed, kCompletionBurst, nullptr);
-    for (unsigned i = 0; i < n; ++i) {
-        // A worker executes its commands in order, so this is the oldest one out; the search
-        // is only a safety net.
-        auto it = lane.in_ring.begin();
-        while (it != lane.in_ring.end() && it->command.get() != completed[i]) ++it;
-        if (it == lane.in_ring.end()) continue;  // not ours: cannot happen
-        Pending finished = std::move(*it);
-        lane.in_ring.erase(it);
-        --outstanding_;
-        // The callback may submit more: `lane` is not held across it.
-        if (finished.done) finished.done(*finished.command);
+    size_t total = 0;
+    while (total < kCommandRingCapacity) {
+        const unsigned n =
+            rte_ring_sc_dequeue_burst(done_rings_[worker], completed, kCompletionBurst, nullptr);
+        for (unsigned i = 0; i < n; ++i) {
+            // A worker executes its commands in order, so this is the oldest one out; the
+            // search is only a safety net.
+            auto it = lane.in_ring.begin();
+            while (it != lane.in_ring.end() && it->command.get() != completed[i]) ++it;
+            if (it == lane.in_ring.end()) continue;  // not ours: cannot happen
+            Pending finished = std::move(*it);
+            lane.in_ring.erase(it);
+            --outstanding_;
+            // The callback may submit more: `lane` is not held across it.
+            if (finished.done) finished.done(*finished.command);
+        }
+        total += n;
+        if (n < kCompletionBurst) break;
     }
-    return n;
+    return total;
 }
 
 size_t ControlChannel::push_backlog(Lane& lane, unsigned worker) {

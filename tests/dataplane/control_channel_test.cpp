@@ -203,6 +203,28 @@ TEST(ControlChannel, BacklogKeepsEachWorkersOrderAndIsBounded) {
     EXPECT_EQ(ch.done_ring_full(), 0u);
 }
 
+// One poll() takes every completion the worker has put out, not one burst of them: the PCP
+// service concludes (and commits) all the answers that came in one step. Without the loop in
+// collect_completions, poll() returns 64 and the rest wait for later steps.
+TEST(ControlChannel, OnePollCollectsEveryCompletionWaiting) {
+    DataplaneHarness h;
+    h.start(true);
+    settle(h);
+    ControlChannel& ch = h.channel();
+    const unsigned n = 7 * dp::Worker::kCommandsPerLoop;  // several of poll()'s bursts
+    unsigned completed = 0;
+    for (unsigned i = 0; i < n; ++i)
+        ASSERT_TRUE(ch.submit(0,
+                              command(WorkerCommand::Kind::drop_dynamic_mapping, 0x64400063,
+                                      static_cast<uint16_t>(i), i),
+                              [&completed](const WorkerCommand&) { ++completed; }));
+    for (unsigned loop = 0; loop < 7; ++loop) h.poll();  // the worker runs them all
+    EXPECT_EQ(completed, 0u);
+    EXPECT_EQ(ch.poll(), n);
+    EXPECT_EQ(completed, n);
+    EXPECT_EQ(ch.outstanding(), 0u);
+}
+
 TEST(ControlChannel, CommandsBehindAnUnfinishedDropAddressWaitForIt) {
     DataplaneHarness h;
     h.settings().nat.max_sessions = 1u << 16;  // a drop_address pass takes 8 loops
