@@ -281,7 +281,13 @@ struct Held {
     pcp::Request request;
     uint32_t lifetime = 0;
     std::chrono::steady_clock::time_point renew_at;
+    std::chrono::steady_clock::time_point expires_at;  // as the last answer said (scaled)
 };
+
+std::chrono::steady_clock::time_point scaled_from_now(double seconds, const Asking& asking) {
+    return std::chrono::steady_clock::now() +
+           std::chrono::microseconds(static_cast<int64_t>(seconds * 1e6 * asking.how.scale));
+}
 
 std::chrono::steady_clock::time_point renewal_time(uint32_t lifetime, Asking& asking) {
     std::uniform_real_distribution<double> unit(0, 1);
@@ -312,7 +318,8 @@ int ask_in_turn(const pcp::MappingPlan& plan, const pcp::IpAddress& wanted,
         const pcp::Response& r = *a.result.response;
         if (pcp::grants_address(r, wanted)) {
             report(r, a.result.answered_by, a.result.sent, asking.json, a.state_lost);
-            held.push_back({i, request, std::max<uint32_t>(r.lifetime, 1), {}});
+            const uint32_t lifetime = std::max<uint32_t>(r.lifetime, 1);
+            held.push_back({i, request, lifetime, {}, scaled_from_now(lifetime, asking)});
             return kSuccess;
         }
         if (r.result != pcp::ResultCode::success || r.lifetime == 0) {
@@ -351,12 +358,20 @@ void keep(std::vector<Held>& held, pcp::KnownServers& servers, Asking& asking) {
             if (!a.result.response) {
                 std::fprintf(stderr, "cgn-pcp: renewal at server %s: %s\n",
                              servers[h.server].name().c_str(), a.result.error.c_str());
-            } else {
-                // §8.5: a server that lost its state made the mapping again on this renewal
-                // (the same nonce and internal port); only this server's mapping is concerned.
-                report(*a.result.response, a.result.answered_by, a.result.sent, asking.json, a.state_lost);
-                h.lifetime = std::max<uint32_t>(a.result.response->lifetime, 1);
+                // Tried again soon, not a renewal interval later, when the mapping would have
+                // lapsed (pcp::renewal_retry_seconds).
+                const double left =
+                    std::chrono::duration<double>(h.expires_at - std::chrono::steady_clock::now())
+                        .count() /
+                    asking.how.scale;
+                h.renew_at = scaled_from_now(pcp::renewal_retry_seconds(left, 1.0), asking);
+                continue;
             }
+            // §8.5: a server that lost its state made the mapping again on this renewal (the
+            // same nonce and internal port); only this server's mapping is concerned.
+            report(*a.result.response, a.result.answered_by, a.result.sent, asking.json, a.state_lost);
+            h.lifetime = std::max<uint32_t>(a.result.response->lifetime, 1);
+            h.expires_at = scaled_from_now(h.lifetime, asking);
             h.renew_at = renewal_time(h.lifetime, asking);
         }
     }
@@ -401,7 +416,9 @@ int main(int argc, char** argv) {
         "a description kept with the mapping (RFC 7220)")(
         "third-party", po::value<std::string>()->value_name("A"),
         "ask for another host (operators only, §13.1)")(
-        "keep", "stay: renew before expiry, re-create after a server reset, delete when stopped")(
+        "keep",
+        "stay: renew before expiry (an unanswered renewal tried again within 1 s), re-create "
+        "after a server reset, delete when stopped")(
         "timeout", po::value<double>()->default_value(30)->value_name("S"),
         "give up on a server after this long without an answer")(
         "json", "print each answer as one JSON line")(
@@ -502,7 +519,8 @@ int main(int argc, char** argv) {
             if (a.result.response->result != pcp::ResultCode::success)
                 status = std::max(status, kRefused);
             else if (r.lifetime != 0 && opcode != "announce")
-                held.push_back({i, r, std::max<uint32_t>(a.result.response->lifetime, 1), {}});
+                held.push_back({i, r, std::max<uint32_t>(a.result.response->lifetime, 1), {},
+                                scaled_from_now(a.result.response->lifetime, asking)});
         }
     }
     if (vm.count("keep") && !held.empty()) keep(held, servers, asking);

@@ -47,6 +47,10 @@ double renewal_seconds(uint32_t lifetime, double random) {
     return lifetime * (0.5 + 0.125 * random);  // between 1/2 and 5/8
 }
 
+double renewal_retry_seconds(double seconds_left, double pause) {
+    return std::clamp(seconds_left / 2, 0.0, pause);
+}
+
 std::vector<IpAddress> order_server_addresses(std::vector<IpAddress> addresses) {
     std::stable_partition(addresses.begin(), addresses.end(),
                           [](const IpAddress& a) { return !a.is_ipv4(); });

@@ -46,6 +46,13 @@ private:
 // §11.2.1: renew between 1/2 and 5/8 of the granted lifetime; `random` in [0, 1).
 double renewal_seconds(uint32_t lifetime, double random);
 
+// After a renewal went unanswered, the seconds until it is tried again: the renewal is a
+// request like any other, sent again until answered (§8.1.1), and it must arrive before the
+// mapping expires (§11.2.1), `seconds_left` from now. So soon: after `pause` (a floor against
+// a tight loop when sending fails at once), or halfway to the expiry when that is sooner (0
+// once it has expired: the renewal then makes the mapping again).
+double renewal_retry_seconds(double seconds_left, double pause);
+
 // RFC 7488 §3 with RFC 6724's default policy: IPv6 addresses before IPv4-mapped ones, the
 // given order kept otherwise.
 std::vector<IpAddress> order_server_addresses(std::vector<IpAddress> addresses);

@@ -254,6 +254,7 @@ struct LoopbackSettings {
     const char* external = "198.51.100.1";  // its NAT's external address (kPaired)
     uint32_t epoch = 0;                     // the epoch it starts at (as if restored, §8.5)
     unsigned drop_first = 0;                // requests lost on the way
+    uint32_t min_lifetime = 120;            // the shortest lifetime granted (§15)
 };
 
 // The service on a loopback address (the loopback's 127/8 counted as subscribers here), in a
@@ -263,7 +264,7 @@ public:
     explicit LoopbackServer(LoopbackSettings s = {})
         : nat_(ip(s.external)),
           transport_(ip(s.address), s.port),
-          server_(settings(), nat_, clock_),
+          server_(settings(s.min_lifetime), nat_, clock_),
           service_(server_, nullptr, clock_),
           drop_first_(s.drop_first) {
         if (s.epoch != 0) server_.restore(s.epoch, {}, 0);
@@ -277,11 +278,15 @@ public:
     uint16_t port() const { return transport_.port(); }
     const Server& server() const { return server_; }   // after stop()
     const OneAddressNat& nat() const { return nat_; }  // after stop()
+    const Service& service() const { return service_; }  // after stop()
     unsigned received() const { return received_; }
+    // While on, every request is lost on the way (the server unreachable for a while).
+    void unreachable(bool on) { unreachable_ = on; }
 
 private:
-    static ServerSettings settings() {
+    static ServerSettings settings(uint32_t min_lifetime) {
         ServerSettings s;
+        s.min_lifetime = min_lifetime;
         s.subscribers = {*common::Ipv4Prefix::parse("127.0.0.0/8")};
         // Every test client is 127.0.0.1: --keep tests renew every few milliseconds.
         s.requests_per_second = 10000;
@@ -291,8 +296,9 @@ private:
     void run() {
         while (!stop_) {
             auto datagrams = transport_.receive(16, 10);
+            service_.expire();  // lifetimes end as in cgnd
             for (auto& d : datagrams) {
-                if (received_++ < drop_first_) continue;  // lost on the way
+                if (received_++ < drop_first_ || unreachable_) continue;  // lost on the way
                 const Received r{d.source, d.port, d.bytes};
                 for (const Answer& a : service_.serve(std::span(&r, 1))) transport_.send(a);
             }
@@ -305,6 +311,7 @@ private:
     Server server_;
     Service service_;
     unsigned drop_first_;
+    std::atomic<bool> unreachable_{false};
     std::atomic<unsigned> received_{0};
     std::atomic<bool> stop_{false};
     std::thread thread_;
@@ -593,6 +600,38 @@ TEST(CgnPcpTool, KeepRenewsAndDeletesWhenStopped) {
     EXPECT_TRUE(has(tool.out(), "\"lifetime\": 0")) << "the deletion's answer:\n" << tool.out();
     server.stop();
     EXPECT_TRUE(server.server().mappings().empty()) << tool.out();
+}
+
+// --keep: a renewal left unanswered is tried again before the mapping lapses, not a whole
+// renewal interval later. Lifetime 3 s (the server's minimum lowered for the test), renewal
+// at 1.5-1.9 s, --timeout 0.3 s: the renewal fails at 1.8-2.2 s with the server unreachable;
+// the server is back at once, and the retry (halfway to the expiry, at the latest 1 s on)
+// arrives before 3 s. Without the retry, the next try came 1.5 s after the failure, when the
+// server had expired the mapping and made it anew.
+TEST(CgnPcpTool, KeepTriesAnUnansweredRenewalAgainBeforeTheMappingLapses) {
+    LoopbackServer server(LoopbackSettings{.min_lifetime = 1});
+    RunningTool tool("--server 127.0.0.1 --port " + std::to_string(server.port()) +
+                     " --internal-port 9200 --lifetime 3 --timeout 0.3 --keep --json map");
+    const auto first = tool.line();
+    ASSERT_TRUE(first && has(*first, "\"lifetime\": 3")) << tool.out();
+    server.unreachable(true);
+    std::optional<std::string> l;
+    while ((l = tool.line()) && !has(*l, "renewal at server")) {
+    }
+    ASSERT_TRUE(l) << "the renewal went unanswered:\n" << tool.out();
+    server.unreachable(false);
+    l = tool.line();
+    ASSERT_TRUE(l && has(*l, "\"lifetime\": 3")) << "renewed on the retry:\n" << tool.out();
+    EXPECT_EQ(tool.stop(), 0) << tool.out();
+    server.stop();
+    EXPECT_EQ(server.service().tally().expired, 0u) << "the mapping lapsed\n" << tool.out();
+    EXPECT_EQ(server.nat().maps_asked, 1u) << "made once, then refreshed only\n" << tool.out();
+}
+
+TEST(PcpClient, AnUnansweredRenewalIsTriedAgainBeforeTheExpiry) {
+    EXPECT_DOUBLE_EQ(renewal_retry_seconds(60, 1.0), 1.0) << "after the pause";
+    EXPECT_DOUBLE_EQ(renewal_retry_seconds(1.2, 1.0), 0.6) << "halfway to the expiry";
+    EXPECT_DOUBLE_EQ(renewal_retry_seconds(-5, 1.0), 0.0) << "expired: at once";
 }
 
 // ---- the cgn-pcp tool with two PCP servers (RFC 7488 §4) --------------------------------------
