@@ -447,6 +447,14 @@ Outcome Server::serve_announce() {
 
 namespace {
 
+// §13.2 (PREFER_FAILURE): the NAT's grant is not the suggested endpoint (a suggested address
+// of 0 asks for a port only).
+bool misses_suggestion(const NatRequest& asked, const Grant& g) {
+    if (!asked.exact) return false;
+    const Endpoint& s = *asked.suggested;
+    return g.external.port != s.port || (s.address.value != 0 && !(g.external.address == s.address));
+}
+
 Outcome map_reply(const Request& q, const MapData& asked, const Endpoint& external,
                   uint32_t lifetime, uint32_t epoch, const std::vector<Filter>& filters,
                   std::vector<Change> changes, std::optional<PortSet> port_set = std::nullopt) {
@@ -644,14 +652,9 @@ Outcome Server::finish_port_set(Waiting& w, Context& c, const Grant& g) {
             nat_.release_port_set(first, g.external, size);
             return answer(c, ResultCode::not_authorized);
         }
-    if (w.asked.exact) {
-        // §13.2: the set starts at the suggested external port or is not made.
-        const Endpoint& s = *w.asked.suggested;
-        if (g.external.port != s.port ||
-            (s.address.value != 0 && !(g.external.address == s.address))) {
-            nat_.release_port_set(first, g.external, size);
-            return answer(c, ResultCode::cannot_provide_external);
-        }
+    if (misses_suggestion(w.asked, g)) {  // the set starts at the suggested port or is not made
+        nat_.release_port_set(first, g.external, size);
+        return answer(c, ResultCode::cannot_provide_external);
     }
     const uint32_t lifetime = granted_lifetime(c.request.lifetime);
     PcpMapping made;
@@ -687,13 +690,9 @@ Outcome Server::finish_map(Waiting& w, Context& c, const Grant& g) {
         nat_.release(key, g.external);
         return answer(c, ResultCode::not_authorized);
     }
-    if (w.asked.exact) {
-        // §13.2: the suggestion or nothing (an existing mapping elsewhere is not it).
-        const Endpoint& s = *w.asked.suggested;
-        if (g.external.port != s.port || (s.address.value != 0 && !(g.external.address == s.address))) {
-            nat_.release(key, g.external);
-            return answer(c, ResultCode::cannot_provide_external);
-        }
+    if (misses_suggestion(w.asked, g)) {  // an existing mapping elsewhere is not it either
+        nat_.release(key, g.external);
+        return answer(c, ResultCode::cannot_provide_external);
     }
     const uint32_t lifetime = granted_lifetime(c.request.lifetime);
     PcpMapping& mapping = mappings_[key];

@@ -31,7 +31,7 @@ s.bind(("0.0.0.0", int(sys.argv[1])))
 s.listen()
 print("listening", flush=True)
 c, a = s.accept()
-c.sendall(b"hello from the subscriber")
+c.sendall(sys.argv[2].encode())
 print("accepted", a[0], a[1], flush=True)
 c.close()
 """
@@ -53,8 +53,9 @@ def cgn_pcp(net, *args, timeout=15):
     return r.returncode, (json.loads(lines[-1]) if lines else None), r
 
 
-def listen(net, port):
-    p = net.topo.spawn("sub1", [ct.PYTHON, "-c", LISTENER, str(port)])
+def listen(net, port, host="sub1", greeting="hello from the subscriber"):
+    """A TCP listener on `host`'s `port` that sends `greeting` to the first to connect."""
+    p = net.topo.spawn(host, [ct.PYTHON, "-c", LISTENER, str(port), greeting])
     net.bg.append(p)
     assert p.stdout.readline().strip() == "listening"
     return p

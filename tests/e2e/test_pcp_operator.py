@@ -14,22 +14,18 @@ Real clients: cgn-pcp on sub1 (next to the cgnd under test), a UDP socket on sub
 from ext1.
 """
 
-import json
 import signal
 import socket
 import struct
 import time
-from pathlib import Path
 
 import cgn_topology as ct
 from conftest import assert_pool, read_json_line
 from test_live import control, error, ok, tcp_blocked, tcp_through, wait_lines, write_config
+from test_pcp import cgn_pcp
 
 SUB1 = ct.HOSTS["sub1"].ip
 SUB2 = ct.HOSTS["sub2"].ip
-# The cgn-pcp built with the cgnd under test.
-CGN_PCP = str(Path(ct.cgnd_path()).parents[1] / "control" / "pcp" / "cgn-pcp")
-
 # A PCP client's unsolicited-message socket (RFC 6887 §8.1: port 5350): prints each datagram
 # as a JSON line, hex encoded.
 CLIENT_PORT_LISTENER = """
@@ -46,13 +42,6 @@ try:
 except socket.timeout:
     pass
 """
-
-
-def cgn_pcp(net, *args, timeout=15):
-    r = net.run("sub1", [CGN_PCP, "--server", ct.CGN_INSIDE, "--json", "--timeout", "8", *args],
-                check=False, timeout=timeout)
-    lines = [line for line in r.stdout.splitlines() if line.startswith("{")]
-    return r.returncode, (json.loads(lines[-1]) if lines else None), r
 
 
 def pcp_map(net, c, internal_port, protocol="tcp"):

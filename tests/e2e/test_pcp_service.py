@@ -16,7 +16,7 @@ import pytest
 import cgn_topology as ct
 from conftest import assert_pool
 from test_live import control
-from test_pcp import connect_from_outside
+from test_pcp import connect_from_outside, listen
 
 SUB1 = ct.HOSTS["sub1"].ip
 SUB2 = ct.HOSTS["sub2"].ip
@@ -28,19 +28,6 @@ CGN_PCP = ct.cgn_pcp_path()
 FIRST_RETRANSMISSION_S = 2.7
 ONE_TRANSMISSION_TIMEOUT_S = 2.5
 assert ONE_TRANSMISSION_TIMEOUT_S < FIRST_RETRANSMISSION_S
-
-LISTENER = """
-import socket, sys
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", int(sys.argv[1])))
-s.listen()
-print("listening", flush=True)
-c, a = s.accept()
-c.sendall(sys.argv[2].encode())
-print("accepted", a[0], a[1], flush=True)
-c.close()
-"""
 
 # A subscriber flooding the server with well-formed PCP MAP requests (RFC 6887 §7.1 header,
 # §11.1 MAP data: 24 + 36 octets), paced to RATE a second (at most BURST back to back) until
@@ -119,11 +106,6 @@ def mapped(net, c, host, port, *extra, lifetime=600):
     return answer
 
 
-def listen(net, host, port, greeting):
-    p = net.topo.spawn(host, [ct.PYTHON, "-c", LISTENER, str(port), greeting])
-    net.bg.append(p)
-    assert p.stdout.readline().strip() == "listening"
-    return p
 
 
 
@@ -181,7 +163,7 @@ def test_mapping_expires_after_its_lifetime(net):
     answer = mapped(net, c, "sub1", 8090, lifetime=600)
     assert answer["lifetime"] == lifetime, answer
     ext, port = answer["external"]
-    listener = listen(net, "sub1", 8090, "before expiry")
+    listener = listen(net, 8090, "sub1", "before expiry")
     got = connect_from_outside(net, ext, port)
     assert got == "before expiry", f"the live mapping {ext}:{port} did not admit: {got}"
     listener.communicate(timeout=5)
@@ -205,7 +187,7 @@ def test_mapping_expires_after_its_lifetime(net):
     assert ct.counter_delta(before, after, "pcp_expired") == 1, after
     assert after["pcp_mappings"] == 0, after
 
-    listener = listen(net, "sub1", 8090, "after expiry")
+    listener = listen(net, 8090, "sub1", "after expiry")
     got = connect_from_outside(net, ext, port, timeout=2)
     assert got.startswith("failed"), f"the expired mapping {ext}:{port} still admits: {got}"
     ct.kill_proc(listener)
@@ -241,7 +223,7 @@ def test_third_party_maps_for_the_other_subscriber_when_authorised(net):
     listed = pcp_list(c)
     assert len(listed) == 1 and listed[0].startswith(f"tcp {SUB2}:8096 {ext}:{port} ") and \
         f"client {SUB1}" in listed[0], listed
-    listener = listen(net, "sub2", 8096, "hello from sub2")
+    listener = listen(net, 8096, "sub2", "hello from sub2")
     got = connect_from_outside(net, ext, port)
     assert got == "hello from sub2", f"{ext}:{port} did not reach sub2's listener: {got}"
     out, _ = listener.communicate(timeout=5)

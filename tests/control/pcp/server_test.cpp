@@ -479,15 +479,22 @@ TEST_F(PcpServer, PeerLifetimeIsNoLongerThanTheNatKeepsTheFlow) {
     EXPECT_EQ(send(r).lifetime, 300u);
 }
 
+// A mapping as the store gives it back at `unix_now`: kSub1's client, external port 15000 of
+// the paired address, 300 s left.
+PcpMapping stored_mapping(uint64_t unix_now) {
+    PcpMapping m;
+    m.external = Endpoint{kPaired, 15000};
+    m.nonce = nonce_1_to_12();
+    m.client = IpAddress::from_ipv4(kSub1);
+    m.expires_ms = unix_now + 300'000;
+    return m;
+}
+
 // While stored mappings are being taken back (the NAT answers later), their subscriber's
 // requests wait: a refresh sees the restored mapping, not an empty table.
 TEST_F(PcpServer, RequestsWaitForTheRestorationOfTheirSubscriber) {
     const uint64_t unix_now = 1'800'000'000'000ull;
-    PcpMapping kept;
-    kept.external = Endpoint{kPaired, 15000};
-    kept.nonce = nonce_1_to_12();
-    kept.client = IpAddress::from_ipv4(kSub1);
-    kept.expires_ms = unix_now + 300'000;
+    PcpMapping kept = stored_mapping(unix_now);
     nat_.defer = true;
     EXPECT_TRUE(server_.restore(10, {{MappingKey{kSub1, 6, 80}, kept}}, unix_now).empty());
     EXPECT_TRUE(server_.handle(Received{kSub1, kClientPort,
@@ -715,11 +722,7 @@ TEST_F(PcpServer, ASetIsRefreshedDeletedAndExpiredAsOne) {
 // and a member whose first port is not stored comes back alone.
 TEST_F(PcpServer, AStoredSetIsRestoredWhole) {
     const uint64_t unix_now = 1'800'000'000'000ull;
-    PcpMapping kept;
-    kept.external = Endpoint{kPaired, 15000};
-    kept.nonce = nonce_1_to_12();
-    kept.client = IpAddress::from_ipv4(kSub1);
-    kept.expires_ms = unix_now + 300'000;
+    PcpMapping kept = stored_mapping(unix_now);
     kept.port_set = MappedPortSet{80, 2};
     PcpMapping second = kept;
     second.external.port = 15001;
